@@ -1,0 +1,77 @@
+"""Input checks shared by the blocks: dtypes, MATLAB-style 4-D shapes, sizes that would overflow.
+
+Everything here runs before a kernel is entered, so a kernel can trust its arguments.
+"""
+import numpy as np
+
+# Kernels index with 64-bit integers but hand matrix sizes to BLAS as 32-bit ints.
+MAX_BLAS_DIM = 2**31 - 1
+MAX_ELEMENTS = 2**62
+
+
+def as_float_array(value, name, fname, allow_none=False):
+    """Return ``value`` as a float32/float64 ndarray, refusing integer, bool, complex and object data."""
+    if value is None:
+        if allow_none:
+            return None
+        raise TypeError(f"{fname}: {name} must be an array, got None")
+    arr = np.asarray(value)
+    if arr.dtype not in (np.float32, np.float64):
+        kind = {"i": "an integer", "u": "an unsigned integer", "b": "a logical", "c": "a complex"}.get(
+            arr.dtype.kind, f"a {arr.dtype}"
+        )
+        raise TypeError(f"{fname}: {name} must be a float32 or float64 array, got {kind} array ({arr.dtype})")
+    return arr
+
+
+def common_dtype(fname, **arrays):
+    """Return the one dtype shared by all non-None ``arrays``; TypeError naming the odd one out."""
+    dtype = None
+    first = None
+    for name, arr in arrays.items():
+        if arr is None:
+            continue
+        if dtype is None:
+            dtype, first = arr.dtype, name
+        elif arr.dtype != dtype:
+            raise TypeError(
+                f"{fname}: {name} is {arr.dtype} but {first} is {dtype}; all arrays must share one dtype"
+            )
+    return dtype
+
+
+def shape4(arr, name, fname):
+    """Return ``arr``'s shape as MATLAB's (H, W, C, N), padding dropped trailing singleton dimensions.
+
+    Arrays of 2 to 4 dimensions are accepted (a MATLAB H x W x C x 1 array arrives as 3-D).
+    """
+    if not 2 <= arr.ndim <= 4:
+        raise ValueError(f"{fname}: {name} must have 2 to 4 dimensions (H x W x C x N), got {arr.ndim} ({arr.shape})")
+    return tuple(arr.shape) + (1,) * (4 - arr.ndim)
+
+
+def out_shape(shape4d, ndim):
+    """Drop the batch dimension of a 4-D result when the input came without one (MATLAB's habit)."""
+    return shape4d if ndim == 4 else shape4d[:3]
+
+
+def fortran4(arr, shape):
+    """A Fortran-ordered view (or copy) of ``arr`` reshaped to the 4-D ``shape``."""
+    return np.asfortranarray(arr).reshape(shape, order="F")
+
+
+def check_elements(fname, what, *dims):
+    """Raise ValueError if the product of ``dims`` is too large to index or allocate."""
+    total = 1
+    for d in dims:
+        total *= int(d)
+    if total > MAX_ELEMENTS:
+        raise ValueError(f"{fname}: {what} would have {total} elements, more than can be indexed")
+    return total
+
+
+def check_blas_dims(fname, what, *dims):
+    """Raise ValueError if a matrix dimension handed to BLAS does not fit in a 32-bit integer."""
+    for d in dims:
+        if int(d) > MAX_BLAS_DIM:
+            raise ValueError(f"{fname}: {what} has a dimension of {d}, more than BLAS can take (2^31 - 1)")

@@ -1,0 +1,1 @@
+"""Cython kernels. Nothing here checks its inputs: the Python block functions do that first."""

@@ -1,0 +1,155 @@
+"""MatConvNet-style options: name/value pairs and Python keywords, parsed and validated in one place.
+
+Every block declares its options as a dict ``{python_name: Option}``. A call may give them as Python
+keywords (``pad=1``) or, after the array arguments, as MatConvNet name/value pairs (``'Pad', 1``);
+names match case-insensitively and ignoring underscores, so ``'NoDerData'`` is ``no_der_data``.
+Flags (``kind='flag'``) take no value in the name/value form, as in MatConvNet's MEX files.
+"""
+import numbers
+import operator
+
+import numpy as np
+
+
+class Option:
+    """One option: its kind, default and, for strings, the allowed values.
+
+    kind is one of 'flag', 'pad4' (scalar or [top, bottom, left, right], each >= 0),
+    'pair' (scalar or [y, x], each >= 1), 'pair0' (as pair, each >= 0), 'int' (>= 0),
+    'float', 'choice' (case-insensitive string from ``choices``) or 'any'.
+    """
+
+    def __init__(self, kind, default=None, choices=None, display=None):
+        self.kind = kind
+        self.default = default
+        self.choices = choices
+        self.display = display
+
+
+def _key(name):
+    return name.lower().replace("_", "")
+
+
+def _display(name, option):
+    return option.display or "".join(part.capitalize() for part in name.split("_"))
+
+
+def split_derivative(args, fname, name="DZDY"):
+    """Split ``args`` into a leading derivative array (or None) and the remaining name/value pairs.
+
+    Like MatConvNet, the first positional argument is a derivative unless it is a string; an empty
+    derivative (``None`` or ``[]``) means a forward call.
+    """
+    if args and not isinstance(args[0], str):
+        der = args[0]
+        if der is not None and np.size(der) == 0 and not isinstance(der, np.ndarray):
+            der = None  # MATLAB's [] placeholder
+        return der, args[1:]
+    return None, args
+
+
+def parse_options(fname, args, kwargs, spec):
+    """Merge name/value pairs ``args`` and keywords ``kwargs`` into a validated dict keyed by spec names.
+
+    Raises TypeError for an unknown option name or a name/value list that is not of that form, and
+    ValueError for a value outside its allowed range.
+    """
+    by_key = {_key(name): name for name in spec}
+    given = {}
+
+    def take(raw_name, value, has_value):
+        if not isinstance(raw_name, str):
+            raise TypeError(f"{fname}: expected an option name (a string), got {type(raw_name).__name__}")
+        name = by_key.get(_key(raw_name))
+        if name is None:
+            valid = ", ".join(_display(n, o) for n, o in spec.items())
+            raise TypeError(f"{fname}: unknown option '{raw_name}'. Valid options are: {valid}")
+        option = spec[name]
+        if option.kind == "flag" and not has_value:
+            value = True
+        if name in given:
+            raise TypeError(f"{fname}: option '{_display(name, option)}' is given twice")
+        given[name] = value
+
+    args = list(args)
+    i = 0
+    while i < len(args):
+        raw = args[i]
+        if not isinstance(raw, str):
+            raise TypeError(
+                f"{fname}: expected an option name (a string) at position {i + 1} of the options, "
+                f"got {type(raw).__name__}"
+            )
+        name = by_key.get(_key(raw))
+        if name is not None and spec[name].kind == "flag":
+            take(raw, True, False)
+            i += 1
+            continue
+        if i + 1 >= len(args):
+            if name is None:
+                take(raw, None, False)  # raises the unknown-option error
+            raise TypeError(f"{fname}: option '{raw}' needs a value")
+        take(raw, args[i + 1], True)
+        i += 2
+    for raw, value in kwargs.items():
+        take(raw, value, True)
+
+    out = {}
+    for name, option in spec.items():
+        value = given.get(name, option.default)
+        out[name] = _validate(fname, _display(name, option), option, value) if name in given else value
+    return out
+
+
+def _as_ints(fname, label, value):
+    arr = np.asarray(value)
+    if arr.dtype == object or arr.dtype.kind not in "biuf" or arr.dtype.kind == "b" and arr.size != 1:
+        raise TypeError(f"{fname}: {label} must be numeric, got {value!r}")
+    flat = arr.reshape(-1)
+    if not np.all(np.isfinite(flat)) or np.any(flat != np.trunc(flat)):
+        raise ValueError(f"{fname}: {label} must hold whole numbers, got {value!r}")
+    return [int(v) for v in flat]
+
+
+def _validate(fname, label, option, value):
+    kind = option.kind
+    if kind == "flag":
+        if not isinstance(value, (bool, np.bool_, numbers.Integral)):
+            raise TypeError(f"{fname}: {label} must be true or false, got {value!r}")
+        return bool(value)
+    if kind == "pad4":
+        vals = _as_ints(fname, label, value)
+        if len(vals) == 1:
+            vals = vals * 4
+        if len(vals) != 4:
+            raise ValueError(f"{fname}: {label} must have 1 or 4 elements [TOP BOTTOM LEFT RIGHT], got {len(vals)}")
+        if min(vals) < 0:
+            raise ValueError(f"{fname}: {label} must be non-negative, got {vals}")
+        return tuple(vals)
+    if kind in ("pair", "pair0"):
+        vals = _as_ints(fname, label, value)
+        if len(vals) == 1:
+            vals = vals * 2
+        if len(vals) != 2:
+            raise ValueError(f"{fname}: {label} must have 1 or 2 elements [Y X], got {len(vals)}")
+        lowest = 1 if kind == "pair" else 0
+        if min(vals) < lowest:
+            raise ValueError(f"{fname}: {label} must be at least {lowest}, got {vals}")
+        return tuple(vals)
+    if kind == "int":
+        vals = _as_ints(fname, label, value)
+        if len(vals) != 1 or vals[0] < 0:
+            raise ValueError(f"{fname}: {label} must be a non-negative integer, got {value!r}")
+        return vals[0]
+    if kind == "float":
+        try:
+            number = float(operator.index(value)) if isinstance(value, numbers.Integral) else float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{fname}: {label} must be a real number, got {value!r}") from None
+        return number
+    if kind == "choice":
+        if not isinstance(value, str) or value.lower() not in option.choices:
+            allowed = ", ".join(f"'{c}'" for c in option.choices)
+            raise ValueError(f"{fname}: {label} must be one of {allowed}, got {value!r}")
+        return value.lower()
+    return value
