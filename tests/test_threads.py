@@ -1,0 +1,76 @@
+"""Thread-count control and keeping BLAS single-threaded inside the kernels."""
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import cnnx
+from cnnx import _threads
+
+
+def test_set_and_get_num_threads():
+    old = cnnx.get_num_threads()
+    try:
+        cnnx.set_num_threads(1)
+        assert cnnx.get_num_threads() == 1
+        cnnx.set_num_threads(3)
+        assert cnnx.get_num_threads() == (3 if _threads.openmp_enabled() else 1)
+    finally:
+        cnnx.set_num_threads(old)
+
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-2, ValueError), (1.5, TypeError), ("2", TypeError),
+                                        (True, TypeError)])
+def test_set_num_threads_rejects_bad_values(bad, error):
+    with pytest.raises(error, match="set_num_threads"):
+        cnnx.set_num_threads(bad)
+
+
+def _threads_in_child(value):
+    env = dict(os.environ, CNNX_NUM_THREADS=value)
+    return subprocess.run([sys.executable, "-c", "import cnnx; print(cnnx.get_num_threads())"],
+                          env=env, capture_output=True, text=True)
+
+
+def test_environment_variable():
+    out = _threads_in_child("1")
+    assert out.returncode == 0 and out.stdout.strip() == "1"
+
+
+def test_bad_environment_variable_is_a_clear_error():
+    out = _threads_in_child("many")
+    assert out.returncode != 0 and "CNNX_NUM_THREADS" in out.stderr
+
+
+def test_blas_single_threaded_restores_and_nests():
+    libs = _threads._blas_libraries()
+    before = [get() for get, _ in libs]
+    with _threads.blas_single_threaded():
+        assert all(get() == 1 for get, _ in libs)
+        with _threads.blas_single_threaded():
+            assert all(get() == 1 for get, _ in libs)
+        assert all(get() == 1 for get, _ in libs)
+    assert [get() for get, _ in libs] == before
+
+
+def test_blas_single_threaded_from_several_python_threads():
+    libs = _threads._blas_libraries()
+    before = [get() for get, _ in libs]
+    seen = []
+    barrier = threading.Barrier(4)
+
+    def work():
+        with _threads.blas_single_threaded():
+            barrier.wait()
+            seen.append([get() for get, _ in libs])
+            barrier.wait()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(all(n == 1 for n in row) for row in seen) and len(seen) == 4
+    assert [get() for get, _ in libs] == before
