@@ -1,2 +1,261 @@
-"""Placeholder until the kernel lands."""
-def vl_nnconv(*a, **k): raise NotImplementedError
+"""vl_nnconv: convolution (correlation) with padding, stride, dilation and groups."""
+import numpy as np
+
+from ._checks import (
+    as_float_array,
+    check_blas_dims,
+    check_elements,
+    common_dtype,
+    fortran4,
+    out_shape,
+    shape4,
+)
+from ._ext import conv as _kernel
+from ._options import Option, parse_options, split_derivative
+from ._threads import blas_single_threaded, get_num_threads
+
+_FNAME = "vl_nnconv"
+
+_OPTIONS = {
+    "pad": Option("pad4", (0, 0, 0, 0)),
+    "stride": Option("pair", (1, 1)),
+    "dilate": Option("pair", (1, 1)),
+    "no_der_data": Option("flag", False, display="NoDerData"),
+    "no_der_filters": Option("flag", False, display="NoDerFilters"),
+    "no_der_biases": Option("flag", False, display="NoDerBiases"),
+}
+
+# Tuning constants, measured on the lenet, VGG and AlexNet layers. They depend on nothing but the
+# problem size, so results never depend on the thread count.
+#
+# Forward: Y^T = F^T @ Xcol (im2col, patches contiguous) is the faster GEMM for these thin shapes,
+# but at stride 1 filling Xcol costs more than filling Xrow for Y = Xrow @ F, where im2row copies
+# whole runs of pixels; Xcol wins only for strided layers (AlexNet conv1, by ~15%).
+#
+# Images are stacked into one GEMM until it has this many rows (output pixels). At 8x8 outputs
+# (lenet conv3) this changes nothing; at 2x2 outputs the backward pass runs ~25% faster.
+_GEMM_ROWS = 256
+# The filter/bias gradient is reduced over at most this many chunks of images, each with its own
+# partial buffer, and the partials take at most _PARTIAL_BYTES in all.
+_MAX_CHUNKS = 16
+_PARTIAL_BYTES = 64 << 20
+# 1x1 outputs (fully connected): images are split into column blocks of at least this many images,
+# and filter-gradient rows into blocks of at least this many rows, at most _MAX_PARTS of each.
+_FC_COLS = 16
+_FC_ROWS = 64
+_MAX_PARTS = 8
+
+
+def _is_empty(value):
+    return value is None or np.size(value) == 0
+
+
+def _parts(total, least, most):
+    """How many blocks to cut ``total`` items into: blocks of >= ``least``, at most ``most``, even."""
+    n = min(most, -(-total // least))
+    if n > 1 and n % 2:
+        n += 1
+    return max(1, min(n, total))
+
+
+def vl_nnconv(x, f, b, *args, **kwargs):
+    """Convolution (correlation) of images with a filter bank, plus biases.
+
+    Call forms::
+
+        y = vl_nnconv(x, f, b, **options)
+        dzdx, dzdf, dzdb = vl_nnconv(x, f, b, dzdy, **options)
+
+    MatConvNet's name/value form works too: ``vl_nnconv(x, f, b, 'Pad', [0, 1, 0, 1], 'Stride', 2)``,
+    and the derivative may be given as the keyword ``dzdy=``. Filters are not flipped::
+
+        y[i,j,k,n] = b[k] + sum_{u,v,c} f[u,v,c,k] * xpad[i*SY + u*DY - PT, j*SX + v*DX - PL, g*FC + c, n]
+
+    where xpad is x padded with zeros and g = k // (K/G) is the group of filter k. The output size is
+    YH = floor((H + PT + PB - (FH-1)*DY - 1) / SY) + 1, and likewise YW.
+
+    Parameters
+    ----------
+    x : ndarray, (H, W, C, N)
+        Images, float32 or float64. A 2-D or 3-D array is one image (N = 1); results derived from it
+        are then 3-D.
+    f : ndarray, (FH, FW, FC, K), or None
+        Filter bank. FC must divide C: the G = C / FC groups of FC channels each get K / G filters
+        (K must be a multiple of G). None (or an empty array) is the identity bank: the block then
+        only pads, subsamples and adds biases, and needs C biases.
+    b : ndarray with K elements (any shape), or None
+        Biases; None or empty for none.
+    dzdy : ndarray, (YH, YW, K, N), optional
+        Derivative of the objective with respect to the output. Given, the call runs backward.
+    Pad : 0
+        Zero padding, a scalar or [TOP, BOTTOM, LEFT, RIGHT], each >= 0.
+    Stride : 1
+        Subsampling step, a scalar or [SY, SX], each >= 1.
+    Dilate : 1
+        Filter dilation, a scalar or [DY, DX], each >= 1; must be 1 without filters.
+    NoDerData : false
+        Flag: backward skips the derivative of x and returns None for it.
+    NoDerFilters : false
+        Flag: backward skips the derivative of f and returns None for it.
+    NoDerBiases : false
+        Flag: backward skips the derivative of b and returns None for it.
+
+    Returns
+    -------
+    y : ndarray, (YH, YW, K, N)
+        Forward: the output, Fortran-ordered, of x's dtype.
+    dzdx, dzdf, dzdb : ndarray or None
+        Backward: the derivatives, shaped like x, f and b (b keeps the caller's shape). dzdf is None
+        without filters, dzdb None without biases, and each is None when its NoDer flag is set.
+
+    Raises
+    ------
+    TypeError
+        Arrays that are not float32/float64, arrays of different dtypes, an unknown option.
+    ValueError
+        Wrong number of dimensions, channels of x and f that do not fit (C not a multiple of FC,
+        K not a multiple of G), a negative pad, a stride or dilation below 1, filters larger than
+        the padded input, a bias or dzdy of the wrong size, or sizes too large to index.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx import vl_nnconv
+    >>> x = np.ones((5, 5, 3, 2), np.float32, order="F")
+    >>> f = np.ones((3, 3, 3, 4), np.float32, order="F")
+    >>> y = vl_nnconv(x, f, None, 'Pad', 1, 'Stride', 2)
+    >>> y.shape, float(y[1, 1, 0, 0]), float(y[0, 0, 0, 0])
+    ((3, 3, 4, 2), 27.0, 12.0)
+    >>> dzdx, dzdf, dzdb = vl_nnconv(x, f, None, np.ones_like(y), pad=1, stride=2)
+    >>> dzdx.shape, dzdf.shape, dzdb is None
+    ((5, 5, 3, 2), (3, 3, 3, 4), True)
+    """
+    dzdy, rest = split_derivative(args, _FNAME)
+    if "dzdy" in kwargs:
+        if dzdy is not None:
+            raise TypeError(f"{_FNAME}: DZDY is given both positionally and as a keyword")
+        dzdy = kwargs.pop("dzdy")
+        if dzdy is not None and not isinstance(dzdy, np.ndarray) and np.size(dzdy) == 0:
+            dzdy = None
+    opts = parse_options(_FNAME, rest, kwargs, _OPTIONS)
+    pt, pb, pl, pr = opts["pad"]
+    sy, sx = opts["stride"]
+    dil_y, dil_x = opts["dilate"]
+
+    x = as_float_array(x, "X", _FNAME)
+    f = None if _is_empty(f) else as_float_array(f, "F", _FNAME)
+    b_shape = None if _is_empty(b) else np.shape(b)
+    b = None if b_shape is None else as_float_array(b, "B", _FNAME)
+    dzdy = as_float_array(dzdy, "DZDY", _FNAME, allow_none=True)
+    dtype = common_dtype(_FNAME, X=x, F=f, B=b, DZDY=dzdy)
+
+    H, W, C, N = shape4(x, "X", _FNAME)
+    identity = f is None
+    if identity:
+        if (dil_y, dil_x) != (1, 1):
+            raise ValueError(f"{_FNAME}: Dilate must be 1 when F is empty (the identity filter bank)")
+        FH, FW, FC, K = 1, 1, C, C
+    else:
+        FH, FW, FC, K = shape4(f, "F", _FNAME)
+        if C % FC or C == 0:
+            raise ValueError(
+                f"{_FNAME}: F has {FC} channels but X has {C} (C must be a multiple of FC)")
+        groups = C // FC
+        if K % groups:
+            raise ValueError(
+                f"{_FNAME}: F has {K} filters, not a multiple of the {groups} groups (C / FC)")
+    if b is not None and b.size != K:
+        raise ValueError(f"{_FNAME}: B has {b.size} elements but there are {K} filters")
+
+    ext_y = (FH - 1) * dil_y + 1
+    ext_x = (FW - 1) * dil_x + 1
+    if H + pt + pb < ext_y or W + pl + pr < ext_x:
+        raise ValueError(
+            f"{_FNAME}: F ({ext_y} x {ext_x} with dilation) is larger than X "
+            f"({H + pt + pb} x {W + pl + pr} including padding)")
+    YH = (H + pt + pb - ext_y) // sy + 1
+    YW = (W + pl + pr - ext_x) // sx + 1
+    y_shape = (YH, YW, K, N)
+    check_elements(_FNAME, "Y", *y_shape)
+    P = YH * YW
+    Q = FH * FW * FC
+    fully_connected = P == 1 and not identity
+    if fully_connected:
+        batch = N
+    elif identity or (FH, FW, sy, sx, pt, pb, pl, pr) == (1, 1, 1, 1, 0, 0, 0, 0):
+        batch = 1
+    else:
+        batch = max(1, min(N, -(-_GEMM_ROWS // P)))
+    check_elements(_FNAME, "the im2row buffer", batch, P, Q, C // FC)
+    check_blas_dims(_FNAME, "the im2row matrix", batch * P, Q, K, N, H * W * C)
+
+    if dzdy is not None and shape4(dzdy, "DZDY", _FNAME) != y_shape:
+        raise ValueError(f"{_FNAME}: DZDY has shape {dzdy.shape} but Y has shape {y_shape}")
+
+    x4 = fortran4(x, (H, W, C, N))
+    f4 = np.zeros(1, dtype) if identity else fortran4(f, (FH, FW, FC, K))
+    b1 = np.zeros(1, dtype) if b is None else np.ascontiguousarray(b.reshape(-1, order="F"))
+    sizes = (H, W, C, N, FH, FW, FC, K, YH, YW, sy, sx, pt, pl, dil_y, dil_x)
+    direct_fc = fully_connected and (FH, FW, dil_y, dil_x, pt, pb, pl, pr) == (H, W, 1, 1, 0, 0, 0, 0)
+    direct = (not identity and not fully_connected
+              and (FH, FW, sy, sx, pt, pb, pl, pr) == (1, 1, 1, 1, 0, 0, 0, 0))
+    n_threads = get_num_threads()
+    xv = x4.reshape(-1, order="F")
+    fv = f4.reshape(-1, order="F")
+    empty = x.size == 0 or N * K * P == 0
+
+    if dzdy is None:
+        y = np.empty(y_shape, dtype, order="F")
+        if empty:
+            y[...] = 0 if b is None else b1.reshape(1, 1, K, 1)
+        elif fully_connected:
+            xcol = np.empty(1 if direct_fc else Q * N * (C // FC), dtype)
+            with blas_single_threaded():
+                _kernel.fc_forward(xv, fv, b1, y.reshape(-1, order="F"), xcol, sizes, b is not None,
+                                   direct_fc, _parts(N, _FC_COLS, _MAX_PARTS), n_threads)
+        else:
+            with blas_single_threaded():
+                _kernel.conv_forward(xv, fv, b1, y.reshape(-1, order="F"), sizes, identity,
+                                     b is not None, direct, (sy, sx) != (1, 1), batch, n_threads)
+        return y.reshape(out_shape(y_shape, x.ndim), order="F")
+
+    need_dx = not opts["no_der_data"]
+    need_df = not opts["no_der_filters"] and not identity
+    need_db = not opts["no_der_biases"] and b is not None
+    dy4 = fortran4(dzdy, y_shape)
+    dx = np.empty((H, W, C, N), dtype, order="F") if need_dx else np.zeros(1, dtype)
+    if empty:
+        dx[...] = 0
+        df = np.zeros(Q * K, dtype)
+        db = dy4.sum(axis=(0, 1, 3))
+    elif fully_connected:
+        df = np.empty(Q * K, dtype)
+        db = np.empty(K, dtype)
+        scratch = 1 if direct_fc else Q * N * (C // FC)
+        xcol = np.empty(scratch if need_df else 1, dtype)
+        dxcol = np.empty(scratch if need_dx else 1, dtype)
+        with blas_single_threaded():
+            _kernel.fc_backward(xv, fv, dy4.reshape(-1, order="F"), dx.reshape(-1, order="F"), df,
+                                db, xcol, dxcol, sizes, direct_fc, need_dx, need_df, need_db,
+                                _parts(N, _FC_COLS, _MAX_PARTS), _parts(Q, _FC_ROWS, _MAX_PARTS),
+                                n_threads)
+    else:
+        n_batches = -(-N // batch)
+        itemsize = np.dtype(dtype).itemsize
+        n_chunks = max(1, min(n_batches, _MAX_CHUNKS, _PARTIAL_BYTES // (Q * K * itemsize)))
+        dft_parts = np.empty(n_chunks * Q * K if need_df else 1, dtype)
+        db_parts = np.empty(n_chunks * K if need_db else 1, dtype)
+        ft = np.zeros(1, dtype) if identity else np.asfortranarray(f4.reshape(Q, K, order="F").T)
+        with blas_single_threaded():
+            _kernel.conv_backward(xv, ft.reshape(-1, order="F"), dy4.reshape(-1, order="F"),
+                                  dx.reshape(-1, order="F"), dft_parts, db_parts, sizes, identity,
+                                  direct, need_dx, need_df, need_db, batch, n_chunks, n_threads)
+        # Chunk partials summed in chunk order: the same at any thread count. Each partial is
+        # dF^T (K x Q, column-major), that is a C-ordered (Q, K) array.
+        df = dft_parts.reshape(n_chunks, Q, K).sum(axis=0).ravel(order="F") if need_df else None
+        db = db_parts.reshape(n_chunks, K).sum(axis=0) if need_db else None
+
+    dzdx = dx.reshape(x.shape, order="F") if need_dx else None
+    dzdf = np.asfortranarray(df.reshape(f.shape, order="F")) if need_df else None
+    dzdb = np.asfortranarray(db.astype(dtype, copy=False).reshape(b_shape, order="F")) if need_db else None
+    return dzdx, dzdf, dzdb

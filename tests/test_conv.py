@@ -1,0 +1,355 @@
+"""Tests for vl_nnconv against a slow NumPy reference of MatConvNet's definition, PyTorch and
+numerical derivatives."""
+import threading
+
+import numpy as np
+import pytest
+
+import cnnx
+from cnnx import testing, vl_nnconv
+
+
+def reference_conv(x, f, b, dzdy=None, pad=0, stride=1, dilate=1):
+    """MatConvNet's vl_nnconv written out from the definition (float64, loops over u, v, k).
+
+    Forward returns y; backward returns (dx, df, db). f=None is the identity filter bank.
+    """
+    x = np.asarray(x, np.float64)
+    x = x.reshape(x.shape + (1,) * (4 - x.ndim))
+    H, W, C, N = x.shape
+    f = np.eye(C).reshape(1, 1, C, C) if f is None else np.asarray(f, np.float64)
+    f = f.reshape(f.shape + (1,) * (4 - f.ndim))
+    FH, FW, FC, K = f.shape
+    pt, pb, pl, pr = np.broadcast_to(pad, 4)
+    sy, sx = np.broadcast_to(stride, 2)
+    dy_, dx_ = np.broadcast_to(dilate, 2)
+    xpad = np.zeros((H + pt + pb, W + pl + pr, C, N))
+    xpad[pt:pt + H, pl:pl + W] = x
+    YH = (H + pt + pb - (FH - 1) * dy_ - 1) // sy + 1
+    YW = (W + pl + pr - (FW - 1) * dx_ - 1) // sx + 1
+    per_group = K // (C // FC)
+
+    def window(u, v, k):
+        g = k // per_group
+        return (slice(u * dy_, u * dy_ + (YH - 1) * sy + 1, sy),
+                slice(v * dx_, v * dx_ + (YW - 1) * sx + 1, sx),
+                slice(g * FC, (g + 1) * FC))
+
+    if dzdy is None:
+        y = np.zeros((YH, YW, K, N))
+        for k in range(K):
+            for u in range(FH):
+                for v in range(FW):
+                    y[:, :, k, :] += np.einsum("ijcn,c->ijn", xpad[window(u, v, k)], f[u, v, :, k])
+        if b is not None:
+            y += np.asarray(b, np.float64).reshape(1, 1, K, 1)
+        return y
+    dzdy = np.asarray(dzdy, np.float64).reshape(YH, YW, K, N)
+    dxpad = np.zeros_like(xpad)
+    df = np.zeros_like(f)
+    for k in range(K):
+        for u in range(FH):
+            for v in range(FW):
+                w = window(u, v, k)
+                df[u, v, :, k] = np.einsum("ijcn,ijn->c", xpad[w], dzdy[:, :, k, :])
+                dxpad[w] += np.einsum("c,ijn->ijcn", f[u, v, :, k], dzdy[:, :, k, :])
+    db = dzdy.sum(axis=(0, 1, 3))
+    return dxpad[pt:pt + H, pl:pl + W], df, db
+
+
+# (x shape, f shape or None, pad, stride, dilate): odd sizes, asymmetric pads, strides, dilations,
+# groups, 1x1 filters, 1x1 outputs (fully connected, direct and through im2row), batched GEMMs.
+CASES = [
+    ((5, 5, 3, 2), (3, 3, 3, 4), 1, 1, 1),
+    ((7, 6, 4, 3), (3, 2, 2, 6), [0, 1, 2, 1], [2, 1], 1),
+    ((9, 8, 2, 2), (3, 3, 2, 3), [1, 0, 0, 2], 1, [2, 3]),
+    ((11, 10, 3, 2), (4, 3, 3, 2), [2, 1, 0, 3], [3, 2], [1, 2]),
+    ((1, 1, 5, 4), (1, 1, 5, 3), 0, 1, 1),
+    ((4, 4, 3, 5), (4, 4, 3, 2), 0, 1, 1),
+    ((4, 4, 3, 5), (4, 4, 3, 2), 0, 3, 1),
+    ((4, 4, 4, 3), (3, 3, 2, 4), [0, 1, 0, 1], 3, 1),
+    ((5, 5, 2, 3), (3, 3, 2, 2), 0, 1, 2),
+    ((2, 2, 2, 3), (3, 3, 2, 2), 1, 1, 1),
+    ((6, 5, 3, 2), (1, 1, 3, 4), 0, 1, 1),
+    ((6, 5, 3, 2), (1, 1, 3, 4), 0, 2, 1),
+    ((6, 5, 4, 2), (1, 1, 2, 4), [1, 0, 0, 1], 1, 1),
+    ((8, 8, 6, 2), (2, 2, 1, 6), 0, 2, 1),
+    ((3, 3, 2, 70), (2, 2, 2, 3), 0, 1, 1),
+    ((9, 9, 2, 9), (3, 3, 1, 4), 1, 1, 1),
+    ((6, 7), (3, 3), [1, 2, 0, 1], 1, 1),
+    ((6, 7, 2), (2, 3, 2, 3), 0, [1, 2], 1),
+    ((5, 4, 3, 2), None, [1, 2, 0, 1], [2, 1], 1),
+    ((5, 4, 3), None, 0, 1, 1),
+]
+
+
+def make(case, dtype, seed=0, with_bias=True):
+    x_shape, f_shape, pad, stride, dilate = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    f = None if f_shape is None else rng.standard_normal(f_shape).astype(dtype)
+    K = x_shape[2] if f_shape is None else (f_shape + (1, 1))[3]
+    b = rng.standard_normal((1, K)).astype(dtype) if with_bias else None
+    y = reference_conv(x, f, b, pad=pad, stride=stride, dilate=dilate)
+    y = y[:, :, :, 0] if len(x_shape) < 4 else y  # results derived from 2-D/3-D x are 3-D
+    dzdy = rng.standard_normal(y.shape).astype(dtype)
+    return x, f, b, dzdy, dict(pad=pad, stride=stride, dilate=dilate)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_matches_reference(case, dtype, with_bias):
+    x, f, b, dzdy, opts = make(case, dtype, with_bias=with_bias)
+    rtol = 1e-4 if dtype == np.float32 else 1e-11
+    y = vl_nnconv(x, f, b, **opts)
+    ref_y = reference_conv(x, f, b, **opts)
+    assert y.dtype == dtype and y.flags.f_contiguous
+    assert y.shape == dzdy.shape
+    scale = np.abs(ref_y).max()
+    np.testing.assert_allclose(y.reshape(ref_y.shape), ref_y, rtol=rtol, atol=rtol * scale)
+
+    dx, df, db = vl_nnconv(x, f, b, dzdy, **opts)
+    ref_dx, ref_df, ref_db = reference_conv(x, f, b, dzdy, **opts)
+    assert dx.shape == x.shape and dx.dtype == dtype and dx.flags.f_contiguous
+    np.testing.assert_allclose(dx.reshape(ref_dx.shape), ref_dx, rtol=rtol,
+                               atol=rtol * np.abs(ref_dx).max())
+    if f is None:
+        assert df is None
+    else:
+        assert df.shape == f.shape and df.dtype == dtype and df.flags.f_contiguous
+        np.testing.assert_allclose(df.reshape(ref_df.shape), ref_df, rtol=rtol,
+                                   atol=rtol * np.abs(ref_df).max())
+    if b is None:
+        assert db is None
+    else:
+        assert db.shape == b.shape and db.dtype == dtype
+        np.testing.assert_allclose(db.ravel(), ref_db, rtol=rtol, atol=rtol * np.abs(ref_db).max())
+
+
+def test_matconvnet_call_forms():
+    x, f, b, dzdy, _ = make(CASES[1], np.float32)
+    y = vl_nnconv(x, f, b, pad=[0, 1, 2, 1], stride=[2, 1])
+    np.testing.assert_array_equal(vl_nnconv(x, f, b, "Pad", [0, 1, 2, 1], "STRIDE", [2, 1]), y)
+    backward = vl_nnconv(x, f, b, dzdy, "pad", [0, 1, 2, 1], "stride", [2, 1])
+    for got, want in zip(vl_nnconv(x, f, b, dzdy=dzdy, pad=[0, 1, 2, 1], stride=[2, 1]), backward):
+        np.testing.assert_array_equal(got, want)
+    # [] is MATLAB's "none" for the filters, the biases and the derivative
+    np.testing.assert_array_equal(vl_nnconv(x, f, [], [], "Pad", [0, 1, 2, 1], "Stride", [2, 1]),
+                                  vl_nnconv(x, f, None, pad=[0, 1, 2, 1], stride=[2, 1]))
+
+
+def test_input_memory_order_does_not_matter():
+    x, f, b, dzdy, opts = make(CASES[3], np.float64)
+    y = vl_nnconv(x, f, b, **opts)
+    yc = vl_nnconv(np.ascontiguousarray(x), np.ascontiguousarray(f), b.T, **opts)
+    np.testing.assert_array_equal(y, yc)
+    strided = np.asfortranarray(np.repeat(x, 2, axis=3))[:, :, :, ::2]
+    np.testing.assert_array_equal(vl_nnconv(strided, f, b, **opts), y)
+    for got, want in zip(vl_nnconv(x, f, b, np.ascontiguousarray(dzdy), **opts),
+                         vl_nnconv(x, f, b, dzdy, **opts)):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("flag", ["NoDerData", "NoDerFilters", "NoDerBiases"])
+def test_no_derivative_flags(flag):
+    x, f, b, dzdy, opts = make(CASES[1], np.float32)
+    full = vl_nnconv(x, f, b, dzdy, **opts)
+    skipped = {"NoDerData": 0, "NoDerFilters": 1, "NoDerBiases": 2}[flag]
+    for result in (vl_nnconv(x, f, b, dzdy, flag, "Pad", opts["pad"], "Stride", opts["stride"]),
+                   vl_nnconv(x, f, b, dzdy, **{flag: True}, **opts)):
+        for i in range(3):
+            if i == skipped:
+                assert result[i] is None
+            else:
+                np.testing.assert_array_equal(result[i], full[i])
+    pythonic = {"NoDerData": "no_der_data", "NoDerFilters": "no_der_filters",
+                "NoDerBiases": "no_der_biases"}[flag]
+    assert vl_nnconv(x, f, b, dzdy, **{pythonic: True}, **opts)[skipped] is None
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[7], CASES[13], CASES[18]])
+def test_numerical_derivatives_float64(case):
+    x, f, b, dzdy, opts = make(case, np.float64)
+    dx, df, db = vl_nnconv(x, f, b, dzdy, **opts)
+    testing.check_derivative(lambda t: vl_nnconv(t, f, b, **opts), x, dzdy, dx,
+                             method="central", rtol=1e-7, atol=1e-9)
+    if f is not None:
+        testing.check_derivative(lambda t: vl_nnconv(x, t, b, **opts), f, dzdy, df,
+                                 method="central", rtol=1e-7, atol=1e-9)
+    testing.check_derivative(lambda t: vl_nnconv(x, f, t, **opts), b, dzdy, db,
+                             method="central", rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[5], CASES[11]])
+def test_numerical_derivatives_float32_matconvnet_style(case):
+    x, f, b, dzdy, opts = make(case, np.float32)
+    dx, df, db = vl_nnconv(x, f, b, dzdy, **opts)
+    testing.check_derivative(lambda t: vl_nnconv(t, f, b, **opts), x, dzdy, dx)
+    testing.check_derivative(lambda t: vl_nnconv(x, t, b, **opts), f, dzdy, df)
+    testing.check_derivative(lambda t: vl_nnconv(x, f, t, **opts), b, dzdy, db)
+
+
+def test_derivative_check_catches_a_wrong_gradient():
+    x, f, b, dzdy, opts = make(CASES[0], np.float64)
+    dx = vl_nnconv(x, f, b, dzdy, **opts)[0]
+    dx[1, 2, 0, 1] += 1e-3
+    with pytest.raises(AssertionError):
+        testing.check_derivative(lambda t: vl_nnconv(t, f, b, **opts), x, dzdy, dx,
+                                 method="central", rtol=1e-7, atol=1e-9)
+
+
+def _torch_conv(torch, x, f, b, pad, stride, dilate, groups):
+    """PyTorch's conv2d on MatConvNet arrays: (H,W,C,N) <-> NCHW, asymmetric pads via F.pad."""
+    F = torch.nn.functional
+    xt = torch.tensor(np.transpose(x, (3, 2, 0, 1)), requires_grad=True)
+    ft = torch.tensor(np.transpose(f, (3, 2, 0, 1)), requires_grad=True)
+    bt = torch.tensor(b.ravel(), requires_grad=True)
+    pt, pb, pl, pr = pad
+    yt = F.conv2d(F.pad(xt, (pl, pr, pt, pb)), ft, bt, stride=stride, dilation=dilate, groups=groups)
+    return xt, ft, bt, yt
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[7], CASES[13], CASES[14], CASES[15]])
+def test_matches_pytorch(case):
+    torch = pytest.importorskip("torch")
+    x, f, b, dzdy, opts = make(case, np.float64)
+    pad = tuple(np.broadcast_to(opts["pad"], 4))
+    groups = x.shape[2] // f.shape[2]
+    xt, ft, bt, yt = _torch_conv(torch, x, f, b, pad, tuple(np.broadcast_to(opts["stride"], 2)),
+                                 tuple(np.broadcast_to(opts["dilate"], 2)), groups)
+    y = vl_nnconv(x, f, b, **opts)
+    np.testing.assert_allclose(np.transpose(y, (3, 2, 0, 1)), yt.detach().numpy(), rtol=1e-12,
+                               atol=1e-12)
+    yt.backward(torch.tensor(np.transpose(dzdy, (3, 2, 0, 1))))
+    dx, df, db = vl_nnconv(x, f, b, dzdy, **opts)
+    np.testing.assert_allclose(dx, np.transpose(xt.grad.numpy(), (2, 3, 1, 0)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(df, np.transpose(ft.grad.numpy(), (2, 3, 1, 0)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db.ravel(), bt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+# Shapes with several chunks of images: per-image GEMMs, stacked GEMMs, and a 1x1 output.
+DETERMINISM_CASES = [
+    ((12, 12, 4, 37), (3, 3, 4, 8), 1, 1, 1),
+    ((8, 8, 8, 37), (5, 5, 8, 8), 2, 1, 1),
+    ((4, 4, 8, 37), (4, 4, 8, 8), 0, 1, 1),
+    ((5, 5, 4, 37), (3, 3, 2, 4), [0, 1, 0, 1], 3, 1),
+]
+
+
+@pytest.mark.parametrize("case", DETERMINISM_CASES)
+def test_bitwise_identical_at_any_thread_count(case):
+    x, f, b, dzdy, opts = make(case, np.float32)
+    saved = cnnx.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            cnnx.set_num_threads(n)
+            results.append((vl_nnconv(x, f, b, **opts),) + vl_nnconv(x, f, b, dzdy, **opts))
+    finally:
+        cnnx.set_num_threads(saved)
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("case", DETERMINISM_CASES)
+def test_repeated_calls_are_identical(case):
+    # Catches races between the OpenMP threads of one call, which show up only now and then.
+    x, f, b, dzdy, opts = make(case, np.float32)
+    first = (vl_nnconv(x, f, b, **opts),) + vl_nnconv(x, f, b, dzdy, **opts)
+    for _ in range(40):
+        again = (vl_nnconv(x, f, b, **opts),) + vl_nnconv(x, f, b, dzdy, **opts)
+        for got, want in zip(again, first):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_concurrent_calls_from_python_threads():
+    cases = [make(c, np.float32, seed=i) for i, c in enumerate(DETERMINISM_CASES)]
+    expected = [(vl_nnconv(x, f, b, **o), vl_nnconv(x, f, b, d, **o)) for x, f, b, d, o in cases]
+    failures = []
+
+    def work(i):
+        x, f, b, d, o = cases[i % len(cases)]
+        for _ in range(5):
+            y = vl_nnconv(x, f, b, **o)
+            grads = vl_nnconv(x, f, b, d, **o)
+            want_y, want_grads = expected[i % len(cases)]
+            if not np.array_equal(y, want_y) or not all(
+                    np.array_equal(g, w) for g, w in zip(grads, want_grads)):
+                failures.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_nan_and_inf_propagate():
+    x, f, b, dzdy, opts = make(CASES[0], np.float64)
+    x[2, 2, 0, 0] = np.nan
+    x[0, 0, 1, 1] = np.inf
+    y = vl_nnconv(x, f, b, **opts)
+    ref = reference_conv(x, f, b, **opts)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    assert np.isnan(y[:, :, :, 0]).sum() == 9 * 4  # every output touching the NaN
+    assert not np.isnan(y[3:, 3:, :, 1]).any()
+
+
+def test_identity_filters_pad_subsample_and_add_bias():
+    x = np.arange(12, dtype=np.float32).reshape(2, 3, 2, 1, order="F")
+    b = np.array([10, 20], np.float32)
+    y = vl_nnconv(x, None, b, pad=[1, 0, 0, 1], stride=2)
+    expected = np.zeros((2, 2, 2, 1), np.float32)
+    expected[1, :, :, 0] = x[1, [0, 2], :, 0]
+    expected += b.reshape(1, 1, 2, 1)
+    np.testing.assert_array_equal(y, expected)
+
+
+def test_empty_batch():
+    x = np.zeros((5, 5, 3, 0), np.float32)
+    f = np.ones((3, 3, 3, 2), np.float32)
+    b = np.ones(2, np.float32)
+    assert vl_nnconv(x, f, b).shape == (3, 3, 2, 0)
+    dx, df, db = vl_nnconv(x, f, b, np.zeros((3, 3, 2, 0), np.float32))
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(df, np.zeros_like(f))
+    np.testing.assert_array_equal(db, np.zeros_like(b))
+
+
+X = np.zeros((5, 5, 4, 2), np.float32)
+F = np.zeros((3, 3, 4, 6), np.float32)
+B = np.zeros(6, np.float32)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: vl_nnconv(np.zeros(5, np.float32), F, B), ValueError, "X"),
+    (lambda: vl_nnconv(np.zeros((5, 5, 4, 2, 1), np.float32), F, B), ValueError, "X"),
+    (lambda: vl_nnconv(X, np.zeros((3, 3, 4, 6, 2), np.float32), B), ValueError, "F"),
+    (lambda: vl_nnconv(X, np.zeros((3, 3, 3, 6), np.float32), B), ValueError, "channels"),
+    (lambda: vl_nnconv(X, np.zeros((3, 3, 2, 5), np.float32), B[:5]), ValueError, "groups"),
+    (lambda: vl_nnconv(X, F, B, pad=-1), ValueError, "Pad"),
+    (lambda: vl_nnconv(X, F, B, pad=[1, 2]), ValueError, "Pad"),
+    (lambda: vl_nnconv(X, F, B, stride=0), ValueError, "Stride"),
+    (lambda: vl_nnconv(X, F, B, dilate=[1, 0]), ValueError, "Dilate"),
+    (lambda: vl_nnconv(X, F, B, dilate=3), ValueError, "larger than X"),
+    (lambda: vl_nnconv(X, np.zeros((6, 3, 4, 6), np.float32), B), ValueError, "larger than X"),
+    (lambda: vl_nnconv(X, None, np.zeros(4, np.float32), dilate=2), ValueError, "Dilate"),
+    (lambda: vl_nnconv(X, F.astype(np.float64), B), TypeError, "F"),
+    (lambda: vl_nnconv(X, F, B.astype(np.float64)), TypeError, "B"),
+    (lambda: vl_nnconv(X.astype(np.int32), F, B), TypeError, "X"),
+    (lambda: vl_nnconv(X.astype(np.complex64), F, B), TypeError, "X"),
+    (lambda: vl_nnconv(X, F, np.zeros(5, np.float32)), ValueError, "B"),
+    (lambda: vl_nnconv(X, None, B), ValueError, "B"),
+    (lambda: vl_nnconv(X, F, B, np.zeros((3, 3, 6, 3), np.float32)), ValueError, "DZDY"),
+    (lambda: vl_nnconv(X, F, B, np.zeros((3, 3, 6, 2), np.float64)), TypeError, "DZDY"),
+    (lambda: vl_nnconv(X, F, B, "Padding", 1), TypeError, "Padding"),
+    (lambda: vl_nnconv(X, F, B, bogus=1), TypeError, "bogus"),
+    (lambda: vl_nnconv(X, F, B, pad=2**40), ValueError, "Y"),
+    (lambda: vl_nnconv(X, F, B, pad=[2**31, 2**31, 0, 0]), ValueError, "BLAS"),
+])
+def test_errors(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
