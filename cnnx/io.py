@@ -1,0 +1,459 @@
+"""MatConvNet model files: read and write SimpleNN and DagNN networks as MATLAB ``.mat`` files.
+
+The files are MatConvNet's own layout, so models move between MATLAB and cnnx both ways:
+
+- SimpleNN: a struct with a ``layers`` cell array of layer structs and a ``meta`` struct, stored
+  either as the variable ``net`` (``cnn_train``'s checkpoints) or spread over top-level variables
+  (``save(file, '-struct', 'net')``, the pretrained-model files);
+- DagNN: the struct of ``dagnn.DagNN.saveobj`` (``vars``, ``params``, ``layers``, ``meta``), turned
+  into a :class:`cnnx.dagnn.DagNN` by its ``loadobj``.
+
+MATLAB values become Python ones: char arrays -> str, cell arrays -> list, 1x1 structs -> dict,
+struct arrays -> list of dicts, 1x1 numbers -> int/float/bool (other classes: NumPy scalars),
+vectors -> 1-D arrays, ``[]`` -> None. Layer fields are converted by what they mean: weights keep
+their stored arrays with the trailing singleton dimensions MATLAB drops put back (a bank of one
+filter comes back FH x FW x FC x 1; biases stay 1 x K), ``pad``/``stride``/``pool``/... become ints
+or lists of ints, ``learningRate``/``weightDecay`` 1-D float arrays, ``precious`` a bool.
+"""
+import os
+import re
+
+import numpy as np
+import scipy.io
+from scipy.io.matlab import MatlabFunction, MatlabObject, MatlabOpaque, mat_struct, matfile_version
+
+from ._files import atomic_open
+from .simplenn import LAYER_TYPES, vl_simplenn_tidy
+
+__all__ = ["load_matconvnet", "save_matconvnet"]
+
+_INT_FIELDS = {"pad", "stride", "dilate", "pool", "crop", "upsample", "numGroups"}
+_FLOAT_FIELDS = {"leak", "rate", "epsilon"}
+_BOOL_FIELDS = {"precious"}
+_VECTOR_FIELDS = {"learningRate", "weightDecay"}
+_STRING_FIELDS = {"type", "name", "method"}
+
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}\Z")
+
+
+# ------------------------------------------------------------------------------------------------
+# MATLAB -> Python
+# ------------------------------------------------------------------------------------------------
+
+
+def _is_struct_array(value):
+    return isinstance(value, np.ndarray) and value.dtype == object and value.size > 0 and all(
+        isinstance(v, mat_struct) for v in value.flat)
+
+
+def _struct_fields(value, where):
+    """The fields of a 1x1 struct (raw MATLAB values), or ValueError saying what was found."""
+    if _is_struct_array(value) and value.size == 1:
+        value = value.flat[0]
+    if not isinstance(value, mat_struct):
+        raise ValueError(f"load_matconvnet: {where} must be a 1x1 struct, found {_describe(value)}")
+    return {name: getattr(value, name) for name in value._fieldnames}
+
+
+def _describe(value):
+    if isinstance(value, mat_struct):
+        return "a struct"
+    if isinstance(value, (MatlabFunction, MatlabOpaque, MatlabObject)):
+        return "a MATLAB object or function handle"
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "U":
+            return f"the string {_from_matlab(value, '')!r}"
+        shape = "x".join(str(d) for d in value.shape)
+        if _is_struct_array(value):
+            return f"a {shape} struct array"
+        kind = {"O": "cell", "b": "logical"}.get(value.dtype.kind, str(value.dtype))
+        return f"a {shape} {kind} array"
+    return type(value).__name__
+
+
+def _from_matlab(value, where):
+    """Convert a raw loadmat value (mat_dtype, struct_as_record=False, no squeezing) to Python."""
+    if isinstance(value, mat_struct):
+        return {name: _from_matlab(getattr(value, name), f"{where}.{name}") for name in value._fieldnames}
+    if isinstance(value, (MatlabFunction, MatlabOpaque, MatlabObject)):
+        raise ValueError(f"load_matconvnet: {where} is a MATLAB object or function handle, which cnnx cannot read")
+    if not isinstance(value, np.ndarray):
+        return value
+    if value.dtype.kind == "U":
+        strings = [str(s) for s in value.ravel(order="F")]
+        return "" if not strings else strings[0] if len(strings) == 1 else strings
+    if value.dtype == object:
+        if _is_struct_array(value):
+            items = [_from_matlab(v, f"{where}({k + 1})") for k, v in enumerate(value.ravel(order="F"))]
+            return items[0] if len(items) == 1 else items
+        return [_from_matlab(v, f"{where}{{{k + 1}}}") for k, v in enumerate(value.ravel(order="F"))]
+    if value.size == 0:
+        return None
+    if value.size == 1 and value.ndim <= 2:
+        scalar = value.reshape(())[()]
+        if value.dtype == np.bool_:
+            return bool(scalar)
+        if value.dtype == np.float64:
+            return float(scalar)
+        if value.dtype == np.int64:
+            return int(scalar)
+        return scalar
+    if value.ndim == 2 and 1 in value.shape:
+        return value.ravel(order="F")
+    return value
+
+
+def _numeric_array(value, where):
+    """A stored numeric array kept exactly as stored (MATLAB's 2-D or more), or None for []."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+        raise ValueError(f"load_matconvnet: {where} must be a numeric array, found {_describe(value)}")
+    return None if value.size == 0 else value
+
+
+def _with_ndim(array, ndim):
+    # MATLAB drops trailing singleton dimensions; putting them back does not move any element.
+    if array is None or not ndim or array.ndim >= ndim:
+        return array
+    return array.reshape(array.shape + (1,) * (ndim - array.ndim), order="F")
+
+
+def _layer_field(name, value, where):
+    if name == "weights":
+        if not (isinstance(value, np.ndarray) and value.dtype == object and not _is_struct_array(value)):
+            raise ValueError(f"load_matconvnet: {where} must be a cell array of arrays, found {_describe(value)}")
+        return [_numeric_array(w, f"{where}{{{k + 1}}}") for k, w in enumerate(value.ravel(order="F"))]
+    if name in ("filters", "biases"):
+        return _numeric_array(value, where)
+    converted = _from_matlab(value, where)
+    if converted is None:
+        return [] if name == "opts" else None
+    if name in _INT_FIELDS:
+        values = [int(v) for v in np.ravel(converted)]
+        return values[0] if len(values) == 1 else values
+    if name in _FLOAT_FIELDS:
+        return float(converted)
+    if name in _BOOL_FIELDS:
+        return bool(converted)
+    if name in _VECTOR_FIELDS:
+        return np.ravel(np.asarray(converted, dtype=np.float64))
+    if name in _STRING_FIELDS and not isinstance(converted, str):
+        raise ValueError(f"load_matconvnet: {where} must be a string, found {_describe(value)}")
+    return converted
+
+
+def _simplenn_layer(raw, index, path):
+    where = f"layers{{{index + 1}}}"
+    fields = _struct_fields(raw, f"{where} (layer {index})")
+    layer = {name: _layer_field(name, value, f"{where}.{name}") for name, value in fields.items()}
+    layer_type = layer.get("type")
+    label = f"layers[{index}]" + (f" ('{layer['name']}')" if isinstance(layer.get("name"), str) else "")
+    if layer_type == "custom":
+        raise ValueError(f"load_matconvnet: {path}: {label} is a custom layer; its MATLAB functions cannot "
+                         "run in cnnx (build the layer in Python instead)")
+    entry = LAYER_TYPES.get(layer_type)
+    if entry is None:
+        known = ", ".join(sorted(LAYER_TYPES))
+        raise ValueError(f"load_matconvnet: {path}: {label} has type '{layer_type}', which cnnx does not "
+                         f"implement (it implements: {known})")
+    if "weights" in layer:
+        layer["weights"] = [_with_ndim(w, entry.weight_ndims[k] if k < len(entry.weight_ndims) else 0)
+                            for k, w in enumerate(layer["weights"])]
+    if "filters" in layer and entry.weight_ndims:
+        layer["filters"] = _with_ndim(layer["filters"], entry.weight_ndims[0])
+    return layer
+
+
+def _simplenn_from_matlab(fields, path):
+    layers = fields["layers"]
+    if not (isinstance(layers, np.ndarray) and layers.dtype == object and not _is_struct_array(layers)):
+        raise ValueError(f"load_matconvnet: {path}: a SimpleNN network's 'layers' must be a cell array of "
+                         f"structs, found {_describe(layers)}")
+    net = {"layers": [_simplenn_layer(raw, k, path) for k, raw in enumerate(layers.ravel(order="F"))]}
+    for name, value in fields.items():
+        if name != "layers":
+            net[name] = _from_matlab(value, name)
+    if net.get("meta") is None:
+        net["meta"] = {}
+    try:
+        vl_simplenn_tidy(net)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"load_matconvnet: {path}: {error}") from None
+    return net
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _struct_list(value, where):
+    if isinstance(value, np.ndarray) and value.size == 0:
+        return []
+    if not _is_struct_array(value):
+        raise ValueError(f"load_matconvnet: {where} must be a struct array, found {_describe(value)}")
+    return [_struct_fields(v, where) for v in value.ravel(order="F")]
+
+
+# DagNN blocks whose first parameter is a filter bank (4-D in full).
+_DAGNN_FILTER_BLOCKS = {"dagnn.Conv", "dagnn.ConvTranspose"}
+
+
+def _dagnn_from_matlab(fields, path):
+    s = {"vars": [], "params": [], "layers": []}
+    for raw in _struct_list(fields["vars"], "net.vars"):
+        s["vars"].append({name: _from_matlab(v, f"vars.{name}") for name, v in raw.items()})
+    for raw in _struct_list(fields["params"], "net.params"):
+        param = {name: _from_matlab(v, f"params.{name}") for name, v in raw.items() if name != "value"}
+        if "value" in raw:
+            param["value"] = _numeric_array(raw["value"], f"params.value of '{param.get('name')}'")
+        s["params"].append(param)
+    for raw in _struct_list(fields["layers"], "net.layers"):
+        layer = {name: _from_matlab(v, f"layers.{name}") for name, v in raw.items()}
+        for name in ("inputs", "outputs", "params"):
+            if name in layer:
+                layer[name] = _as_list(layer[name])
+        s["layers"].append(layer)
+    by_name = {param.get("name"): param for param in s["params"]}
+    for layer in s["layers"]:
+        if layer.get("type") in _DAGNN_FILTER_BLOCKS and layer.get("params"):
+            param = by_name.get(layer["params"][0])
+            if param is not None:
+                param["value"] = _with_ndim(param["value"], 4)
+    s["meta"] = _from_matlab(fields["meta"], "meta") if "meta" in fields else {}
+    if s["meta"] is None:
+        s["meta"] = {}
+    from .dagnn import DagNN  # imported here: the DagNN module is only needed for DagNN files
+
+    return DagNN.loadobj(s)
+
+
+def load_matconvnet(path, with_extra=False):
+    """Load a MatConvNet network (SimpleNN or DagNN) from a ``.mat`` file.
+
+    ``net = load_matconvnet(path)``; ``net, extras = load_matconvnet(path, with_extra=True)``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A MATLAB v5/v7 ``.mat`` file holding either a variable ``net`` (a SimpleNN struct with a
+        ``layers`` cell array, or a DagNN ``saveobj`` struct with ``vars``, ``params``, ``layers``)
+        or those fields as top-level variables (``save(file, '-struct', 'net')``).
+    with_extra : bool, default False
+        Also return the other top-level variables of a file with a ``net`` variable (for example
+        ``cnn_train``'s ``state`` and ``stats``), converted to Python values.
+
+    Returns
+    -------
+    net : dict or cnnx.dagnn.DagNN
+        A SimpleNN dict ``{'layers': [...], 'meta': {...}}`` (as stored, checked with
+        :func:`cnnx.vl_simplenn_tidy`), or the DagNN built by ``DagNN.loadobj``.
+    extras : dict
+        Only with ``with_extra``: variable name -> value.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is MATLAB v7.3 (HDF5), not a ``.mat`` file, holds no network, or holds a layer
+        cnnx does not implement; the message says what was found.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from cnnx.io import load_matconvnet, save_matconvnet
+    >>> path = os.path.join(tempfile.mkdtemp(), 'net.mat')
+    >>> save_matconvnet({'layers': [{'type': 'relu'}], 'meta': {}}, path)
+    >>> load_matconvnet(path)['layers'][0]['type']
+    'relu'
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"load_matconvnet: no such file: {path}")
+    try:
+        major, _ = matfile_version(path)
+    except Exception as error:  # scipy raises several types for files that are not .mat files
+        raise ValueError(f"load_matconvnet: {path} is not a MATLAB .mat file ({error})") from None
+    if major == 2:
+        raise ValueError(f"load_matconvnet: {path} is a MATLAB v7.3 (HDF5) file, which cnnx cannot read; "
+                         "re-save it in MATLAB with save(file, '-struct', 'net', '-v7')")
+    try:
+        variables = scipy.io.loadmat(path, mat_dtype=True, struct_as_record=False, squeeze_me=False,
+                                     chars_as_strings=True)
+    except Exception as error:
+        raise ValueError(f"load_matconvnet: cannot read {path} as a .mat file ({error})") from None
+    variables = {k: v for k, v in variables.items() if not k.startswith("__")}
+
+    if "net" in variables:
+        fields = _struct_fields(variables.pop("net"), f"{path}: the variable 'net'")
+        extra_raw, found = variables, "the variable 'net' has fields"
+    else:
+        fields, extra_raw, found = variables, {}, "found variables"
+    if "vars" in fields and "params" in fields and "layers" in fields:
+        net = _dagnn_from_matlab(fields, path)
+    elif "layers" in fields:
+        net = _simplenn_from_matlab(fields, path)
+    else:
+        names = ", ".join(sorted(fields)) or "none"
+        raise ValueError(f"load_matconvnet: {path} holds no MatConvNet network: expected 'layers' (SimpleNN) "
+                         f"or 'vars', 'params' and 'layers' (DagNN); {found}: {names}")
+    if not with_extra:
+        return net
+    return net, {name: _from_matlab(value, name) for name, value in extra_raw.items()}
+
+
+# ------------------------------------------------------------------------------------------------
+# Python -> MATLAB
+# ------------------------------------------------------------------------------------------------
+
+
+def _empty_cell():
+    return np.empty((0, 0), dtype=object)
+
+
+def _cell(items):
+    cell = np.empty((1, len(items)), dtype=object)
+    for k, item in enumerate(items):
+        cell[0, k] = item
+    return cell
+
+
+def _to_matlab(value, where, int_class):
+    """Convert a Python value for scipy.io.savemat. ``int_class`` is the MATLAB class of Python ints."""
+    if value is None:
+        return np.zeros((0, 0))
+    if isinstance(value, (bool, np.bool_)):
+        return np.bool_(value)
+    if isinstance(value, int):
+        return int_class(value)
+    if isinstance(value, (float, str, np.number)):
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            converted = np.empty(value.shape, dtype=object)
+            for index, item in np.ndenumerate(value):
+                converted[index] = _to_matlab(item, f"{where}{list(index)}", int_class)
+            return converted
+        if value.dtype.kind not in "biufcU":
+            raise TypeError(f"save_matconvnet: {where} is a {value.dtype} array, which a .mat file cannot hold")
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or not _IDENTIFIER.match(key):
+                raise ValueError(f"save_matconvnet: {where} has the key {key!r}, which is not a MATLAB field name")
+            out[key] = _to_matlab(item, f"{where}[{key!r}]", int_class)
+        return out
+    if isinstance(value, (list, tuple)):
+        numbers = [v for v in value if isinstance(v, (int, float, np.integer, np.floating))
+                   and not isinstance(v, (bool, np.bool_))]
+        if value and len(numbers) == len(value):
+            if all(isinstance(v, int) for v in value) and int_class is np.int64:
+                return np.array([value], dtype=np.int64)
+            return np.array([value], dtype=np.float64)
+        if not value:
+            return _empty_cell()
+        return _cell([_to_matlab(v, f"{where}[{k}]", int_class) for k, v in enumerate(value)])
+    if callable(value):
+        raise TypeError(f"save_matconvnet: {where} is a Python function, which a .mat file cannot hold "
+                        "(custom layers cannot be saved)")
+    raise TypeError(f"save_matconvnet: {where} is a {type(value).__name__}, which a .mat file cannot hold")
+
+
+def _struct_array(items, where):
+    """A 1xN MATLAB struct array from a list of dicts with the same keys."""
+    names = list(items[0]) if items else ["name"]
+    for k, item in enumerate(items):
+        if list(item) != names:
+            raise ValueError(f"save_matconvnet: {where}[{k}] has fields {list(item)}, but {where}[0] has {names}")
+    array = np.empty((1, len(items)), dtype=[(name, object) for name in names])
+    for k, item in enumerate(items):
+        converted = _to_matlab(item, f"{where}[{k}]", float)
+        array[0, k] = tuple(converted[name] for name in names)
+    return array
+
+
+def _simplenn_to_matlab(net):
+    try:
+        vl_simplenn_tidy(net)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"save_matconvnet: {error}") from None
+    for k, layer in enumerate(net["layers"]):
+        if layer["type"] == "custom":
+            raise TypeError(f"save_matconvnet: net['layers'][{k}] is a custom layer; its Python functions "
+                            "cannot be stored in a .mat file")
+    content = {key: _to_matlab(value, f"net[{key!r}]", float) for key, value in net.items() if key != "layers"}
+    content["layers"] = _cell([_to_matlab(layer, f"net['layers'][{k}]", float)
+                               for k, layer in enumerate(net["layers"])])
+    content.setdefault("meta", {})
+    return content
+
+
+def _dagnn_to_matlab(s):
+    content = {}
+    for key, value in s.items():
+        if key in ("vars", "params", "layers"):
+            content[key] = _struct_array(list(value), f"net.saveobj()[{key!r}]")
+        else:
+            content[key] = _to_matlab(value, f"net.saveobj()[{key!r}]", float)
+    return content
+
+
+def save_matconvnet(net, path, **extra):
+    """Save a network to a ``.mat`` file in MatConvNet's layout, atomically.
+
+    ``save_matconvnet(net, path)``; ``save_matconvnet(net, path, state=state, stats=stats)``.
+
+    The network is stored as the variable ``net`` (as ``cnn_train`` does): a SimpleNN dict as a
+    struct with a ``layers`` cell array, a DagNN as the struct of its ``saveobj()``. Python numbers
+    in the network become MATLAB doubles (as MatConvNet's options are), bools logicals, strings char
+    arrays, lists of numbers double row vectors, other lists cell arrays, dicts structs, None ``[]``.
+    Each keyword becomes one more top-level variable; there Python ints are stored as int64 so that
+    they come back as ints. The file is written to a temporary file in the same folder, then
+    renamed over ``path``, so a crash never leaves a half-written file.
+
+    Parameters
+    ----------
+    net : dict or cnnx.dagnn.DagNN
+        SimpleNN network (checked with :func:`cnnx.vl_simplenn_tidy`; custom layers cannot be
+        saved) or an object with a ``saveobj()`` method.
+    path : str or os.PathLike
+        Output file.
+    **extra
+        Additional variables (names must be MATLAB identifiers).
+
+    Raises
+    ------
+    TypeError
+        For a value a ``.mat`` file cannot hold (functions, custom layers, objects).
+    ValueError
+        For a malformed network or a name that is not a MATLAB identifier.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> from cnnx.io import load_matconvnet, save_matconvnet
+    >>> net = {'layers': [{'type': 'conv', 'weights': [np.ones((3, 3, 1, 2), np.float32),
+    ...                                                np.zeros((1, 2), np.float32)]}]}
+    >>> path = os.path.join(tempfile.mkdtemp(), 'net.mat')
+    >>> save_matconvnet(net, path, state={'epoch': 3})
+    >>> net2, extras = load_matconvnet(path, with_extra=True)
+    >>> net2['layers'][0]['weights'][0].shape, extras['state']['epoch']
+    ((3, 3, 1, 2), 3)
+    """
+    path = os.fspath(path)
+    if isinstance(net, dict):
+        content = _simplenn_to_matlab(net)
+    elif callable(getattr(net, "saveobj", None)):
+        content = _dagnn_to_matlab(net.saveobj())
+    else:
+        raise TypeError(f"save_matconvnet: net must be a SimpleNN dict or a DagNN, got {type(net).__name__}")
+    variables = {"net": content}
+    for name, value in extra.items():
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"save_matconvnet: {name!r} is not a MATLAB variable name")
+        variables[name] = _to_matlab(value, name, np.int64)
+
+    with atomic_open(path, "wb") as stream:
+        scipy.io.savemat(stream, variables, format="5", long_field_names=True, oned_as="row")

@@ -1,0 +1,973 @@
+"""SimpleNN: a network that is a chain of layers, run forward and backward over cnnx's blocks.
+
+A network is a plain dict shaped like MatConvNet's struct, so that ``.mat`` files round-trip
+(:mod:`cnnx.io`)::
+
+    net = {'layers': [{'type': 'conv', 'weights': [F, B], 'pad': 1}, {'type': 'relu'}, ...],
+           'meta': {...}}
+
+Each layer dict uses MatConvNet's field names (``type``, ``name``, ``weights``, ``pad``, ``stride``,
+``dilate``, ``pool``, ``method``, ``leak``, ``rate``, ``class``, ``precious``, ``learningRate``,
+``weightDecay``, ...). The graph code here only orders the block calls, keeps their values and
+stores their derivatives; the math lives in the blocks. Each layer type is one :class:`LayerType`
+in a registry, so a new type is one call to :func:`register_layer_type`.
+"""
+import copy
+import math
+import numbers
+import sys
+import time
+
+import numpy as np
+
+from ._options import Option, parse_options
+from .activations import vl_nnprelu, vl_nnrelu
+from .conv import vl_nnconv
+from .dropout import vl_nndropout
+from .loss import vl_nnsoftmaxloss
+from .pool import vl_nnpool
+
+__all__ = [
+    "LayerType",
+    "register_layer_type",
+    "vl_simplenn",
+    "vl_simplenn_display",
+    "vl_simplenn_tidy",
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# The layer-type registry
+# ------------------------------------------------------------------------------------------------
+
+
+class LayerType:
+    """How SimpleNN runs, checks and describes one layer type.
+
+    Build one with :func:`register_layer_type`; the attributes are those of its arguments.
+
+    Examples
+    --------
+    >>> from cnnx.simplenn import LAYER_TYPES
+    >>> LAYER_TYPES['conv'].defaults
+    {'pad': 0, 'stride': 1, 'dilate': 1, 'opts': []}
+    """
+
+    def __init__(self, name, forward, backward, defaults, options, check, geometry, data_size,
+                 abbreviation, weight_ndims, loss):
+        self.name = name
+        self.forward = forward
+        self.backward = backward
+        self.defaults = dict(defaults or {})
+        self.options = dict(options or {})
+        self.check = check
+        self.geometry = geometry
+        self.data_size = data_size
+        self.abbreviation = abbreviation
+        self.weight_ndims = tuple(weight_ndims)
+        self.loss = loss
+
+    def __repr__(self):
+        return f"LayerType({self.name!r})"
+
+
+LAYER_TYPES = {}
+
+
+def register_layer_type(name, forward, backward, *, defaults=None, options=None, check=None,
+                        geometry=None, data_size=None, abbreviation=None, weight_ndims=(), loss=False,
+                        replace=False):
+    """Teach SimpleNN a layer type: how to run it, check it and show it in the display table.
+
+    Parameters
+    ----------
+    name : str
+        The value of ``layer['type']``.
+    forward : callable
+        ``forward(layer, res_i, res_ip1, ctx)`` reads ``res_i['x']`` and stores the output in
+        ``res_ip1['x']`` (and anything backward needs in ``res_ip1['aux']``). ``ctx`` is a dict with
+        ``'mode'`` (``'normal'`` or ``'test'``) and ``'rng'`` (the ``rng`` option of
+        :func:`vl_simplenn`).
+    backward : callable
+        ``backward(layer, res_i, res_ip1, ctx)`` reads ``res_ip1['dzdx']`` (and ``res_i['x']``,
+        ``res_ip1['x']``, ``res_ip1['aux']``), stores the input derivative in ``res_i['dzdx']`` and
+        returns the list of derivatives of ``layer['weights']`` (or None for a type without
+        weights). :func:`vl_simplenn` stores or accumulates that list in ``res_i['dzdw']``.
+    defaults : dict, optional
+        Fields :func:`vl_simplenn_tidy` fills when a layer lacks them (values are copied).
+    options : dict, optional
+        ``{field: cnnx._options.Option}``: fields that are block options, range-checked by
+        :func:`vl_simplenn_tidy` with the blocks' own rules. :func:`vl_simplenn` leaves that to
+        the block call itself.
+    check : callable, optional
+        ``check(layer, where)`` raises ValueError or TypeError, starting the message with the
+        string ``where`` (which names the layer), when the layer is malformed (missing fields,
+        weights of the wrong number, type or shape). Runs on every :func:`vl_simplenn` call, so it
+        should be cheap.
+    geometry : callable, optional
+        ``geometry(layer)`` returns a dict with any of ``support`` ([h, w] window extent),
+        ``num_filters``, ``filter_depth``, ``dilate`` for :func:`vl_simplenn_display`. Missing
+        entries: support 1 and 'n/a'.
+    data_size : callable, optional
+        ``data_size(layer, in_size, out_size)`` returns the [H, W, C, N] output size given the input
+        size and the size from the sliding-window formula (whose C and N are the input's).
+    abbreviation : callable or str, optional
+        The type as shown in the display table (a callable gets the layer). Default: ``name``.
+    weight_ndims : sequence of int, optional
+        For each weight, the number of dimensions it has in full; :mod:`cnnx.io` restores the
+        trailing singleton dimensions MATLAB drops (0: leave as stored).
+    loss : bool, default False
+        The output is an objective: kept when conserving memory, shown as 1x1x1x1 data.
+    replace : bool, default False
+        Allow replacing an already registered type.
+
+    Returns
+    -------
+    LayerType
+        The registered entry.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is already registered and ``replace`` is false.
+    TypeError
+        If ``forward`` or ``backward`` is not callable.
+
+    Examples
+    --------
+    >>> from cnnx.simplenn import register_layer_type
+    >>> def forward(layer, res_i, res_ip1, ctx):
+    ...     res_ip1['x'] = 2 * res_i['x']
+    >>> def backward(layer, res_i, res_ip1, ctx):
+    ...     res_i['dzdx'] = 2 * res_ip1['dzdx']
+    >>> entry = register_layer_type('double', forward, backward, replace=True)
+    >>> entry
+    LayerType('double')
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_layer_type: name must be a non-empty string, got {name!r}")
+    if name in LAYER_TYPES and not replace:
+        raise ValueError(f"register_layer_type: layer type '{name}' is already registered (pass replace=True)")
+    for label, fn in (("forward", forward), ("backward", backward)):
+        if not callable(fn):
+            raise TypeError(f"register_layer_type: {label} must be callable, got {type(fn).__name__}")
+    entry = LayerType(name, forward, backward, defaults, options, check, geometry, data_size,
+                      abbreviation or name, weight_ndims, loss)
+    LAYER_TYPES[name] = entry
+    return entry
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers shared by the built-in types
+# ------------------------------------------------------------------------------------------------
+
+# GPU-only flags MatConvNet models carry in layer['opts']; the CPU blocks have nothing to do with them.
+_GPU_FLAGS = {"cudnn", "nocudnn"}
+_GPU_OPTIONS = {"cudnnworkspacelimit"}
+
+
+def _cpu_opts(opts):
+    out = []
+    items = list(opts or [])
+    i = 0
+    while i < len(items):
+        key = items[i].lower() if isinstance(items[i], str) else None
+        if key in _GPU_FLAGS:
+            i += 1
+        elif key in _GPU_OPTIONS:
+            i += 2
+        else:
+            out.append(items[i])
+            i += 1
+    return out
+
+
+def _is_empty(value):
+    return value is None or np.size(value) == 0
+
+
+def _weight(layer, j):
+    """The j-th weight, or None for a missing or empty (MATLAB ``[]``) entry."""
+    weights = layer["weights"]
+    if j >= len(weights) or _is_empty(weights[j]):
+        return None
+    return weights[j]
+
+
+def _check_array(where, label, value):
+    if not isinstance(value, np.ndarray) or value.dtype not in (np.float32, np.float64):
+        kind = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
+        raise TypeError(f"{where}: {label} must be a float32 or float64 numpy array, got {kind}")
+
+
+def _check_weight_count(where, layer, count, what):
+    weights = layer["weights"]
+    if not isinstance(weights, (list, tuple)):
+        raise TypeError(f"{where}: 'weights' must be a list {what}, got {type(weights).__name__}")
+    if len(weights) != count:
+        raise ValueError(f"{where}: 'weights' must hold {count} arrays {what}, got {len(weights)}")
+
+
+def _require(where, layer, field, what):
+    if field not in layer:
+        raise ValueError(f"{where}: missing field '{field}' ({what})")
+
+
+# ------------------------------------------------------------------------------------------------
+# conv
+# ------------------------------------------------------------------------------------------------
+
+_CONV_OPTIONS = {"pad": Option("pad4"), "stride": Option("pair"), "dilate": Option("pair")}
+
+
+def _conv_call(layer, res_i, *dzdy):
+    return vl_nnconv(res_i["x"], _weight(layer, 0), _weight(layer, 1), *dzdy, *_cpu_opts(layer["opts"]),
+                     pad=layer["pad"], stride=layer["stride"], dilate=layer["dilate"])
+
+
+def _conv_forward(layer, res_i, res_ip1, ctx):
+    res_ip1["x"] = _conv_call(layer, res_i)
+
+
+def _conv_backward(layer, res_i, res_ip1, ctx):
+    res_i["dzdx"], dzdf, dzdb = _conv_call(layer, res_i, res_ip1["dzdx"])
+    return [dzdf, dzdb]
+
+
+def _conv_check(layer, where):
+    _check_weight_count(where, layer, 2, "[F, B]")
+    filters, biases = layer["weights"]
+    num_filters = None
+    if not _is_empty(filters):
+        _check_array(where, "the filters weights[0]", filters)
+        if not 2 <= filters.ndim <= 4:
+            raise ValueError(f"{where}: the filters weights[0] must be FH x FW x FC x K (2 to 4 dimensions), "
+                             f"got shape {filters.shape}")
+        num_filters = filters.shape[3] if filters.ndim == 4 else 1
+    if not _is_empty(biases):
+        _check_array(where, "the biases weights[1]", biases)
+        if num_filters is not None and biases.size != num_filters:
+            raise ValueError(f"{where}: the biases weights[1] must have one element per filter ({num_filters}), "
+                             f"got shape {biases.shape}")
+        if not _is_empty(filters) and biases.dtype != filters.dtype:
+            raise TypeError(f"{where}: the biases are {biases.dtype} but the filters are {filters.dtype}")
+
+
+def _conv_geometry(layer):
+    filters = _weight(layer, 0)
+    dilate = _pair(layer["dilate"])
+    if filters is None:
+        return {"support": [1, 1], "num_filters": None, "filter_depth": 0, "dilate": dilate}
+    shape = tuple(filters.shape) + (1,) * (4 - filters.ndim)
+    support = [(max(shape[k], 1) - 1) * dilate[k] + 1 for k in range(2)]
+    return {"support": support, "num_filters": shape[3], "filter_depth": shape[2], "dilate": dilate}
+
+
+def _conv_data_size(layer, in_size, out_size):
+    filters = _weight(layer, 0)
+    if filters is not None:
+        out_size[2] = filters.shape[3] if filters.ndim == 4 else 1
+    return out_size
+
+
+register_layer_type(
+    "conv", _conv_forward, _conv_backward,
+    defaults={"pad": 0, "stride": 1, "dilate": 1, "opts": []}, options=_CONV_OPTIONS,
+    check=_conv_check, geometry=_conv_geometry, data_size=_conv_data_size, weight_ndims=(4, 0),
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# pool
+# ------------------------------------------------------------------------------------------------
+
+_POOL_OPTIONS = {"pool": Option("pair"), "pad": Option("pad4"), "stride": Option("pair"),
+                 "method": Option("choice", choices=("max", "avg"))}
+
+
+def _pool_call(layer, res_i, *dzdy):
+    return vl_nnpool(res_i["x"], layer["pool"], *dzdy, *_cpu_opts(layer["opts"]),
+                     pad=layer["pad"], stride=layer["stride"], method=layer["method"])
+
+
+def _pool_forward(layer, res_i, res_ip1, ctx):
+    res_ip1["x"] = _pool_call(layer, res_i)
+
+
+def _pool_backward(layer, res_i, res_ip1, ctx):
+    res_i["dzdx"] = _pool_call(layer, res_i, res_ip1["dzdx"])
+
+
+def _pool_check(layer, where):
+    _require(where, layer, "pool", "the pooling window size, scalar or [PH, PW]")
+
+
+def _pool_abbreviation(layer):
+    return "apool" if layer["method"].lower() == "avg" else "mpool"
+
+
+# MatConvNet's tidy never fills 'method' (a duplicated switch case); cnnx fills vl_nnpool's default.
+register_layer_type(
+    "pool", _pool_forward, _pool_backward,
+    defaults={"pad": 0, "stride": 1, "method": "max", "opts": []}, options=_POOL_OPTIONS,
+    check=_pool_check, geometry=lambda layer: {"support": _pair(layer["pool"])},
+    abbreviation=_pool_abbreviation,
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# relu, prelu
+# ------------------------------------------------------------------------------------------------
+
+
+def _relu_forward(layer, res_i, res_ip1, ctx):
+    res_ip1["x"] = vl_nnrelu(res_i["x"], leak=layer["leak"])
+
+
+def _relu_backward(layer, res_i, res_ip1, ctx):
+    # The output has the input's sign pattern, so it can stand in for a freed input.
+    x = res_i["x"] if res_i["x"] is not None else res_ip1["x"]
+    res_i["dzdx"] = vl_nnrelu(x, res_ip1["dzdx"], leak=layer["leak"])
+
+
+register_layer_type(
+    "relu", _relu_forward, _relu_backward, defaults={"leak": 0.0},
+    options={"leak": Option("float")},
+)
+
+
+def _prelu_forward(layer, res_i, res_ip1, ctx):
+    res_ip1["x"] = vl_nnprelu(res_i["x"], layer["weights"][0])
+
+
+def _prelu_backward(layer, res_i, res_ip1, ctx):
+    res_i["dzdx"], dzda = vl_nnprelu(res_i["x"], layer["weights"][0], res_ip1["dzdx"])
+    return [dzda]
+
+
+def _prelu_check(layer, where):
+    _check_weight_count(where, layer, 1, "[A] (the slopes)")
+    _check_array(where, "the slopes weights[0]", layer["weights"][0])
+    if layer["weights"][0].size == 0:
+        raise ValueError(f"{where}: the slopes weights[0] are empty")
+
+
+register_layer_type("prelu", _prelu_forward, _prelu_backward, check=_prelu_check)
+
+
+# ------------------------------------------------------------------------------------------------
+# dropout
+# ------------------------------------------------------------------------------------------------
+
+
+def _dropout_forward(layer, res_i, res_ip1, ctx):
+    if ctx["mode"] == "test":
+        res_ip1["x"] = res_i["x"]
+        return
+    rng = {} if ctx["rng"] is None else {"rng": ctx["rng"]}
+    res_ip1["x"], res_ip1["aux"] = vl_nndropout(res_i["x"], rate=layer["rate"], **rng)
+
+
+def _dropout_backward(layer, res_i, res_ip1, ctx):
+    if ctx["mode"] == "test":
+        res_i["dzdx"] = res_ip1["dzdx"]
+    else:
+        res_i["dzdx"] = vl_nndropout(res_i["x"], res_ip1["dzdx"], mask=res_ip1["aux"])
+
+
+def _dropout_check(layer, where):
+    rate = layer["rate"]
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+        raise ValueError(f"{where}: Rate must be a number in [0, 1), got {rate!r}")
+
+
+register_layer_type("dropout", _dropout_forward, _dropout_backward, defaults={"rate": 0.5},
+                    check=_dropout_check)
+
+
+# ------------------------------------------------------------------------------------------------
+# softmaxloss
+# ------------------------------------------------------------------------------------------------
+
+
+def _labels(layer):
+    labels = layer.get("class")
+    if labels is None:
+        raise ValueError("softmaxloss needs the labels in layer['class']")
+    return labels
+
+
+def _softmaxloss_forward(layer, res_i, res_ip1, ctx):
+    res_ip1["x"] = vl_nnsoftmaxloss(res_i["x"], _labels(layer))
+
+
+def _softmaxloss_backward(layer, res_i, res_ip1, ctx):
+    res_i["dzdx"] = vl_nnsoftmaxloss(res_i["x"], _labels(layer), res_ip1["dzdx"])
+
+
+register_layer_type("softmaxloss", _softmaxloss_forward, _softmaxloss_backward,
+                    abbreviation="softmxl", loss=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# custom: the user's forward/backward with MatConvNet's signature
+# ------------------------------------------------------------------------------------------------
+
+
+def _replace_record(record, returned):
+    # MatConvNet's custom functions return the updated res struct; in-place updates also work.
+    if returned is not None and returned is not record:
+        if not isinstance(returned, dict):
+            raise TypeError(f"a custom layer function must return a res dict (or None), "
+                            f"got {type(returned).__name__}")
+        record.clear()
+        record.update(returned)
+
+
+def _custom_forward(layer, res_i, res_ip1, ctx):
+    _replace_record(res_ip1, layer["forward"](layer, res_i, res_ip1))
+
+
+def _custom_backward(layer, res_i, res_ip1, ctx):
+    _replace_record(res_i, layer["backward"](layer, res_i, res_ip1))
+
+
+def _custom_check(layer, where):
+    for field in ("forward", "backward"):
+        _require(where, layer, field, f"a callable {field}(layer, res_i, res_ip1)")
+        if not callable(layer[field]):
+            raise TypeError(f"{where}: '{field}' must be callable, got {type(layer[field]).__name__}")
+    if "getForwardSize" in layer and not callable(layer["getForwardSize"]):
+        raise TypeError(f"{where}: 'getForwardSize' must be callable")
+
+
+def _custom_data_size(layer, in_size, out_size):
+    if "getForwardSize" in layer:
+        return [float(v) for v in np.ravel(layer["getForwardSize"](layer, list(in_size)))]
+    out_size[2] = math.nan
+    return out_size
+
+
+register_layer_type("custom", _custom_forward, _custom_backward, check=_custom_check,
+                    data_size=_custom_data_size)
+
+
+# ------------------------------------------------------------------------------------------------
+# vl_simplenn_tidy
+# ------------------------------------------------------------------------------------------------
+
+
+def _where(fname, index, layer):
+    name = layer.get("name") if isinstance(layer, dict) else None
+    label = f"layers[{index}]" + (f" ('{name}')" if isinstance(name, str) else "")
+    return f"{fname}: {label}"
+
+
+def _tidy_layer(fname, index, layer, check_options):
+    if not isinstance(layer, dict):
+        raise TypeError(f"{fname}: layers[{index}] must be a dict, got {type(layer).__name__}")
+    where = _where(fname, index, layer)
+    layer_type = layer.get("type")
+    if not isinstance(layer_type, str):
+        raise ValueError(f"{where}: missing or non-string 'type' (got {layer_type!r})")
+    entry = LAYER_TYPES.get(layer_type)
+    if entry is None:
+        known = ", ".join(sorted(LAYER_TYPES))
+        raise ValueError(f"{where}: unknown layer type '{layer_type}' (known types: {known})")
+    layer = dict(layer)
+    if "weights" not in layer and ("filters" in layer or "biases" in layer):
+        # MatConvNet's legacy conv layout.
+        layer["weights"] = [layer.pop("filters", None), layer.pop("biases", None)]
+    layer.setdefault("weights", [])
+    if isinstance(layer["weights"], tuple):
+        layer["weights"] = list(layer["weights"])
+    layer.setdefault("name", f"layer{index + 1}")
+    layer.setdefault("precious", False)
+    for field, value in entry.defaults.items():
+        if field not in layer:
+            layer[field] = copy.copy(value)
+    if not isinstance(layer["name"], str):
+        raise TypeError(f"{where}: 'name' must be a string, got {type(layer['name']).__name__}")
+    if entry.check is not None:
+        entry.check(layer, where)
+    if check_options and entry.options:
+        parse_options(where, (), {field: layer[field] for field in entry.options}, entry.options)
+    return layer
+
+
+def vl_simplenn_tidy(net):
+    """Return a copy of a SimpleNN network with MatConvNet's defaults filled and every layer checked.
+
+    ``tnet = vl_simplenn_tidy(net)``
+
+    As MatConvNet's tidy: every layer gets ``name = 'layer<k>'`` (k counting from 1) and
+    ``precious = False``; conv layers ``pad = 0``, ``stride = 1``, ``dilate = 1``, ``opts = []``;
+    pool layers ``pad = 0``, ``stride = 1``, ``opts = []`` and (unlike MatConvNet, whose tidy forgets
+    it) ``method = 'max'``; relu ``leak = 0``; dropout ``rate = 0.5``. Legacy ``filters``/``biases``
+    fields become ``weights``, and top-level ``classes``/``normalization`` move into ``meta``
+    (deriving ``meta['normalization']['cropSize']`` from ``border`` and ``imageSize``). Arrays are
+    shared with ``net``, not copied.
+
+    Parameters
+    ----------
+    net : dict
+        ``{'layers': [layer dict, ...], 'meta': dict}``; ``meta`` is optional.
+
+    Returns
+    -------
+    dict
+        ``{'layers': [...], 'meta': {...}}``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a net that is not such a dict, or a layer with an unknown type, a missing field or
+        weight, or a weight or option of the wrong type, shape or range. The message names the
+        layer by index and name, e.g. ``vl_simplenn_tidy: layers[2] ('conv2'): ...``.
+
+    Examples
+    --------
+    >>> from cnnx.simplenn import vl_simplenn_tidy
+    >>> net = vl_simplenn_tidy({'layers': [{'type': 'relu'}]})
+    >>> net['layers'][0]['name'], net['layers'][0]['leak']
+    ('layer1', 0.0)
+    """
+    return _tidy(net, "vl_simplenn_tidy", check_options=True)
+
+
+def _tidy(net, fname, check_options):
+    if not isinstance(net, dict) or "layers" not in net:
+        raise TypeError(f"{fname}: net must be a dict with a 'layers' list, got {type(net).__name__}")
+    if not isinstance(net["layers"], (list, tuple)):
+        raise TypeError(f"{fname}: net['layers'] must be a list of layer dicts, got {type(net['layers']).__name__}")
+    meta = dict(net.get("meta") or {})
+    for legacy in ("classes", "normalization"):
+        if legacy in net:
+            meta[legacy] = net[legacy]
+    normalization = meta.get("normalization")
+    if (isinstance(normalization, dict) and "cropSize" not in normalization
+            and "border" in normalization and "imageSize" in normalization):
+        image = np.ravel(np.asarray(normalization["imageSize"], dtype=np.float64))[:2]
+        normalization = dict(normalization)
+        normalization["cropSize"] = image / (image + np.ravel(normalization["border"]))
+        meta["normalization"] = normalization
+    layers = [_tidy_layer(fname, i, layer, check_options) for i, layer in enumerate(net["layers"])]
+    return {"layers": layers, "meta": meta}
+
+
+# ------------------------------------------------------------------------------------------------
+# vl_simplenn
+# ------------------------------------------------------------------------------------------------
+
+_SIMPLENN_OPTIONS = {
+    "dzdy": Option("any"),
+    "res": Option("any"),
+    "mode": Option("choice", "normal", choices=("normal", "test", "train")),
+    "conserve_memory": Option("any", False),
+    "accumulate": Option("any", False),
+    "back_prop_depth": Option("any", math.inf),
+    "skip_forward": Option("any", False),
+    "cudnn": Option("any", True),
+    "sync": Option("any", False),
+    "rng": Option("any"),
+}
+
+
+def _as_bool(fname, label, value):
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{fname}: {label} must be true or false, got {value!r}")
+
+
+def _back_prop_depth(fname, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fname}: BackPropDepth must be a number, got {value!r}")
+    if not value > 0 or (math.isfinite(value) and value != int(value)):
+        raise ValueError(f"{fname}: BackPropDepth must be a positive integer or inf, got {value!r}")
+    return value
+
+
+def _new_res(num_layers):
+    """An empty ``res`` list for a network of ``num_layers`` layers (one record more than layers)."""
+    return [{"x": None, "dzdx": None, "dzdw": [], "aux": None, "stats": None, "time": 0.0,
+             "backward_time": 0.0} for _ in range(num_layers + 1)]
+
+
+def _split_positional(args):
+    """Peel ``dzdy`` and ``res`` off the front of ``args`` (MatConvNet's positional slots)."""
+    args = list(args)
+    positional = []
+    while args and not isinstance(args[0], str) and len(positional) < 2:
+        positional.append(args.pop(0))
+    return positional, args
+
+
+def vl_simplenn(net, x, *args, **kwargs):
+    """Evaluate a SimpleNN network forward, and backward when given the output derivative.
+
+    ``res = vl_simplenn(net, x)`` runs forward; ``res = vl_simplenn(net, x, dzdy)`` also runs
+    backward; ``res = vl_simplenn(net, x, dzdy, res, 'Name', value, ...)`` reuses ``res`` and takes
+    MatConvNet's options as name/value pairs (case-insensitive) or Python keywords
+    (``conserve_memory=True``).
+
+    ``res`` is a list of ``len(net['layers']) + 1`` dicts: ``res[0]['x']`` is the input and
+    ``res[i + 1]['x']`` the output of ``layers[i]``; after backward ``res[i]['dzdx']`` is the
+    derivative with respect to ``res[i]['x']`` and ``res[i]['dzdw']`` the list of derivatives of
+    ``layers[i]['weights']``. ``res[i]['time']`` and ``res[i]['backward_time']`` are the seconds
+    spent in ``layers[i]``; ``res[i + 1]['aux']`` holds what a layer keeps for backward (the dropout
+    mask).
+
+    The softmaxloss layer takes its labels from ``layer['class']``. Layers run through their
+    :class:`LayerType` (see :func:`register_layer_type`). Defaults are filled and the structure
+    checked as :func:`vl_simplenn_tidy` does, so untidied nets work; option values are checked by
+    the blocks. Every error raised inside a layer names it: ``vl_simplenn: layers[3] ('conv2'): ...``.
+
+    Parameters
+    ----------
+    net : dict
+        SimpleNN network ``{'layers': [...], 'meta': {...}}``.
+    x : ndarray
+        Input, H x W x C x N (float32 or float64).
+    dzdy : ndarray or scalar, optional
+        Derivative of the objective with respect to the output (usually 1). None or empty: forward
+        only.
+    res : list of dict, optional
+        Results of an earlier call, reused (needed by ``SkipForward`` and ``Accumulate``).
+    Mode : 'normal'
+        ``'test'`` makes dropout the identity (forward and backward). ``'train'`` means normal.
+    ConserveMemory : False
+        Free intermediate values as soon as they are not needed: forward only keeps the output;
+        forward and backward keep ``res[0]``, ``res[-1]`` and every ``dzdw``. The output of a layer
+        with ``precious = True`` and the output of a loss layer are kept.
+    Accumulate : False
+        Add the parameter derivatives to those already in ``res`` instead of overwriting them.
+    BackPropDepth : inf
+        Back-propagate through the last ``BackPropDepth`` layers only.
+    SkipForward : False
+        Skip the forward pass and back-propagate from the values in ``res`` (needs ``dzdy`` and
+        ``res``).
+    CuDNN : True
+        Accepted for compatibility; ignored (CPU blocks).
+    Sync : False
+        Accepted for compatibility; ignored.
+    rng : None
+        Passed to :func:`cnnx.vl_nndropout` as ``rng`` (seed or generator for the masks).
+
+    Returns
+    -------
+    res : list of dict
+
+    Raises
+    ------
+    ValueError
+        ``SkipForward`` without ``dzdy`` or without ``res``; a ``res`` of the wrong length; a
+        ``BackPropDepth`` that is not a positive integer; malformed layers (see
+        :func:`vl_simplenn_tidy`); errors of the blocks (tagged with the layer).
+    TypeError
+        Unknown options or values of the wrong type.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx.simplenn import vl_simplenn
+    >>> net = {'layers': [{'type': 'relu'}]}
+    >>> x = np.asfortranarray(np.array([[-1.0, 2.0]]))
+    >>> res = vl_simplenn(net, x, np.ones_like(x))
+    >>> res[1]['x'], res[0]['dzdx']
+    (array([[0., 2.]]), array([[0., 1.]]))
+    """
+    fname = "vl_simplenn"
+    positional, args = _split_positional(args)
+    opts = parse_options(fname, args, kwargs, _SIMPLENN_OPTIONS)
+    for name, value in zip(("dzdy", "res"), positional):
+        if opts[name] is not None:
+            raise TypeError(f"{fname}: {name} is given both positionally and as an option")
+        opts[name] = value
+    dzdy, res = opts["dzdy"], opts["res"]
+    conserve = _as_bool(fname, "ConserveMemory", opts["conserve_memory"])
+    accumulate = _as_bool(fname, "Accumulate", opts["accumulate"])
+    skip_forward = _as_bool(fname, "SkipForward", opts["skip_forward"])
+    _as_bool(fname, "CuDNN", opts["cudnn"])
+    _as_bool(fname, "Sync", opts["sync"])
+    depth = _back_prop_depth(fname, opts["back_prop_depth"])
+    ctx = {"mode": "test" if opts["mode"] == "test" else "normal", "rng": opts["rng"]}
+
+    # Structure only: the blocks check their options themselves (errors are tagged with the layer).
+    layers = _tidy(net, fname, check_options=False)["layers"]
+    n = len(layers)
+    # Layers first_backprop .. n-1 are back-propagated (MatConvNet's backPropLim, 0-based).
+    first_backprop = 0 if math.isinf(depth) else max(n - int(depth), 0)
+    do_der = not _is_empty(dzdy)
+    if skip_forward and not do_der:
+        raise ValueError(f"{fname}: SkipForward needs a backward pass, but dzdy is empty")
+    if res is None or (isinstance(res, (list, tuple)) and len(res) == 0):
+        if skip_forward:
+            raise ValueError(f"{fname}: SkipForward needs the res of an earlier call, but res is empty")
+        res = _new_res(n)
+    elif not isinstance(res, list) or len(res) != n + 1 or not all(isinstance(r, dict) for r in res):
+        length = len(res) if isinstance(res, (list, tuple)) else type(res).__name__
+        raise ValueError(f"{fname}: res must be a list of {n + 1} dicts (one per layer, plus the input), got {length}")
+
+    if not skip_forward:
+        res[0]["x"] = x
+        for i, layer in enumerate(layers):
+            start = time.perf_counter()
+            _run_layer(LAYER_TYPES[layer["type"]].forward, fname, i, layer, res, ctx)
+            forget = conserve and not (do_der and i >= first_backprop)
+            if i > 0:
+                previous = layers[i - 1]
+                forget = forget and not LAYER_TYPES[previous["type"]].loss and not previous["precious"]
+            if forget:
+                res[i]["x"] = None
+            res[i]["time"] = time.perf_counter() - start
+
+    if do_der:
+        res[n]["dzdx"] = dzdy
+        for i in range(n - 1, first_backprop - 1, -1):
+            layer = layers[i]
+            start = time.perf_counter()
+            dzdw = _run_layer(LAYER_TYPES[layer["type"]].backward, fname, i, layer, res, ctx)
+            if dzdw is not None:
+                res[i]["dzdw"] = _accumulated(res[i]["dzdw"], dzdw) if accumulate else list(dzdw)
+            if conserve and not layer["precious"] and i != n - 1:
+                res[i + 1]["dzdx"] = None
+                res[i + 1]["x"] = None
+            res[i]["backward_time"] = time.perf_counter() - start
+        if conserve and first_backprop > 0 and not layers[first_backprop]["precious"]:
+            res[first_backprop]["dzdx"] = None
+            res[first_backprop]["x"] = None
+    return res
+
+
+def _run_layer(step, fname, index, layer, res, ctx):
+    """Run a layer's forward or backward; its errors name the layer."""
+    try:
+        return step(layer, res[index], res[index + 1], ctx)
+    except (TypeError, ValueError) as error:
+        if type(error) not in (TypeError, ValueError):
+            raise  # a subclass may need other constructor arguments: leave it alone
+        raise type(error)(f"{_where(fname, index, layer)}: {error}") from error
+
+
+def _accumulated(old, new):
+    """``old + new`` per entry; a missing or None old entry counts as zero."""
+    old = list(old or [])
+    out = []
+    for j, value in enumerate(new):
+        previous = old[j] if j < len(old) else None
+        out.append(value if previous is None or value is None else previous + value)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# vl_simplenn_display
+# ------------------------------------------------------------------------------------------------
+
+_DISPLAY_OPTIONS = {
+    "input_size": Option("any"),
+    "batch_size": Option("any"),
+    "max_num_columns": Option("int", 18),
+}
+
+_ROWS = [
+    ("layer", "layer"), ("type", "type"), ("name", "name"), ("-", "-"),
+    ("support", "support"), ("filtd", "filt dim"), ("filtdil", "filt dilat"), ("nfilt", "num filts"),
+    ("stride", "stride"), ("pad", "pad"), ("-", "-"),
+    ("rfsize", "rf size"), ("rfoffset", "rf offset"), ("rfstride", "rf stride"), ("-", "-"),
+    ("dsize", "data size"), ("ddepth", "data depth"), ("dnum", "data num"), ("-", "-"),
+    ("xmem", "data mem"), ("wmem", "param mem"),
+]
+
+
+def _pair(value):
+    flat = [float(v) for v in np.ravel(value)]
+    return flat * 2 if len(flat) == 1 else flat[:2]
+
+
+def _pad4(value):
+    flat = [float(v) for v in np.ravel(value)]
+    return flat * 4 if len(flat) == 1 else flat[:4]
+
+
+def _num(value):
+    """MATLAB's %.4g (NaN prints as NaN)."""
+    return "NaN" if math.isnan(value) else f"{value:.4g}"
+
+
+def _dims(values):
+    if all(v == values[0] or (math.isnan(v) and math.isnan(values[0])) for v in values):
+        return _num(values[0])
+    return "x".join(_num(v) for v in values)
+
+
+def _memory(num_bytes):
+    if math.isnan(num_bytes):
+        return "NaN"
+    for power, unit in ((1, "B"), (2, "KB"), (3, "MB")):
+        if num_bytes < 1024 ** power:
+            return f"{num_bytes / 1024 ** (power - 1):.0f}{unit}"
+    return f"{num_bytes / 1024 ** 3:.0f}GB"
+
+
+def _ascii_table(rows):
+    widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = ["-" * w if cell == "-" else cell.rjust(w) for cell, w in zip(row, widths)]
+        lines.append("|".join(cells) + "|")
+    return "\n".join(lines) + "\n"
+
+
+def _input_size(meta, input_size, batch_size):
+    size = [math.nan, math.nan, math.nan, 1.0]
+    given = input_size
+    if given is None and isinstance(meta, dict):
+        given = meta.get("inputSize")
+        if given is None and isinstance(meta.get("normalization"), dict):
+            given = meta["normalization"].get("imageSize")
+    if given is not None:
+        values = [float(v) for v in np.ravel(given)]
+        if len(values) > 4:
+            raise ValueError(f"vl_simplenn_display: InputSize must have at most 4 elements, got {len(values)}")
+        size[:len(values)] = values
+    if batch_size is not None:
+        size[3] = float(batch_size)
+    return size
+
+
+def vl_simplenn_display(net, *args, **kwargs):
+    """Print MatConvNet's per-layer table of a SimpleNN network and return its statistics.
+
+    ``info = vl_simplenn_display(net)``, ``vl_simplenn_display(net, 'inputSize', [32, 32, 3, 100])``,
+    ``vl_simplenn_display(net, batch_size=100)``.
+
+    The table has one column per layer (column 0 is the input) and the rows ``layer``, ``type``,
+    ``name``; ``support``, ``filt dim``, ``filt dilat``, ``num filts``, ``stride``, ``pad``;
+    ``rf size``, ``rf offset``, ``rf stride`` (receptive field of each layer's output on the
+    input); ``data size``, ``data depth``, ``data num``; ``data mem``, ``param mem`` (4 bytes per
+    element, as MatConvNet counts). It is split every ``MaxNumColumns`` columns and followed by the
+    totals ``parameter memory`` and ``data memory``.
+
+    Parameters
+    ----------
+    net : dict
+        SimpleNN network (checked with :func:`vl_simplenn_tidy`).
+    InputSize : from meta
+        [H, W, C, N] (or a prefix). Default: ``meta['inputSize']``, else
+        ``meta['normalization']['imageSize']``, else unknown (NaN) with N = 1.
+    BatchSize : None
+        Overrides N.
+    MaxNumColumns : 18
+        Layers per printed table.
+
+    Returns
+    -------
+    info : dict
+        ``support`` (2 x L), ``stride`` (2 x L), ``pad`` (4 x L), ``receptiveFieldSize``,
+        ``receptiveFieldOffset``, ``receptiveFieldStride`` (2 x L), ``dataSize`` (4 x (L + 1)),
+        float arrays with MatConvNet's field names; ``table`` (the rows as lists of strings, label
+        first), ``parameterMemory`` and ``dataMemory`` (bytes), ``text`` (what was printed).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For bad options or a malformed net.
+
+    Examples
+    --------
+    >>> from cnnx.simplenn import vl_simplenn_display
+    >>> info = vl_simplenn_display({'layers': [{'type': 'relu'}]}, input_size=[4, 4, 3])
+    ... # doctest: +ELLIPSIS
+    layer|    0|...
+    >>> info['dataSize'][:, 1]
+    array([4., 4., 3., 1.])
+    """
+    fname = "vl_simplenn_display"
+    opts = parse_options(fname, args, kwargs, _DISPLAY_OPTIONS)
+    if opts["max_num_columns"] < 1:
+        raise ValueError(f"{fname}: MaxNumColumns must be at least 1")
+    tidy = vl_simplenn_tidy(net)
+    layers = tidy["layers"]
+    n = len(layers)
+    support = np.ones((2, n))
+    stride = np.ones((2, n))
+    pad = np.zeros((4, n))
+    geometry = []
+    for l, layer in enumerate(layers):
+        entry = LAYER_TYPES[layer["type"]]
+        geo = entry.geometry(layer) if entry.geometry is not None else {}
+        geometry.append(geo)
+        support[:, l] = geo.get("support", [1, 1])
+        if "stride" in layer:
+            stride[:, l] = _pair(layer["stride"])
+        if "pad" in layer:
+            pad[:, l] = _pad4(layer["pad"])
+    # Stride of each layer's input grid on the image: product of the strides before it.
+    input_stride = np.cumprod(np.hstack([np.ones((2, 1)), stride[:, :-1]]), axis=1) if n else np.ones((2, 0))
+    rf_size = 1 + np.cumsum(input_stride * (support - 1), axis=1)
+    rf_offset = 1 + np.cumsum(input_stride * ((support - 1) / 2 - pad[[0, 2], :]), axis=1)
+    rf_stride = np.cumprod(stride, axis=1)
+
+    data = np.zeros((4, n + 1))
+    data[:, 0] = _input_size(tidy["meta"], opts["input_size"], opts["batch_size"])
+    for l, layer in enumerate(layers):
+        entry = LAYER_TYPES[layer["type"]]
+        d = data[:, l]
+        pad_sum = np.array([pad[0, l] + pad[1, l], pad[2, l] + pad[3, l]])
+        spatial = np.floor((d[:2] + pad_sum - support[:, l]) / stride[:, l]) + 1  # NaN stays NaN
+        out = [float(spatial[0]), float(spatial[1]), d[2], d[3]]
+        if entry.data_size is not None:
+            out = entry.data_size(layer, list(d), out)
+        if entry.loss:
+            out[2:] = [1.0, 1.0]
+        data[:, l + 1] = out
+
+    param_bytes = [4.0 * sum(np.size(w) for w in layer["weights"] if w is not None) for layer in layers]
+    data_bytes = [4.0 * float(np.prod(data[:, l])) for l in range(n + 1)]
+
+    def cell(key, l):
+        if key == "-":
+            return "-"
+        if key == "layer":
+            return str(l)
+        if key == "dsize":
+            return _dims(list(data[:2, l]))
+        if key in ("ddepth", "dnum"):
+            return _num(data[2 if key == "ddepth" else 3, l])
+        if key == "xmem":
+            return _memory(data_bytes[l])
+        if l == 0:
+            return "input" if key == "type" else "n/a"
+        layer, geo, k = layers[l - 1], geometry[l - 1], l - 1
+        entry = LAYER_TYPES[layer["type"]]
+        if key == "type":
+            abbreviation = entry.abbreviation
+            return abbreviation(layer) if callable(abbreviation) else abbreviation
+        if key == "name":
+            return layer["name"]
+        if key in ("nfilt", "filtd", "filtdil"):
+            value = geo.get({"nfilt": "num_filters", "filtd": "filter_depth", "filtdil": "dilate"}[key])
+            return "n/a" if value is None else _dims([float(v) for v in np.ravel(value)])
+        if key == "wmem":
+            return _memory(param_bytes[k])
+        columns = {"support": support, "stride": stride, "pad": pad, "rfsize": rf_size,
+                   "rfoffset": rf_offset, "rfstride": rf_stride}
+        return _dims(list(columns[key][:, k]))
+
+    table = [[label] + [cell(key, l) for l in range(n + 1)] for key, label in _ROWS]
+    step = opts["max_num_columns"]
+    text = ""
+    for first in range(1, n + 2, step):
+        text += _ascii_table([[row[0]] + row[first:first + step] for row in table]) + "\n"
+    total_params = sum(param_bytes)
+    total_data = sum(data_bytes)
+    totals = [["parameter memory", f"{_memory(total_params)} ({total_params / 4:.2g} parameters)"],
+              ["data memory", f"{_memory(total_data)} (for batch size {_num(data[3, 0])})"]]
+    text += _ascii_table(totals)
+    sys.stdout.write(text)
+    return {
+        "support": support, "stride": stride, "pad": pad,
+        "receptiveFieldSize": rf_size, "receptiveFieldOffset": rf_offset,
+        "receptiveFieldStride": rf_stride, "dataSize": data,
+        "table": table, "parameterMemory": total_params, "dataMemory": total_data, "text": text,
+    }

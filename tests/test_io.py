@@ -1,0 +1,421 @@
+"""MatConvNet .mat model files: MATLAB-layout files load and evaluate like the same net built in
+Python, SimpleNN save/load round trips are exact, extras come back, and bad files fail clearly."""
+import os
+import stat
+import sys
+import types
+
+import numpy as np
+import pytest
+import scipy.io
+
+from cnnx.io import load_matconvnet, save_matconvnet
+from cnnx.simplenn import vl_simplenn, vl_simplenn_tidy
+
+LABELS = np.array([2.0, 1.0])
+
+
+def randn(rng, *shape, dtype=np.float32):
+    return np.asfortranarray(rng.standard_normal(shape).astype(dtype))
+
+
+def cell(*items):
+    """A MATLAB 1xN cell array for scipy.io.savemat."""
+    out = np.empty((1, len(items)), dtype=object)
+    for k, item in enumerate(items):
+        out[0, k] = item
+    return out
+
+
+def empty_cell():
+    return np.empty((0, 0), dtype=object)
+
+
+def row(*values):
+    return np.array([values], dtype=np.float64)
+
+
+def weights(seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "f1": randn(rng, 3, 3, 2, 1),  # a bank of one filter: MATLAB stores it 3x3x2
+        "b1": randn(rng, 1, 1),
+        "a": np.abs(randn(rng, 1, 1)),
+        "f2": randn(rng, 2, 2, 1, 3),
+        "b2": randn(rng, 1, 3),
+    }
+
+
+def matlab_layers(w):
+    """The layers of `python_net` as MATLAB writes them: dropped singleton dimensions, doubles for
+    options, logicals, char arrays, 1x1 structs in a cell array, empty cells for opts."""
+    return cell(
+        {"name": "conv1", "type": "conv", "weights": cell(w["f1"][:, :, :, 0], w["b1"]),
+         "pad": row(1), "stride": row(1), "dilate": row(1), "opts": empty_cell(),
+         "precious": np.array([[False]]), "learningRate": row(1, 2), "weightDecay": row(1, 0)},
+        {"name": "pool1", "type": "pool", "pool": row(3, 3), "stride": row(2), "pad": row(0, 1, 0, 1),
+         "method": "avg", "opts": empty_cell(), "precious": np.array([[False]])},
+        {"name": "relu1", "type": "relu", "leak": row(0.1), "precious": np.array([[True]])},
+        {"name": "prelu1", "type": "prelu", "weights": cell(w["a"])},
+        {"name": "drop1", "type": "dropout", "rate": row(0.5)},
+        {"name": "conv2", "type": "conv", "weights": cell(w["f2"], w["b2"]), "pad": row(0),
+         "stride": row(1), "opts": cell("CuDNN")},
+        {"name": "loss", "type": "softmaxloss"},
+    )
+
+
+def matlab_meta():
+    return {"inputSize": row(7, 7, 2),
+            "normalization": {"imageSize": row(7, 7, 2), "averageImage": np.zeros((7, 7, 2), np.float32),
+                              "interpolation": "bilinear"},
+            "classes": {"name": cell("cat", "dog", "cow"), "description": cell("Cat")}}
+
+
+def python_net(w):
+    return {
+        "layers": [
+            {"type": "conv", "name": "conv1", "weights": [w["f1"], w["b1"]], "pad": 1},
+            {"type": "pool", "name": "pool1", "pool": 3, "stride": 2, "pad": [0, 1, 0, 1], "method": "avg"},
+            {"type": "relu", "name": "relu1", "leak": 0.1},
+            {"type": "prelu", "name": "prelu1", "weights": [w["a"]]},
+            {"type": "dropout", "name": "drop1"},
+            {"type": "conv", "name": "conv2", "weights": [w["f2"], w["b2"]]},
+            {"type": "softmaxloss", "name": "loss"},
+        ]
+    }
+
+
+def evaluate(net, x):
+    net = vl_simplenn_tidy(net)
+    net["layers"][-1]["class"] = LABELS
+    return vl_simplenn(net, x, 1.0, mode="test")
+
+
+@pytest.mark.parametrize("layout", ["variable", "struct"])
+def test_matlab_layout_file_loads_and_evaluates_like_python_net(tmp_path, layout):
+    w = weights()
+    path = tmp_path / "model.mat"
+    if layout == "variable":  # save(path, 'net') as cnn_train does
+        scipy.io.savemat(path, {"net": {"layers": matlab_layers(w), "meta": matlab_meta()}})
+    else:  # save(path, '-struct', 'net') as the pretrained models are
+        scipy.io.savemat(path, {"layers": matlab_layers(w), "meta": matlab_meta()})
+    net = load_matconvnet(path)
+    conv1, pool1, relu1, prelu1, drop1, conv2, loss = net["layers"]
+    assert conv1["weights"][0].shape == (3, 3, 2, 1) and conv1["weights"][0].dtype == np.float32
+    assert np.array_equal(conv1["weights"][0], w["f1"])
+    assert conv1["weights"][1].shape == (1, 1) and conv2["weights"][1].shape == (1, 3)
+    assert conv1["name"] == "conv1" and conv1["type"] == "conv"
+    assert conv1["pad"] == 1 and conv1["opts"] == [] and conv1["precious"] is False
+    assert np.array_equal(conv1["learningRate"], [1.0, 2.0]) and conv1["learningRate"].dtype == np.float64
+    assert pool1["pool"] == [3, 3] and pool1["stride"] == 2 and pool1["pad"] == [0, 1, 0, 1]
+    assert pool1["method"] == "avg"
+    assert relu1["leak"] == 0.1 and relu1["precious"] is True
+    assert prelu1["weights"][0].shape == (1, 1)
+    assert drop1["rate"] == 0.5 and conv2["opts"] == ["CuDNN"]
+    meta = net["meta"]
+    assert np.array_equal(meta["inputSize"], [7.0, 7.0, 2.0])
+    assert meta["classes"] == {"name": ["cat", "dog", "cow"], "description": ["Cat"]}
+    assert meta["normalization"]["interpolation"] == "bilinear"
+    assert meta["normalization"]["averageImage"].shape == (7, 7, 2)
+
+    x = randn(np.random.default_rng(1), 7, 7, 2, 2)
+    got, want = evaluate(net, x), evaluate(python_net(w), x)
+    for a, b in zip(got, want):
+        assert np.array_equal(a["x"], b["x"]) and np.array_equal(a["dzdx"], b["dzdx"])
+        assert all(np.array_equal(p, q) for p, q in zip(a["dzdw"], b["dzdw"]))
+
+
+def test_matlab_legacy_layout(tmp_path):
+    rng = np.random.default_rng(2)
+    f, b = randn(rng, 3, 3, 2), randn(rng, 1, 1)
+    layers = cell({"type": "conv", "filters": f, "biases": b, "stride": row(1), "pad": row(0)})
+    scipy.io.savemat(tmp_path / "old.mat", {"layers": layers, "classes": {"name": cell("a")}})
+    net = load_matconvnet(tmp_path / "old.mat")
+    assert net["layers"][0]["filters"].shape == (3, 3, 2, 1)
+    assert net["classes"] == {"name": ["a"]}
+    tidy = vl_simplenn_tidy(net)
+    assert tidy["meta"]["classes"] == {"name": ["a"]} and tidy["layers"][0]["weights"][0].shape == (3, 3, 2, 1)
+
+
+def test_matlab_empty_weights_and_numbers(tmp_path):
+    layers = cell({"type": "conv", "weights": cell(np.zeros((0, 0)), row(1, 2)), "stride": row(2, 1)})
+    scipy.io.savemat(tmp_path / "m.mat", {"net": {"layers": layers, "meta": {"n": np.array([[3]], np.int32)}}})
+    net = load_matconvnet(tmp_path / "m.mat")
+    assert net["layers"][0]["weights"][0] is None
+    assert net["layers"][0]["stride"] == [2, 1]
+    assert net["meta"]["n"] == 3 and net["meta"]["n"].dtype == np.int32
+
+
+# ------------------------------------------------------------------------------------------------
+# Round trips
+# ------------------------------------------------------------------------------------------------
+
+
+def assert_same(a, b, where="net"):
+    """Equal values of the same types; arrays of the same dtype and shape."""
+    assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: {a.dtype}{a.shape} != {b.dtype}{b.shape}"
+        assert np.array_equal(a, b), where
+    elif isinstance(a, dict):
+        assert list(a) == list(b) or set(a) == set(b), f"{where}: keys {list(a)} != {list(b)}"
+        for key in a:
+            assert_same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for k, (p, q) in enumerate(zip(a, b)):
+            assert_same(p, q, f"{where}[{k}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def round_trip_net(dtype):
+    rng = np.random.default_rng(3)
+    net = {
+        "layers": [
+            {"type": "conv", "name": "conv1", "weights": [randn(rng, 5, 5, 3, 1, dtype=dtype),
+                                                          randn(rng, 1, 1, dtype=dtype)],
+             "pad": [2, 2, 1, 1], "stride": [1, 2], "learningRate": np.array([1.0, 2.0]),
+             "weightDecay": np.array([1.0, 0.0])},
+            {"type": "pool", "name": "pool1", "pool": [3, 2], "stride": 2, "method": "avg"},
+            {"type": "relu", "leak": 0.25, "precious": True},
+            {"type": "prelu", "weights": [randn(rng, 1, 1, dtype=dtype)], "learningRate": np.array([0.5])},
+            {"type": "dropout", "rate": 0.3},
+            {"type": "conv", "weights": [randn(rng, 1, 1, 1, 4, dtype=dtype), None], "dilate": 2},
+            {"type": "softmaxloss", "class": np.array([1.0, 4.0, 2.0])},
+        ],
+        "meta": {"inputSize": np.array([32.0, 32.0, 3.0]), "name": "test net", "version": 2.5,
+                 "normalization": {"averageImage": randn(rng, 32, 32, 3, dtype=dtype), "keepAspect": True},
+                 "classes": {"name": ["a", "b", "c", "d"]}, "empty": None},
+    }
+    return vl_simplenn_tidy(net)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_simplenn_round_trip_is_exact(tmp_path, dtype):
+    net = round_trip_net(dtype)
+    path = tmp_path / "net.mat"
+    save_matconvnet(net, path)
+    loaded = load_matconvnet(path)
+    assert_same(net, loaded)
+    # And again: what is loaded saves to the same thing.
+    save_matconvnet(loaded, tmp_path / "again.mat")
+    assert_same(net, load_matconvnet(tmp_path / "again.mat"))
+
+
+def test_saved_file_is_in_matconvnet_layout(tmp_path):
+    net = round_trip_net(np.float32)
+    save_matconvnet(net, tmp_path / "net.mat")
+    raw = scipy.io.loadmat(tmp_path / "net.mat", struct_as_record=False, mat_dtype=True)
+    mnet = raw["net"][0, 0]
+    assert raw["net"].shape == (1, 1)
+    assert mnet.layers.shape == (1, 7) and mnet.layers.dtype == object  # a cell array
+    conv = mnet.layers[0, 0][0, 0]
+    assert conv.type[0] == "conv" and conv.weights.shape == (1, 2)
+    assert conv.pad.dtype == np.float64 and conv.pad.shape == (1, 4)  # doubles, as vl_nnconv wants
+    assert conv.stride.dtype == np.float64
+    assert mnet.layers[0, 2][0, 0].precious.dtype == np.bool_
+    assert conv.weights[0, 0].dtype == np.float32 and conv.weights[0, 0].shape == (5, 5, 3, 1)
+    assert mnet.layers[0, 5][0, 0].weights[0, 1].shape == (0, 0)  # None is []
+    assert mnet.layers[0, 0][0, 0].opts.shape == (0, 0) and mnet.layers[0, 0][0, 0].opts.dtype == object
+
+
+def test_one_dimensional_biases_come_back_as_matlab_rows(tmp_path):
+    b = np.arange(3, dtype=np.float32)
+    net = {"layers": [{"type": "conv", "weights": [np.ones((1, 1, 2, 3), np.float32), b]}]}
+    save_matconvnet(net, tmp_path / "n.mat")
+    loaded = load_matconvnet(tmp_path / "n.mat")["layers"][0]["weights"][1]
+    assert loaded.shape == (1, 3) and np.array_equal(loaded.ravel(), b)
+
+
+def test_extras_round_trip(tmp_path):
+    state = {"epoch": 7, "learningRate": 0.05, "done": False, "name": "lenet",
+             "solverState": [[np.ones((3, 3, 2, 4), np.float32), None], []],
+             "history": np.arange(5.0), "nothing": None}
+    stats = {"train": [{"objective": 1.5, "top1err": 0.25, "num": 100, "time": 2.0},
+                       {"objective": 1.25, "top1err": 0.2, "num": 100, "time": 2.5}],
+             "val": [{"objective": 1.75, "num": 50}]}
+    net = round_trip_net(np.float32)
+    save_matconvnet(net, tmp_path / "net-epoch-7.mat", state=state, stats=stats)
+    loaded, extras = load_matconvnet(tmp_path / "net-epoch-7.mat", with_extra=True)
+    assert_same(net, loaded)
+    assert set(extras) == {"state", "stats"}
+    assert_same(state, extras["state"], "state")
+    assert_same(stats, extras["stats"], "stats")
+    assert isinstance(extras["state"]["epoch"], int)
+    # Lists of numbers are MATLAB vectors: they come back as 1-D arrays.
+    save_matconvnet(net, tmp_path / "v.mat", v={"ints": [1, 2, 3], "floats": [0.5, 1]})
+    _, extras = load_matconvnet(tmp_path / "v.mat", with_extra=True)
+    assert extras["v"]["ints"].dtype == np.int64 and np.array_equal(extras["v"]["ints"], [1, 2, 3])
+    assert extras["v"]["floats"].dtype == np.float64 and np.array_equal(extras["v"]["floats"], [0.5, 1])
+
+
+def test_load_without_extras_returns_only_the_net(tmp_path):
+    save_matconvnet({"layers": [{"type": "relu"}]}, tmp_path / "n.mat", state={"epoch": 1})
+    net = load_matconvnet(tmp_path / "n.mat")
+    assert isinstance(net, dict) and net["layers"][0]["type"] == "relu" and net["meta"] == {}
+    _, extras = load_matconvnet(tmp_path / "n.mat", with_extra=True)
+    assert extras == {"state": {"epoch": 1}}
+
+
+def test_save_overwrites_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "net.mat"
+    save_matconvnet({"layers": [{"type": "relu"}]}, path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    before = path.read_bytes()
+
+    def broken_savemat(stream, *args, **kwargs):
+        stream.write(b"MATLAB 5.0 MAT-file, partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(scipy.io, "savemat", broken_savemat)
+    with pytest.raises(OSError, match="disk full"):
+        save_matconvnet({"layers": [{"type": "relu", "leak": 0.5}]}, path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["net.mat"]
+    monkeypatch.undo()
+    save_matconvnet({"layers": [{"type": "relu", "leak": 0.5}]}, path)
+    assert load_matconvnet(path)["layers"][0]["leak"] == 0.5
+    assert sorted(os.listdir(tmp_path)) == ["net.mat"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors
+# ------------------------------------------------------------------------------------------------
+
+
+def test_v73_file_is_refused(tmp_path):
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+    header = header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM"
+    path = tmp_path / "big.mat"
+    path.write_bytes(header.ljust(512, b"\x00") + b"\x89HDF\r\n\x1a\n" + b"\x00" * 64)
+    with pytest.raises(ValueError, match=r"v7\.3 \(HDF5\)"):
+        load_matconvnet(path)
+
+
+def test_not_a_mat_file(tmp_path):
+    path = tmp_path / "notes.mat"
+    path.write_text("just some text, not a MATLAB file\n" * 10)
+    with pytest.raises(ValueError, match="not a MATLAB .mat file|cannot read"):
+        load_matconvnet(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_matconvnet(tmp_path / "absent.mat")
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"x": np.ones((2, 2)), "y": "text"}, r"holds no MatConvNet network.*found variables: x, y"),
+    ({"net": np.ones((1, 3))}, r"the variable 'net' must be a 1x1 struct, found a 1x3 float64 array"),
+    ({"net": {"weights": np.ones(2), "meta": {}}}, r"the variable 'net' has fields: meta, weights"),
+    ({"net": {"layers": np.ones((1, 2))}}, r"'layers' must be a cell array of structs, found a 1x2 float64"),
+    ({"net": {"layers": cell({"type": "lrn", "name": "norm1", "param": row(5, 1, 2e-5, 0.75)})}},
+     r"layers\[0\] \('norm1'\) has type 'lrn', which cnnx does not implement \(it implements: conv,"),
+    ({"net": {"layers": cell({"type": "relu"}, {"type": "custom", "name": "mine"})}},
+     r"layers\[1\] \('mine'\) is a custom layer"),
+    ({"net": {"layers": cell({"type": "conv", "weights": cell(np.ones((3, 3, 2, 4)), row(1, 2))})}},
+     r"layers\[0\].*biases weights\[1\] must have one element per filter \(4\)"),
+    ({"net": {"layers": cell({"type": "conv", "weights": "F"})}},
+     r"layers\{1\}\.weights must be a cell array of arrays, found the string 'F'"),
+])
+def test_files_that_are_not_cnnx_networks(tmp_path, variables, message):
+    path = tmp_path / "bad.mat"
+    scipy.io.savemat(path, variables)
+    with pytest.raises(ValueError, match=message):
+        load_matconvnet(path)
+
+
+def test_save_errors(tmp_path):
+    path = tmp_path / "n.mat"
+    custom = {"type": "custom", "forward": lambda *a: None, "backward": lambda *a: None}
+    with pytest.raises(TypeError, match=r"layers'\]\[0\] is a custom layer"):
+        save_matconvnet({"layers": [custom]}, path)
+    with pytest.raises(TypeError, match="must be a SimpleNN dict or a DagNN"):
+        save_matconvnet([{"type": "relu"}], path)
+    with pytest.raises(ValueError, match="unknown layer type 'lrn'"):
+        save_matconvnet({"layers": [{"type": "lrn"}]}, path)
+    with pytest.raises(ValueError, match="'_state' is not a MATLAB variable name"):
+        save_matconvnet({"layers": []}, path, _state=1)
+    with pytest.raises(TypeError, match=r"net\['meta'\]\['hook'\] is a Python function"):
+        save_matconvnet({"layers": [], "meta": {"hook": print}}, path)
+    with pytest.raises(ValueError, match=r"net\['meta'\] has the key 'bad key', which is not a MATLAB field name"):
+        save_matconvnet({"layers": [], "meta": {"bad key": 1}}, path)
+    with pytest.raises(TypeError, match=r"state\['s'\] is a set"):
+        save_matconvnet({"layers": []}, path, state={"s": {1, 2}})
+    assert not os.listdir(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------
+# DagNN files go through DagNN.loadobj / saveobj (checked here with a stand-in class)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_dagnn(monkeypatch):
+    class FakeDagNN:
+        def __init__(self, s):
+            self.s = s
+
+        @classmethod
+        def loadobj(cls, s):
+            return cls(s)
+
+        def saveobj(self):
+            return self.s
+
+    module = types.ModuleType("cnnx.dagnn")
+    module.DagNN = FakeDagNN
+    monkeypatch.setitem(sys.modules, "cnnx.dagnn", module)
+    return FakeDagNN
+
+
+def matlab_struct_array(items):
+    names = list(items[0])
+    out = np.empty((1, len(items)), dtype=[(n, object) for n in names])
+    for k, item in enumerate(items):
+        out[0, k] = tuple(item[n] for n in names)
+    return out
+
+
+def test_dagnn_file_is_converted_for_loadobj(tmp_path, fake_dagnn):
+    rng = np.random.default_rng(4)
+    f, b = randn(rng, 3, 3, 2), randn(rng, 1, 1)
+    s = {
+        "vars": matlab_struct_array([{"name": "input", "precious": np.array([[False]])},
+                                     {"name": "x1", "precious": np.array([[True]])}]),
+        "params": matlab_struct_array([{"name": "conv1f", "value": f, "learningRate": row(1), "weightDecay": row(1)},
+                                       {"name": "conv1b", "value": b, "learningRate": row(2), "weightDecay": row(0)}]),
+        "layers": matlab_struct_array([{"name": "conv1", "type": "dagnn.Conv", "inputs": cell("input"),
+                                        "outputs": cell("x1"), "params": cell("conv1f", "conv1b"),
+                                        "block": {"size": row(3, 3, 2, 1), "hasBias": np.array([[True]]),
+                                                  "pad": row(1), "opts": cell("cuDNN")}}]),
+        "meta": {"inputSize": row(8, 8, 2)},
+    }
+    scipy.io.savemat(tmp_path / "dag.mat", {"net": s, "stats": {"epoch": row(3)}})
+    net, extras = load_matconvnet(tmp_path / "dag.mat", with_extra=True)
+    assert isinstance(net, fake_dagnn)
+    got = net.s
+    assert got["vars"] == [{"name": "input", "precious": False}, {"name": "x1", "precious": True}]
+    assert [p["name"] for p in got["params"]] == ["conv1f", "conv1b"]
+    assert got["params"][0]["value"].shape == (3, 3, 2, 1) and got["params"][0]["value"].dtype == np.float32
+    assert got["params"][1]["value"].shape == (1, 1)
+    assert got["params"][1]["learningRate"] == 2.0
+    layer = got["layers"][0]
+    assert layer["inputs"] == ["input"] and layer["outputs"] == ["x1"] and layer["params"] == ["conv1f", "conv1b"]
+    assert layer["block"]["hasBias"] is True and layer["block"]["opts"] == ["cuDNN"]
+    assert np.array_equal(layer["block"]["size"], [3, 3, 2, 1])
+    assert extras == {"stats": {"epoch": 3.0}}
+
+    # saveobj's struct is written as MATLAB struct arrays, and reads back the same.
+    save_matconvnet(net, tmp_path / "dag2.mat")
+    raw = scipy.io.loadmat(tmp_path / "dag2.mat", struct_as_record=False)["net"][0, 0]
+    assert raw.vars.shape == (1, 2) and raw.layers.shape == (1, 1) and raw.params.shape == (1, 2)
+    again = load_matconvnet(tmp_path / "dag2.mat").s
+    assert_same(got, again, "s")
+
+
+def test_dagnn_struct_arrays_must_have_uniform_fields(tmp_path, fake_dagnn):
+    s = {"vars": [{"name": "a", "precious": False}, {"name": "b"}], "params": [], "layers": [], "meta": {}}
+    with pytest.raises(ValueError, match=r"\['vars'\]\[1\] has fields \['name'\]"):
+        save_matconvnet(fake_dagnn(s), tmp_path / "d.mat")
