@@ -1,0 +1,203 @@
+"""vl_nnloss: MatConvNet's general loss block, for the categorical losses 'softmaxlog' and 'classerror'.
+
+'softmaxlog' delegates its arithmetic to :func:`cnnx.vl_nnsoftmaxloss` (the Cython kernel); this module
+only checks labels and folds ignored labels and instance weights into that call. 'classerror' counts
+wrong top-1 predictions, which is cheap enough for NumPy.
+"""
+import numpy as np
+
+from ._checks import as_float_array, shape4
+from ._options import Option, parse_options, split_derivative
+from .loss import vl_nnsoftmaxloss
+
+_FNAME = "vl_nnloss"
+_SUPPORTED = ("softmaxlog", "classerror")
+# MatConvNet's other loss types, which cnnx does not implement (yet).
+_UNSUPPORTED = ("topkerror", "log", "mhinge", "mshinge", "binaryerror", "binarylog", "logistic", "hinge")
+_SPEC = {
+    "loss": Option("any", "softmaxlog"),
+    "instance_weights": Option("any"),
+    "class_weights": Option("any"),
+}
+
+
+def vl_nnloss(x, c, *args, **kwargs):
+    """Classification loss summed over pixels and images: 'softmaxlog' (default) or 'classerror'.
+
+    Call forms::
+
+        Y = vl_nnloss(X, C)
+        Y = vl_nnloss(X, C, [], 'loss', 'classerror')
+        DZDX = vl_nnloss(X, C, DZDY, 'loss', 'softmaxlog', 'instanceWeights', W)
+
+    With per-instance weights ``w`` the loss is ``Y = sum(w * t)`` over every pixel ``(i, j)`` and
+    image ``n``, where the per-instance loss ``t`` is
+
+    - ``'softmaxlog'``: ``log(sum_k exp X[i,j,k,n]) - X[i,j,c,n]`` (computed with the maximum
+      subtracted); backward ``DZDX = DZDY * w * (softmax(X) - onehot(c))``;
+    - ``'classerror'``: 1 if ``c`` is not the first index of the maximum of ``X[i,j,:,n]`` (NaN
+      scores are never the maximum), else 0; backward gives zeros.
+
+    A label 0 marks an instance to ignore (weight 0). As in MatConvNet beta25 the loss is a sum,
+    not a mean, over the batch.
+
+    Parameters
+    ----------
+    x : ndarray, shape (H, W, D, N)
+        Prediction scores, float32 or float64 (3-D when N = 1).
+    c : array_like of integers
+        Class labels in 1..D, or 0 to ignore: either N values (one per image, used at every pixel)
+        or an (H, W, 1, N) array of per-pixel labels. Any real dtype holding whole numbers.
+    dzdy : scalar or 1-element array of X's dtype, optional
+        Derivative of the output (positional after C, or ``dzdy=``; None or ``[]`` means forward),
+        normally 1.
+    Loss : 'softmaxlog'
+        'softmaxlog' or 'classerror' (case-insensitive). MatConvNet's other types ('log',
+        'mhinge', 'mshinge', 'topkerror', 'binaryerror', 'binarylog', 'logistic', 'hinge') are
+        not implemented and raise ValueError.
+    InstanceWeights : None
+        Weight of each instance, broadcast (MATLAB-style, trailing dimensions of size 1) to
+        (H, W, 1, N): a scalar, N values (a 1-D array, one per image) or an array of shape
+        (H, W, 1, N) or broadcastable to it. Multiplied by the weights of ignored labels.
+    ClassWeights : None
+        Accepted and ignored, as in MatConvNet.
+
+    Returns
+    -------
+    y : numpy scalar
+        Forward: the summed loss, of X's dtype.
+    dzdx : ndarray
+        Backward: the derivative, of X's shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        If X is not float32/float64, C or the weights are not numeric, or an option is unknown.
+    ValueError
+        If C's shape does not fit X (N labels, or H x W x 1 x N), a label is not a whole number in
+        0..D, the weights do not broadcast, or LOSS is not a supported type.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx.nnloss import vl_nnloss
+    >>> x = np.array([[[[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]]]], dtype=np.float32)  # 1x1x3x2
+    >>> float(vl_nnloss(x, [1, 3], loss='classerror'))   # image 2 predicts class 2
+    1.0
+    >>> float(vl_nnloss(x, [1, 0], loss='classerror'))   # label 0: image 2 is ignored
+    0.0
+    """
+    if "dzdy" in kwargs:
+        if args and not isinstance(args[0], str):
+            raise TypeError(f"{_FNAME}: DZDY is given both positionally and as a keyword")
+        args = (kwargs.pop("dzdy"),) + tuple(args)
+    dzdy, args = split_derivative(args, _FNAME)
+    opts = parse_options(_FNAME, args, kwargs, _SPEC)
+    loss = _loss_type(opts["loss"])
+
+    x = as_float_array(x, "X", _FNAME)
+    h, w, d, n = shape4(x, "X", _FNAME)
+    labels = _labels(c, (h, w, d, n))
+    weights = _instance_weights(opts["instance_weights"], (h, w, n))
+
+    if loss == "classerror":
+        if dzdy is not None:
+            return np.zeros(x.shape, dtype=x.dtype, order="F")
+        return _class_error(x.reshape(h, w, d, n), labels, weights)
+
+    if weights is None:
+        # vl_nnsoftmaxloss itself ignores labels <= 0 and takes N or H x W x 1 x N labels.
+        c = np.asarray(c)
+        return vl_nnsoftmaxloss(x, c) if dzdy is None else vl_nnsoftmaxloss(x, c, dzdy)
+    # Its H x W x 2 x N label form carries a per-pixel weight in the second channel.
+    weighted = np.empty((h, w, 2, n), dtype=np.float64, order="F")
+    weighted[:, :, 0, :] = labels
+    weighted[:, :, 1, :] = weights
+    return vl_nnsoftmaxloss(x, weighted) if dzdy is None else vl_nnsoftmaxloss(x, weighted, dzdy)
+
+
+def _loss_type(loss):
+    if not isinstance(loss, str):
+        raise TypeError(f"{_FNAME}: Loss must be a string, got {loss!r}")
+    name = loss.lower()
+    if name in _SUPPORTED:
+        return name
+    supported = ", ".join(f"'{s}'" for s in _SUPPORTED)
+    if name in _UNSUPPORTED:
+        raise ValueError(f"{_FNAME}: Loss '{loss}' is not implemented in cnnx; supported: {supported}")
+    raise ValueError(f"{_FNAME}: unknown Loss '{loss}'; supported: {supported}")
+
+
+def _labels(c, xshape):
+    """Labels as an (H, W, N) int64 array after checking their shape and values."""
+    h, w, d, n = xshape
+    arr = np.asarray(c)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{_FNAME}: C must hold numeric class labels, got a {arr.dtype} array")
+    if arr.size == n:
+        per_image = arr.reshape(n)
+        labels = np.broadcast_to(per_image, (h, w, n))
+    else:
+        if arr.ndim > 4:
+            raise ValueError(f"{_FNAME}: C must have at most 4 dimensions, got shape {arr.shape}")
+        shape = arr.shape + (1,) * (4 - arr.ndim)
+        if shape[2] != 1:
+            raise ValueError(
+                f"{_FNAME}: C has {shape[2]} channels; categorical losses take one label per pixel "
+                f"(H x W x 1 x N)"
+            )
+        if (shape[0], shape[1], shape[3]) != (h, w, n):
+            raise ValueError(
+                f"{_FNAME}: C has shape {arr.shape} but X is {h} x {w} x {d} x {n}; labels must be N values "
+                f"or an H x W x 1 x N array"
+            )
+        labels = arr.reshape(shape)[:, :, 0, :]
+    if labels.dtype.kind == "f":
+        bad = ~np.isfinite(labels) | (labels != np.trunc(labels))
+        if np.any(bad):
+            raise ValueError(f"{_FNAME}: C must hold whole numbers, found {labels[bad].flat[0]!r}")
+    if labels.size and (labels.min() < 0 or labels.max() > d):
+        bad = labels[(labels < 0) | (labels > d)].flat[0]
+        raise ValueError(f"{_FNAME}: label {bad!r} is outside 0..{d} (0 ignores an instance, 1..D are classes)")
+    return labels.astype(np.int64)
+
+
+def _instance_weights(weights, instances):
+    """Weights broadcast to (H, W, N) as float64, or None when there are none."""
+    if weights is None or (not isinstance(weights, np.ndarray) and np.size(weights) == 0):
+        return None
+    h, w, n = instances
+    arr = np.asarray(weights)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{_FNAME}: InstanceWeights must be numeric, got a {arr.dtype} array")
+    if arr.ndim == 1 and arr.size == n:
+        arr = arr.reshape(1, 1, 1, n)
+    elif arr.ndim == 1 and arr.size != 1:
+        raise ValueError(
+            f"{_FNAME}: InstanceWeights is a vector of {arr.size} values; give N = {n} (one per image) "
+            f"or an array broadcastable to H x W x 1 x N"
+        )
+    if arr.ndim > 4:
+        raise ValueError(f"{_FNAME}: InstanceWeights must have at most 4 dimensions, got shape {arr.shape}")
+    arr4 = arr.reshape(arr.shape + (1,) * (4 - arr.ndim))
+    try:
+        full = np.broadcast_to(arr4, (h, w, 1, n))
+    except ValueError:
+        raise ValueError(
+            f"{_FNAME}: InstanceWeights of shape {arr.shape} does not broadcast to the instances "
+            f"{h} x {w} x 1 x {n}"
+        ) from None
+    return full[:, :, 0, :].astype(np.float64)
+
+
+def _class_error(x4, labels, weights):
+    # The first maximum, with NaN never winning, as MATLAB's max does.
+    scores = np.where(np.isnan(x4), -np.inf, x4)
+    predicted = np.argmax(scores, axis=2) + 1
+    wrong = predicted != labels
+    mass = labels != 0
+    if weights is not None:
+        total = np.sum(weights * (wrong & mass))
+    else:
+        total = np.count_nonzero(wrong & mass)
+    return x4.dtype.type(total)
