@@ -1,0 +1,1156 @@
+"""Training: MatConvNet's ``cnn_train`` (SimpleNN) and ``cnn_train_dag`` (DagNN) in one function.
+
+:func:`cnn_train` runs epochs of stochastic gradient descent with momentum (or Adam, AdaGrad,
+AdaDelta, RMSProp) over an image database, evaluates a validation set after each epoch, and saves
+one checkpoint per epoch, from which an interrupted run resumes. It follows MatConvNet v1.0-beta25:
+the loss layers sum over the batch and the update divides the gradient by the batch size.
+
+Reproducibility: at the start of epoch ``e`` every random source is reseeded from
+``random_seed + e`` (MatConvNet's ``rng(epoch + randomSeed)``): the shuffle of the training and
+validation sets, the generator the dropout layers draw their masks from (a fresh
+``numpy.random.Generator`` handed to ``vl_simplenn`` as its ``rng`` option, or set as the DagNN's
+``rng``), and NumPy's global generator (``np.random.seed``), for a ``get_batch`` that augments with
+``np.random.*``. A run stopped after epoch 2 and resumed therefore ends with exactly the weights of
+an uninterrupted one; the kernels give the same bits at any thread count.
+
+Files in ``exp_dir``:
+
+- ``net-epoch-N.mat``: the network, the solver state and the statistics after epoch N (MATLAB
+  variables ``net``, ``state`` and ``stats``, as MatConvNet). Written to a temporary file in the same
+  folder and renamed over the final name, so a crash never leaves a half-written checkpoint; a stray
+  ``.net-epoch-N.mat.*.tmp`` file is reported and ignored when resuming.
+- ``stats.json``: every statistic of every epoch, ``{"train": [{"epoch": 1, "objective": ...}, ...],
+  "val": [...]}``.
+- ``net-train.png``: the train and validation curves, when matplotlib is installed.
+
+Examples
+--------
+Logistic regression on two Gaussian classes, as MatConvNet's solver test:
+
+>>> import numpy as np
+>>> from cnnx.train import cnn_train
+>>> rng = np.random.default_rng(0)
+>>> x = 2 * rng.standard_normal((5, 4, 3, 100), dtype=np.float32)
+>>> x[..., 50:] += 2 * rng.standard_normal((5, 4, 3, 1), dtype=np.float32)
+>>> imdb = {"x": x, "y": np.repeat([1.0, 2.0], 50).astype(np.float32),
+...         "images": {"set": np.ones(100)}}
+>>> net = {"layers": [
+...     {"type": "conv", "weights": [np.zeros((5, 4, 3, 2), np.float32), np.zeros(2, np.float32)]},
+...     {"type": "softmaxloss"}]}
+>>> net, stats = cnn_train(net, imdb, lambda db, b: (db["x"][..., b], db["y"][b]),
+...                        exp_dir=None, batch_size=10, learning_rate=0.01, num_epochs=2,
+...                        progress=False)
+>>> sorted(stats["train"][-1])
+['num', 'objective', 'time', 'top1err', 'top5err']
+>>> bool(stats["train"][1]["objective"] < stats["train"][0]["objective"] < np.log(2))
+True
+"""
+import copy
+import json
+import math
+import numbers
+import os
+import re
+import sys
+import time
+
+import numpy as np
+
+from ._files import atomic_open
+from ._options import Option, _key, parse_options
+
+__all__ = ["cnn_train"]
+
+_FNAME = "cnn_train"
+
+# Every option and its default (see cnn_train's docstring); _parse validates them.
+_DEFAULTS = {
+    "exp_dir": os.path.join("data", "exp"),
+    "continue_": True,
+    "batch_size": 256,
+    "num_sub_batches": 1,
+    "train": None,
+    "val": None,
+    "epoch_size": math.inf,
+    "prefetch": False,
+    "num_epochs": None,
+    "learning_rate": 0.001,
+    "weight_decay": 0.0005,
+    "momentum": 0.9,
+    "nesterov": False,
+    "solver": None,
+    "solver_opts": None,
+    "save_solver_state": True,
+    "random_seed": 0,
+    "conserve_memory": True,
+    "back_prop_depth": math.inf,
+    "error_function": None,
+    "error_labels": None,
+    "der_outputs": None,
+    "post_epoch_fn": None,
+    "plot_statistics": True,
+    "progress": True,
+}
+_OPTIONS = {name: Option("any", default, display=name) for name, default in _DEFAULTS.items()}
+
+# Other spellings accepted for an option (MatConvNet's name, or a Python keyword-friendly one).
+_ALIASES = {"resume": "continue_", "nesterovupdate": "nesterov"}
+
+_SOLVER_DEFAULTS = {
+    "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+    "adagrad": {"epsilon": 1e-10, "rho": 1.0},
+    "adadelta": {"epsilon": 1e-6, "rho": 0.9},
+    "rmsprop": {"epsilon": 1e-8, "rho": 0.99},
+}
+
+_CHECKPOINT = re.compile(r"net-epoch-(\d+)\.mat")
+_TEMP_CHECKPOINT = re.compile(r"\.net-epoch-\d+\.mat\..*\.tmp")
+
+
+# --------------------------------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------------------------------
+
+
+def _rename_aliases(args, kwargs):
+    """Map alias option names (``resume``, ``nesterovUpdate``) to their canonical spelling."""
+    args = list(args)
+    for i in range(0, len(args), 2):
+        if isinstance(args[i], str) and _key(args[i]) in _ALIASES:
+            args[i] = _ALIASES[_key(args[i])]
+    renamed = {}
+    for name, value in kwargs.items():
+        canonical = _ALIASES.get(_key(name), name)
+        if canonical in renamed:
+            raise TypeError(f"{_FNAME}: option '{canonical}' is given twice (as '{name}' too)")
+        renamed[canonical] = value
+    return args, renamed
+
+
+def _flag(name, value):
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{_FNAME}: {name} must be True or False, got {value!r}")
+
+
+def _integer(name, value, lowest):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"{_FNAME}: {name} must be an integer, got {value!r}")
+    if value < lowest:
+        raise ValueError(f"{_FNAME}: {name} must be at least {lowest}, got {value}")
+    return int(value)
+
+
+def _real(name, value, low=0.0, high=math.inf, high_open=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{_FNAME}: {name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{_FNAME}: {name} must be finite, got {value}")
+    if value < low or value > high or high_open and value == high:
+        bound = f"in [{low}, {high})" if high_open else f"at least {low}" if high == math.inf else f"in [{low}, {high}]"
+        raise ValueError(f"{_FNAME}: {name} must be {bound}, got {value}")
+    return value
+
+
+def _learning_rates(value):
+    arr = np.asarray(value)
+    if arr.dtype == object or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{_FNAME}: learning_rate must be a number or a sequence of numbers, got {value!r}")
+    rates = arr.astype(np.float64).reshape(-1)
+    if rates.size == 0:
+        raise ValueError(f"{_FNAME}: learning_rate is empty")
+    if not np.all(np.isfinite(rates)) or np.any(rates < 0):
+        raise ValueError(f"{_FNAME}: learning_rate must be non-negative and finite, got {value!r}")
+    return [float(r) for r in rates]
+
+
+def _indices(name, value, num_images):
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.intp)
+    if arr.dtype.kind == "b":
+        raise TypeError(f"{_FNAME}: {name} must hold image indices, not booleans (use np.flatnonzero)")
+    if arr.dtype.kind not in "iuf" or arr.dtype.kind == "f" and not np.all(arr == np.trunc(arr)):
+        raise TypeError(f"{_FNAME}: {name} must hold integer image indices, got {arr.dtype}")
+    arr = arr.astype(np.intp).reshape(-1)
+    if arr.min() < 0 or num_images is not None and arr.max() >= num_images:
+        bound = f" and below {num_images} (imdb['images']['set'] has {num_images} images)" if num_images else ""
+        raise ValueError(f"{_FNAME}: {name} indices must be at least 0{bound}; they are 0-based")
+    return arr
+
+
+def _image_sets(imdb):
+    """imdb['images']['set'] as an array, or None when the database does not have it."""
+    try:
+        sets = imdb["images"]["set"]
+    except (KeyError, TypeError, IndexError):
+        return None
+    return np.asarray(sets).reshape(-1)
+
+
+def _parse(args, kwargs, imdb, get_batch):
+    args, kwargs = _rename_aliases(args, kwargs)
+    opts = parse_options(_FNAME, args, kwargs, _OPTIONS)
+    if not callable(get_batch):
+        raise TypeError(f"{_FNAME}: get_batch must be callable as get_batch(imdb, batch), "
+                        f"got {type(get_batch).__name__}")
+
+    exp_dir = opts["exp_dir"]
+    if exp_dir is not None and not isinstance(exp_dir, (str, os.PathLike)):
+        raise TypeError(f"{_FNAME}: exp_dir must be a path or None, got {exp_dir!r}")
+    opts["exp_dir"] = None if exp_dir is None else os.fspath(exp_dir)
+    for name in ("continue_", "prefetch", "nesterov", "save_solver_state", "conserve_memory",
+                 "plot_statistics", "progress"):
+        opts[name] = _flag(name, opts[name])
+    opts["batch_size"] = _integer("batch_size", opts["batch_size"], 1)
+    opts["num_sub_batches"] = _integer("num_sub_batches", opts["num_sub_batches"], 1)
+    if opts["epoch_size"] != math.inf:
+        opts["epoch_size"] = _integer("epoch_size", opts["epoch_size"], 1)
+    if opts["back_prop_depth"] != math.inf:
+        opts["back_prop_depth"] = _integer("back_prop_depth", opts["back_prop_depth"], 1)
+    opts["learning_rate"] = _learning_rates(opts["learning_rate"])
+    if opts["num_epochs"] is None:
+        # A schedule sets the length of training; a single rate trains MatConvNet's 300 epochs.
+        rates = opts["learning_rate"]
+        opts["num_epochs"] = len(rates) if len(rates) > 1 else 300
+    opts["num_epochs"] = _integer("num_epochs", opts["num_epochs"], 0)
+    opts["weight_decay"] = _real("weight_decay", opts["weight_decay"])
+    opts["momentum"] = _real("momentum", opts["momentum"], 0.0, 1.0, high_open=True)
+    opts["random_seed"] = _integer("random_seed", opts["random_seed"], 0)
+    opts["solver"], opts["solver_opts"] = _solver(opts["solver"], opts["solver_opts"])
+
+    error_function = opts["error_function"]
+    if error_function is not None and not callable(error_function):
+        if not isinstance(error_function, str) or error_function.lower() not in ("multiclass", "binary", "none"):
+            raise ValueError(
+                f"{_FNAME}: error_function must be 'multiclass', 'binary', 'none' or a callable, got {error_function!r}"
+            )
+        opts["error_function"] = error_function.lower()
+    labels = opts["error_labels"]
+    if labels is not None:
+        if isinstance(labels, str) or not all(isinstance(s, str) for s in labels):
+            raise TypeError(f"{_FNAME}: error_labels must be a list of strings, got {labels!r}")
+        opts["error_labels"] = list(labels)
+    if opts["post_epoch_fn"] is not None and not callable(opts["post_epoch_fn"]):
+        raise TypeError(f"{_FNAME}: post_epoch_fn must be callable or None, got {opts['post_epoch_fn']!r}")
+
+    sets = _image_sets(imdb)
+    num_images = None if sets is None else sets.size
+    for name, set_id in (("train", 1), ("val", 2)):
+        indices = _indices(name, opts[name], num_images)
+        if indices is None:
+            if sets is None:
+                raise ValueError(
+                    f"{_FNAME}: {name} is not given and imdb has no ['images']['set'] to take it from"
+                )
+            indices = np.flatnonzero(sets == set_id)
+        opts[name] = indices
+    return opts
+
+
+# --------------------------------------------------------------------------------------------------
+# Solvers: (w, state, grad, opts, lr) -> (w, state), MatConvNet's examples/+solver
+# --------------------------------------------------------------------------------------------------
+
+
+def _adam(w, state, grad, opts, lr):
+    beta1, beta2 = opts["beta1"], opts["beta2"]
+    m = beta1 * state["m"] + (1 - beta1) * grad
+    v = beta2 * state["v"] + (1 - beta2) * grad * grad
+    t = state["t"] + 1
+    lr_t = lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)  # folds in the bias corrections
+    w = w - lr_t * m / (np.sqrt(v) + opts["eps"])
+    return w, {"m": m, "v": v, "t": t}
+
+
+def _adagrad(w, g_sqr, grad, opts, lr):
+    g_sqr = g_sqr * opts["rho"] + grad * grad
+    return w - lr * grad / (np.sqrt(g_sqr) + opts["epsilon"]), g_sqr
+
+
+def _adadelta(w, state, grad, opts, lr):
+    rho, eps = opts["rho"], opts["epsilon"]
+    g_sqr = state["g_sqr"] * rho + grad * grad * (1 - rho)
+    delta = -np.sqrt((state["delta_sqr"] + eps) / (g_sqr + eps)) * grad  # sets its own step: lr unused
+    delta_sqr = state["delta_sqr"] * rho + delta * delta * (1 - rho)
+    return w + delta, {"g_sqr": g_sqr, "delta_sqr": delta_sqr}
+
+
+def _rmsprop(w, g_sqr, grad, opts, lr):
+    g_sqr = g_sqr * opts["rho"] + grad * grad * (1 - opts["rho"])
+    return w - lr * grad / (np.sqrt(g_sqr) + opts["epsilon"]), g_sqr
+
+
+_SOLVERS = {"adam": _adam, "adagrad": _adagrad, "adadelta": _adadelta, "rmsprop": _rmsprop}
+
+
+def _solver(solver, solver_opts):
+    """Validate ``solver``/``solver_opts``; return (None | name | callable, options dict)."""
+    if solver_opts is not None and not isinstance(solver_opts, dict):
+        raise TypeError(f"{_FNAME}: solver_opts must be a dict, got {type(solver_opts).__name__}")
+    if solver is None:
+        if solver_opts is not None:
+            raise ValueError(f"{_FNAME}: solver_opts given, but solver is None (SGD with momentum takes none)")
+        return None, {}
+    if callable(solver):
+        return solver, dict(solver_opts or {})
+    if not isinstance(solver, str) or solver.lower() not in (*_SOLVERS, "sgd"):
+        raise ValueError(
+            f"{_FNAME}: unknown solver {solver!r}; use None (SGD with momentum), 'adam', 'adagrad', "
+            f"'adadelta', 'rmsprop' or a callable solver(w, state, grad, solver_opts, lr) -> (w, state)"
+        )
+    name = solver.lower()
+    if name == "sgd":
+        return _solver(None, solver_opts)
+    merged = dict(_SOLVER_DEFAULTS[name])
+    for key, value in (solver_opts or {}).items():
+        if key not in merged:
+            raise ValueError(f"{_FNAME}: solver_opts has unknown key {key!r} for solver '{name}'; "
+                             f"valid keys are {sorted(merged)}")
+        merged[key] = _real(f"solver_opts['{key}']", value)
+    return name, merged
+
+
+def _initial_state(solver, w):
+    """The solver state before the first update: zeros, which give MatConvNet's first step exactly."""
+    if solver is None or solver in ("adagrad", "rmsprop"):
+        return np.zeros_like(w)
+    if solver == "adam":
+        return {"m": np.zeros_like(w), "v": np.zeros_like(w), "t": 0}
+    if solver == "adadelta":
+        return {"g_sqr": np.zeros_like(w), "delta_sqr": np.zeros_like(w)}
+    return 0.0  # a custom solver starts from MatConvNet's 0
+
+
+def _restored_state(solver, saved, w, where):
+    """A solver state read back from a checkpoint (as load_matconvnet converts it), shaped like w."""
+    def array(value):
+        arr = np.asarray(value)
+        if arr.size == 1 and w.size != 1 and arr.reshape(-1)[0] == 0:
+            return np.zeros_like(w)  # MatConvNet's 0 before the first update
+        if arr.size != w.size:
+            raise ValueError(f"{_FNAME}: the checkpoint's solver state for {where} has {arr.size} elements, "
+                             f"the parameter {w.size}")
+        return np.array(arr, dtype=w.dtype).reshape(w.shape)
+
+    if callable(solver):
+        return 0.0 if saved is None else saved
+    if saved is None:
+        return _initial_state(solver, w)
+    if solver is None or solver in ("adagrad", "rmsprop"):
+        return array(saved)
+    if not isinstance(saved, dict):
+        if np.size(saved) == 1 and np.ravel(saved)[0] == 0:
+            return _initial_state(solver, w)
+        raise ValueError(f"{_FNAME}: the checkpoint's solver state for {where} is not a '{solver}' state")
+    if solver == "adam":
+        return {"m": array(saved["m"]), "v": array(saved["v"]), "t": int(saved["t"])}
+    return {"g_sqr": array(saved["g_sqr"]), "delta_sqr": array(saved["delta_sqr"])}
+
+
+class _Slot:
+    """One trainable array: where it lives, its multipliers and how it learns."""
+
+    def __init__(self, value, der, learning_rate, weight_decay, method, fanout=1):
+        self.value = value
+        self.der = der
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.method = method  # 'gradient' or 'average' (bnorm moments, DagNN 'average' params)
+        self.fanout = fanout
+
+
+def _updated(slot, state, batch_size, rate, opts):
+    """MatConvNet beta25's update of one parameter; returns (new value, new solver state)."""
+    w, g = slot.value, slot.der
+    if slot.method == "average":
+        lr = slot.learning_rate
+        return (1 - lr) * w + (lr / batch_size / slot.fanout) * g, state
+    lr = rate * slot.learning_rate
+    decay = opts["weight_decay"] * slot.weight_decay
+    if not (lr > 0 or decay > 0):
+        return w, state
+    g = (1.0 / batch_size) * g + decay * w
+    solver = opts["solver"]
+    if solver is None:
+        momentum = opts["momentum"]
+        state = momentum * state - g
+        delta = momentum * state - g if opts["nesterov"] else state
+        return w + lr * delta, state
+    function = _SOLVERS.get(solver, solver) if isinstance(solver, str) else solver
+    w_new, state = function(w, state, g, opts["solver_opts"], lr)
+    if callable(solver):
+        w_new = np.asarray(w_new)
+        if w_new.shape != w.shape or w_new.dtype != w.dtype:
+            raise ValueError(f"{_FNAME}: the solver returned an array of shape {w_new.shape} and dtype "
+                             f"{w_new.dtype} for a parameter of shape {w.shape} and dtype {w.dtype}")
+    return w_new, state
+
+
+# --------------------------------------------------------------------------------------------------
+# Error functions: MatConvNet's error_multiclass / error_binary, on the predictions res[-2]['x']
+# --------------------------------------------------------------------------------------------------
+
+
+def _as4d(arr):
+    return arr.reshape(arr.shape + (1,) * (4 - arr.ndim)) if arr.ndim < 4 else arr
+
+
+def _error_multiclass(labels, predictions):
+    """[top-1 errors, top-5 errors] summed over the batch (over pixels too for dense outputs)."""
+    predictions = _as4d(np.asarray(predictions))
+    images, classes = predictions.shape[3], predictions.shape[2]
+    labels = np.asarray(labels, dtype=np.float64)
+    labels = labels.reshape(1, 1, 1, images) if labels.size == images else _as4d(labels)
+    mass = (labels[:, :, :1, :] > 0).astype(np.float64)
+    if labels.shape[2] == 2:  # a second channel weighs each pixel
+        mass = mass * labels[:, :, 1:, :]
+    labels = labels[:, :, :1, :]
+    ranked = np.argsort(-predictions, axis=2, kind="stable")[:, :, : min(5, classes), :] + 1
+    wrong = ranked != labels
+    return np.array([np.sum(mass * wrong[:, :, :1, :]), np.sum(mass * wrong.min(axis=2, keepdims=True))])
+
+
+def _error_binary(labels, predictions):
+    predictions = _as4d(np.asarray(predictions))
+    labels = np.asarray(labels)
+    if labels.size == predictions.shape[3]:
+        labels = labels.reshape(1, 1, 1, -1)
+    return np.array([np.sum(predictions * labels < 0)], dtype=np.float64)
+
+
+_ERROR_LABELS = {"multiclass": ["top1err", "top5err"], "binary": ["binerr"], "none": []}
+
+
+# --------------------------------------------------------------------------------------------------
+# The two kinds of network behind one interface
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_images(images, batch, dtype, where):
+    if not isinstance(images, np.ndarray) or images.dtype not in (np.float32, np.float64):
+        kind = type(images).__name__ if not isinstance(images, np.ndarray) else f"a {images.dtype} array"
+        raise TypeError(f"{_FNAME}: get_batch must return images as a float32 or float64 array ({where}), got {kind}")
+    if dtype is not None and images.dtype != dtype:
+        raise TypeError(f"{_FNAME}: get_batch returned {images.dtype} images ({where}) for a {dtype} network")
+    if not 2 <= images.ndim <= 4:
+        raise ValueError(f"{_FNAME}: get_batch must return H x W x C x N images ({where}), got shape {images.shape}")
+    count = images.shape[3] if images.ndim == 4 else 1
+    if count != len(batch):
+        raise ValueError(
+            f"{_FNAME}: get_batch returned {count} images ({where}, shape {images.shape}) for a batch of "
+            f"{len(batch)} indices; images go along the 4th dimension"
+        )
+
+
+def _check_labels(labels, batch, error_function, where):
+    """Check a batch's labels; returns them as an array (lists are accepted)."""
+    if isinstance(labels, (list, tuple)):
+        labels = np.asarray(labels)
+    if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iuf":
+        kind = type(labels).__name__ if not isinstance(labels, np.ndarray) else f"a {labels.dtype} array"
+        raise TypeError(f"{_FNAME}: get_batch must return labels as a numeric array ({where}), got {kind}")
+    count = len(batch)
+    if not (labels.size == count or labels.ndim == 4 and labels.shape[3] == count or count == 1 and labels.ndim == 3):
+        raise ValueError(
+            f"{_FNAME}: get_batch returned labels of shape {labels.shape} ({where}) for a batch of {count} "
+            f"images; give one label per image or an H x W x 1|2 x N array"
+        )
+    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
+        raise ValueError(f"{_FNAME}: get_batch returned labels that are NaN or infinite ({where})")
+    if error_function == "multiclass":
+        classes = labels if labels.size == count else _as4d(labels)[:, :, :1, :]
+        if np.any(classes != np.floor(classes)) or np.any(classes < 0):
+            raise ValueError(
+                f"{_FNAME}: get_batch returned class labels that are not non-negative whole numbers ({where}); "
+                "labels are 1-based and 0 marks an ignored image"
+            )
+    return labels
+
+
+def _ones(count):
+    return np.ones((1, count), dtype=np.float32)  # MatConvNet's ones(1, J, 'single')
+
+
+def _multipliers(layer, field, count, index):
+    values = np.asarray(layer[field], dtype=np.float64).reshape(-1)
+    if values.size != count:
+        raise ValueError(f"{_FNAME}: layer {index + 1} ('{layer.get('name', '')}') has {count} weights but "
+                         f"{values.size} {field} multipliers")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{_FNAME}: layer {index + 1} has a non-finite {field}")
+    return values
+
+
+class _SimpleNNModel:
+    """A SimpleNN network (dict of layer dicts) driven through vl_simplenn."""
+
+    def __init__(self, net, opts, training):
+        from .simplenn import vl_simplenn, vl_simplenn_tidy
+
+        self._forward = vl_simplenn
+        if not isinstance(net, dict) or not isinstance(net.get("layers"), (list, tuple)) or not net["layers"]:
+            raise TypeError(f"{_FNAME}: net must be a SimpleNN dict with a non-empty 'layers' list, or a DagNN")
+        net = vl_simplenn_tidy(copy.deepcopy(net))
+        self.net = net
+        layers = net["layers"]
+        self.opts = opts
+        self.error_function = opts["error_function"] or "multiclass"
+        if self.error_function in ("multiclass", "binary") and len(layers) < 2:
+            raise ValueError(f"{_FNAME}: error_function '{self.error_function}' reads the predictions of the "
+                             "layer before the loss, but the network has one layer")
+        if len(layers) >= 2:
+            layers[-2]["precious"] = True  # keep the predictions for the error function
+        self.dtype = None
+        for index, layer in enumerate(layers):
+            weights = layer.get("weights") or []
+            for w in weights:
+                if isinstance(w, np.ndarray) and w.size:
+                    self.dtype = self.dtype or w.dtype
+            if weights and training:
+                for field in ("learningRate", "weightDecay"):
+                    if field not in layer:
+                        layer[field] = _ones(len(weights))
+                    _multipliers(layer, field, len(weights), index)
+        labels = opts["error_labels"]
+        if labels is None:
+            labels = _ERROR_LABELS.get(self.error_function) if isinstance(self.error_function, str) else None
+        self.error_labels = labels
+        self._original_class = layers[-1].get("class")
+        self._res = None
+        self._totals = None
+        self.rng = None  # the dropout layers' generator, set by the trainer each epoch
+
+    def check_batch(self, out, batch, where):
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise TypeError(f"{_FNAME}: get_batch must return (images, labels) for a SimpleNN network, "
+                            f"got {type(out).__name__}")
+        images, labels = out
+        _check_images(images, batch, self.dtype, where)
+        return images, _check_labels(labels, batch, self.error_function, where)
+
+    def start_phase(self):
+        self._totals = None
+
+    def evaluate(self, inputs, train, accumulate):
+        images, labels = inputs
+        layers = self.net["layers"]
+        layers[-1]["class"] = labels
+        dzdy = np.ones((), dtype=images.dtype) if train else None
+        self._res = self._forward(
+            self.net, images, dzdy, self._res if accumulate else None,
+            mode="normal" if train else "test", conserve_memory=self.opts["conserve_memory"],
+            accumulate=accumulate, back_prop_depth=self.opts["back_prop_depth"], rng=self.rng,
+        )
+        res = self._res
+        function = self.error_function
+        if function == "multiclass":
+            errors = _error_multiclass(labels, res[-2]["x"])
+        elif function == "binary":
+            errors = _error_binary(labels, res[-2]["x"])
+        elif function == "none":
+            errors = np.zeros(0)
+        else:
+            errors = np.asarray(function(self.opts, labels, res), dtype=np.float64).reshape(-1)
+            if self.error_labels is None:
+                self.error_labels = [f"err{i + 1}" for i in range(errors.size)]
+            if errors.size != len(self.error_labels):
+                raise ValueError(f"{_FNAME}: error_function returned {errors.size} values for "
+                                 f"{len(self.error_labels)} error_labels")
+        values = np.concatenate([[np.sum(res[-1]["x"], dtype=np.float64)], errors])
+        self._totals = values if self._totals is None else self._totals + values
+
+    def statistics(self, num):
+        """The objective and errors summed over the phase so far, divided by the number of images."""
+        if self._totals is None:
+            return {}
+        return dict(zip(["objective", *self.error_labels], (self._totals / num).tolist()))
+
+    def slots(self):
+        """(key, _Slot) for every array with a derivative from the last batch."""
+        out = []
+        for l, layer in enumerate(self.net["layers"]):
+            ders = self._res[l].get("dzdw") if self._res is not None else None
+            weights = layer.get("weights") or []
+            if not ders or not weights:
+                continue
+            rates = _multipliers(layer, "learningRate", len(weights), l)
+            decays = _multipliers(layer, "weightDecay", len(weights), l)
+            for j, der in enumerate(ders):
+                if der is None or np.size(der) == 0:
+                    continue
+                method = "average" if j == 2 and layer["type"] == "bnorm" else "gradient"
+                out.append(((l, j), _Slot(weights[j], der, float(rates[j]), float(decays[j]), method)))
+        return out
+
+    def set_value(self, key, value):
+        self.net["layers"][key[0]]["weights"][key[1]] = value
+
+    def end_phase(self):
+        self._res = None
+        self.net["layers"][-1]["class"] = self._original_class
+        if self._original_class is None:
+            self.net["layers"][-1].pop("class", None)
+
+    def saved_solver_state(self, states):
+        """MatConvNet's layout: one list per layer, one entry per weight."""
+        layers = self.net["layers"]
+        return [[states.get((l, j)) for j in range(len(layer.get("weights") or []))]
+                for l, layer in enumerate(layers)]
+
+    def restored_solver_state(self, saved, solver):
+        states = {}
+        saved = _as_list(saved)
+        if not saved:
+            return states
+        layers = self.net["layers"]
+        if len(saved) != len(layers):
+            raise ValueError(f"{_FNAME}: the checkpoint's solver state has {len(saved)} layers, "
+                             f"the network {len(layers)}")
+        for l, layer in enumerate(layers):
+            entries = _as_list(saved[l])
+            for j, w in enumerate(layer.get("weights") or []):
+                if j < len(entries):
+                    states[(l, j)] = _restored_state(solver, entries[j], w, f"layer {l + 1} weight {j + 1}")
+        return states
+
+
+class _DagNNModel:
+    """A DagNN driven through its eval; statistics are the running averages of its Loss layers."""
+
+    def __init__(self, net, opts, training):
+        from .dagnn import Loss
+
+        if opts["error_function"] is not None or opts["error_labels"] is not None:
+            raise TypeError(f"{_FNAME}: error_function and error_labels apply to SimpleNN networks; a DagNN "
+                            "reports the outputs of its Loss layers (add e.g. Loss(loss='classerror'))")
+        if opts["back_prop_depth"] != math.inf:
+            raise TypeError(f"{_FNAME}: back_prop_depth applies to SimpleNN networks only")
+        self.net = net.copy()
+        self.opts = opts
+        self._mode = net.mode
+        self.inputs = self.net.get_inputs()
+        der_outputs = {"objective": 1} if opts["der_outputs"] is None else opts["der_outputs"]
+        if isinstance(der_outputs, (list, tuple)):
+            if len(der_outputs) % 2:
+                raise ValueError(f"{_FNAME}: der_outputs must be a dict or a list [name, value, ...]")
+            der_outputs = dict(zip(der_outputs[::2], der_outputs[1::2]))
+        if not isinstance(der_outputs, dict) or not der_outputs:
+            raise TypeError(f"{_FNAME}: der_outputs must be a non-empty dict {{name: derivative}}, got {der_outputs!r}")
+        for name in der_outputs:
+            if self.net.get_var_index(name) is None:
+                raise ValueError(f"{_FNAME}: der_outputs names '{name}', which is not a variable of the network "
+                                 f"(outputs: {self.net.get_outputs()})")
+        self.der_outputs = der_outputs
+        self.losses = [layer for layer in self.net.layers
+                       if isinstance(layer.block, Loss) and not layer.block.ignore_average]
+        values = [p.value for p in self.net.params if p.value is not None]
+        self.dtype = values[0].dtype if values else None
+        if training and any(p.value is None for p in self.net.params):
+            missing = [p.name for p in self.net.params if p.value is None]
+            raise ValueError(f"{_FNAME}: parameters {missing} have no value (call net.init_params())")
+        self.rng = None
+
+    def check_batch(self, out, batch, where):
+        if isinstance(out, (list, tuple)):
+            if len(out) % 2 or not all(isinstance(name, str) for name in out[::2]):
+                raise TypeError(f"{_FNAME}: get_batch must return a dict {{'input': images, 'label': labels}} or a "
+                                f"list ['input', images, 'label', labels] for a DagNN ({where})")
+            pairs = dict(zip(out[::2], out[1::2]))
+        elif isinstance(out, dict):
+            pairs = out
+        else:
+            raise TypeError(f"{_FNAME}: get_batch must return a dict {{'input': images, 'label': labels}} for a "
+                            f"DagNN ({where}), got {type(out).__name__}")
+        pairs = dict(pairs)
+        for name, value in pairs.items():
+            if name not in self.inputs:
+                raise ValueError(f"{_FNAME}: get_batch returned '{name}', which is not an input of the network "
+                                 f"({where}; inputs: {self.inputs})")
+            if name.startswith("label"):
+                pairs[name] = _check_labels(value, batch, None, f"{where}, '{name}'")
+            else:
+                _check_images(value, batch, self.dtype, f"{where}, '{name}'")
+        missing = [name for name in self.inputs if name not in pairs]
+        if missing:
+            raise ValueError(f"{_FNAME}: get_batch did not return the network inputs {missing} ({where})")
+        return pairs
+
+    def start_phase(self):
+        for layer in self.losses:
+            layer.block.reset()
+
+    def evaluate(self, inputs, train, accumulate):
+        net = self.net
+        net.mode = "normal" if train else "test"
+        net.accumulate_param_ders = accumulate
+        net.conserve_memory = self.opts["conserve_memory"]
+        net.rng = self.rng
+        net.eval(inputs, self.der_outputs if train else None)
+
+    def statistics(self, num):
+        """MatConvNet's extractStats: each Loss layer's running average, under its output's name."""
+        return {layer.outputs[0]: float(layer.block.average) for layer in self.losses}
+
+    def slots(self):
+        return [(p, _Slot(param.value, param.der, float(param.learning_rate), float(param.weight_decay),
+                          param.train_method, max(param.fanout, 1)))
+                for p, param in enumerate(self.net.params) if param.der is not None]
+
+    def set_value(self, key, value):
+        self.net.params[key].value = value
+
+    def end_phase(self):
+        self.net.reset()
+        self.net.mode = self._mode
+
+    def saved_solver_state(self, states):
+        return [states.get(p) for p in range(len(self.net.params))]
+
+    def restored_solver_state(self, saved, solver):
+        saved = _as_list(saved)
+        if not saved:
+            return {}
+        params = self.net.params
+        if len(saved) != len(params):
+            raise ValueError(f"{_FNAME}: the checkpoint's solver state has {len(saved)} parameters, the network "
+                             f"{len(params)}")
+        return {p: _restored_state(solver, saved[p], param.value, f"parameter '{param.name}'")
+                for p, param in enumerate(params)}
+
+
+def _as_list(value):
+    """A loaded cell array as a list: None ([]) is empty, a row of numbers becomes its elements."""
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        return list(value.reshape(-1))
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+# --------------------------------------------------------------------------------------------------
+# Progress, statistics files and the plot
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Progress:
+    """A tqdm bar per phase on a terminal; otherwise about ten plain lines per phase."""
+
+    def __init__(self, enabled, phase, epoch, num_batches):
+        self.enabled = enabled and num_batches > 0
+        self.phase, self.epoch, self.num_batches = phase, epoch, num_batches
+        self.bar = None
+        if self.enabled and _is_terminal(sys.stdout):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=num_batches, desc=f"{phase} epoch {epoch:02d}", file=sys.stdout,
+                            unit="batch", leave=True, dynamic_ncols=True)
+
+    def update(self, batch_number, stats, speed):
+        if not self.enabled:
+            return
+        shown = {k: v for k, v in stats.items() if k not in ("num", "time")}
+        if self.bar is not None:
+            self.bar.set_postfix({**{k: f"{v:.3f}" for k, v in shown.items()}, "img/s": f"{speed:.1f}"}, refresh=False)
+            self.bar.update(1)
+        elif batch_number == self.num_batches or batch_number % max(1, self.num_batches // 10) == 0:
+            values = " ".join(f"{k}: {v:.3f}" for k, v in shown.items())
+            print(f"{self.phase}: epoch {self.epoch:02d}: {batch_number:3d}/{self.num_batches:3d}: "
+                  f"{speed:.1f} img/s {values}", flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _json_number(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _write_stats_json(path, stats):
+    records = {
+        phase: [{"epoch": epoch, **{k: _json_number(v) if k != "num" else int(v) for k, v in entry.items()}}
+                for epoch, entry in enumerate(stats[phase], start=1)]
+        for phase in ("train", "val")
+    }
+
+    with atomic_open(path, "w") as stream:
+        json.dump(records, stream, indent=1)
+
+
+def _plot(path, stats):
+    """net-train.png: one panel per statistic, train and val against epoch. False without matplotlib."""
+    try:
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        return False
+    names = []
+    for phase in ("train", "val"):
+        for entry in stats[phase]:
+            names += [k for k in entry if k not in ("num", "time") and k not in names]
+    if not names:
+        return True
+    fig = Figure(figsize=(4 * len(names), 3.5), layout="constrained")
+    epochs = np.arange(1, len(stats["train"]) + 1)
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), i + 1)
+        for phase in ("train", "val"):
+            values = [entry.get(name, np.nan) for entry in stats[phase]]
+            if not np.all(np.isnan(values)):
+                ax.plot(epochs, values, "o-", label=phase)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(True)
+        ax.legend()
+    with atomic_open(path, "wb") as stream:
+        fig.savefig(stream, format="png", dpi=80)
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------
+
+
+def _checkpoint_path(exp_dir, epoch):
+    return os.path.join(exp_dir, f"net-epoch-{epoch}.mat")
+
+
+def _last_checkpoint(exp_dir):
+    """The largest N with a complete net-epoch-N.mat in exp_dir (0 if none), and stray temp files."""
+    last, strays = 0, []
+    for name in sorted(os.listdir(exp_dir)):
+        match = _CHECKPOINT.fullmatch(name)
+        if match:
+            last = max(last, int(match.group(1)))
+        elif _TEMP_CHECKPOINT.fullmatch(name):
+            strays.append(name)
+    return last, strays
+
+
+def _stats_from_saved(saved, path):
+    """stats as load_matconvnet returns it -> {'train': [dict per epoch], 'val': [...]}."""
+    stats = {}
+    for phase in ("train", "val"):
+        records = saved.get(phase) if isinstance(saved, dict) else None
+        records = [records] if isinstance(records, dict) else records  # a 1x1 struct array: one epoch
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ValueError(f"{_FNAME}: {path} has no readable stats.{phase}")
+        stats[phase] = [{k: int(v) if k == "num" else float(v) for k, v in record.items() if v is not None}
+                        for record in records]
+    return stats
+
+
+def _saved_stats(stats):
+    return {phase: [dict(entry) for entry in stats[phase]] for phase in ("train", "val")}
+
+
+# --------------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------------
+
+
+def _seed_epoch(seed, model):
+    """Reseed every random source of the epoch; returns the generator that shuffles the sets."""
+    np.random.seed(seed % 2**32)  # for get_batch functions that augment with np.random
+    model.rng = np.random.default_rng([seed, 1])  # the dropout masks' seeds
+    return np.random.default_rng([seed, 0])
+
+
+def _run_phase(model, phase, subset, epoch, rate, opts, imdb, get_batch, states):
+    train = phase == "train"
+    batch_size, subs = opts["batch_size"], opts["num_sub_batches"]
+    num_batches = -(-len(subset) // batch_size)
+    progress = _Progress(opts["progress"], phase, epoch, num_batches)
+    stats = {"num": 0, "time": 0.0}
+    num = 0
+    model.start_phase()
+    start = time.perf_counter()
+    try:
+        for number, t in enumerate(range(0, len(subset), batch_size), start=1):
+            this_batch = min(batch_size, len(subset) - t)
+            for s in range(subs):
+                batch = subset[t + s : t + this_batch : subs]  # sub-batches interleave, as MatConvNet's
+                num += len(batch)
+                if len(batch) == 0:
+                    continue
+                where = f"{phase} epoch {epoch}, batch {number}"
+                inputs = model.check_batch(get_batch(imdb, batch), batch, where)
+                model.evaluate(inputs, train, accumulate=s > 0)
+            if train:
+                for key, slot in model.slots():
+                    if key not in states:
+                        states[key] = _initial_state(opts["solver"], slot.value)
+                    value, states[key] = _updated(slot, states[key], this_batch, rate, opts)
+                    model.set_value(key, value)
+            elapsed = time.perf_counter() - start
+            stats = {**model.statistics(num), "num": num, "time": elapsed}
+            progress.update(number, stats, (t + this_batch) / max(elapsed, 1e-12))
+    finally:
+        progress.close()
+        model.end_phase()
+    return stats
+
+
+def _make_model(net, opts, training):
+    if isinstance(net, dict):
+        if opts["der_outputs"] is not None:
+            raise TypeError(f"{_FNAME}: der_outputs applies to DagNN networks only")
+        return _SimpleNNModel(net, opts, training)
+    from .dagnn import DagNN
+
+    if isinstance(net, DagNN):
+        return _DagNNModel(net, opts, training)
+    raise TypeError(f"{_FNAME}: net must be a SimpleNN dict or a cnnx.dagnn.DagNN, got {type(net).__name__}")
+
+
+def _say(message):
+    print(f"{_FNAME}: {message}", flush=True)
+
+
+def _load_checkpoint(path, opts):
+    """The checkpoint's network (as a model), solver states and statistics."""
+    from .io import load_matconvnet
+
+    try:
+        net, extras = load_matconvnet(path, with_extra=True)
+    except (ValueError, TypeError, KeyError, OSError) as err:
+        raise ValueError(f"{_FNAME}: cannot read the checkpoint {path}: {err}") from err
+    if "stats" not in extras:
+        raise ValueError(f"{_FNAME}: the checkpoint {path} was only partially saved (it has no stats)")
+    training = opts["train"].size > 0
+    loaded = _make_model(net, opts, training)
+    state = extras.get("state")
+    saved = state.get("solverState") if isinstance(state, dict) else None
+    states = loaded.restored_solver_state(saved, opts["solver"])
+    return loaded, states, _stats_from_saved(extras["stats"], path)
+
+
+def _save_checkpoint(path, model, states, stats, opts):
+    from .io import save_matconvnet
+
+    solver_state = model.saved_solver_state(states) if opts["save_solver_state"] else None  # MATLAB []
+    # save_matconvnet writes a temporary file in exp_dir and renames it: never a partial checkpoint
+    save_matconvnet(model.net, path, state={"solverState": solver_state}, stats=_saved_stats(stats))
+
+
+def cnn_train(net, imdb, get_batch, *args, **kwargs):
+    """Train a SimpleNN or DagNN network with SGD (or another solver), as MatConvNet's cnn_train.
+
+    Call forms::
+
+        net, stats = cnn_train(net, imdb, get_batch, batch_size=100, learning_rate=0.01, ...)
+        net, stats = cnn_train(net, imdb, get_batch, 'batchSize', 100, 'learningRate', 0.01, ...)
+
+    For each epoch ``e = 1, 2, ..., num_epochs``: reseed every random source from
+    ``random_seed + e``, shuffle the training and validation indices, cut the training set to
+    ``epoch_size``, then for each batch of ``batch_size`` indices call ``get_batch(imdb, batch)``,
+    run the network forward and backward (in ``num_sub_batches`` interleaved pieces whose
+    derivatives add up) and update every parameter; then evaluate the validation set in test mode
+    (dropout off). After the epoch the checkpoint ``exp_dir/net-epoch-e.mat``, ``stats.json`` and
+    ``net-train.png`` are written. With ``continue_`` the run starts after the last complete
+    checkpoint in ``exp_dir``.
+
+    The SGD update of a parameter ``w`` with batch derivative ``g`` (MatConvNet beta25: the loss
+    is a sum over the batch, so ``g`` is divided by the batch size here)::
+
+        lr = learning_rate[epoch] * (layer's learningRate multiplier for w)
+        wd = weight_decay * (layer's weightDecay multiplier for w)
+        if lr > 0 or wd > 0:
+            g = g / batch_size + wd * w
+            v = momentum * v - g                 # v starts at 0
+            w = w + lr * (momentum * v - g if nesterov else v)
+
+    Multipliers missing from a SimpleNN layer are set to ones (so biases are weight-decayed too);
+    a DagNN parameter carries its own ``learning_rate`` and ``weight_decay``. A bnorm layer's moments
+    (SimpleNN ``weights[2]``) and a DagNN parameter with ``train_method = 'average'`` follow
+    ``w = (1 - m) * w + m / batch_size / fanout * g`` with ``m`` the parameter's own multiplier.
+
+    Parameters
+    ----------
+    net : dict or cnnx.dagnn.DagNN
+        A SimpleNN network (``{'layers': [...], 'meta': ...}`` ending in a loss layer whose labels
+        go in ``layer['class']``) or a DagNN. It is copied: the caller's network is not changed.
+    imdb : any
+        The image database, passed to ``get_batch`` untouched. When ``train`` or ``val`` is not
+        given, ``imdb['images']['set']`` supplies it (MatConvNet's 1 = train, 2 = val).
+    get_batch : callable
+        ``get_batch(imdb, batch)`` with ``batch`` an int array of 0-based indices. For a SimpleNN
+        network it returns ``(images, labels)``: images an H x W x C x N float array of the
+        network's dtype with N = ``len(batch)``, labels one (1-based) class per image or an
+        H x W x {1,2} x N array. For a DagNN it returns every network input, as a dict
+        ``{'input': images, 'label': labels}`` or MatConvNet's flat list
+        ``['input', images, 'label', labels]``; inputs named ``label...`` are checked as labels,
+        the others as images.
+    exp_dir : 'data/exp'
+        Folder of the checkpoints, ``stats.json`` and the plot (created if missing). None writes no
+        files and does not resume.
+    continue_ : True
+        Resume after the last complete ``net-epoch-N.mat`` in ``exp_dir`` (also spelled
+        ``resume``, or ``'continue'`` as a name/value pair). A checkpoint without ``stats`` is an
+        error ("only partially saved").
+    batch_size : 256
+        Images per update. The last batch of an epoch may be smaller.
+    num_sub_batches : 1
+        Pieces each batch is evaluated in (to save memory); their derivatives are summed before
+        the update, which is the same as one pass.
+    train, val : None
+        0-based image indices of the training and validation sets (None: from ``imdb``, see
+        above; an empty list: no such set). An empty ``train`` only evaluates and saves no
+        checkpoints.
+    epoch_size : inf
+        Training images per epoch at most (taken from the start of the shuffled set).
+    num_epochs : None
+        Epochs to train. None: the length of a ``learning_rate`` schedule, or MatConvNet's 300
+        with a single rate.
+    learning_rate : 0.001
+        A rate, or a schedule: epoch ``e`` uses ``learning_rate[min(e, len) - 1]``. At least 0.
+    weight_decay : 0.0005
+        L2 weight decay, at least 0.
+    momentum : 0.9
+        SGD momentum, in [0, 1).
+    nesterov : False
+        Nesterov's update (MatConvNet's ``nesterovUpdate``).
+    solver : None
+        None (or 'sgd') for SGD with momentum; ``'adam'``, ``'adagrad'``, ``'adadelta'``,
+        ``'rmsprop'`` (MatConvNet's ``solver.*``); or a callable
+        ``solver(w, state, g, solver_opts, lr) -> (w, state)`` called with the decayed, batch-
+        normalised derivative ``g`` (``state`` starts as 0.0).
+    solver_opts : None
+        Dict overriding a solver's defaults: adam ``beta1=0.9, beta2=0.999, eps=1e-8``; adagrad
+        ``epsilon=1e-10, rho=1``; adadelta ``epsilon=1e-6, rho=0.9`` (it ignores the learning
+        rate); rmsprop ``epsilon=1e-8, rho=0.99``.
+    save_solver_state : True
+        Keep the momentum (solver state) in the checkpoints, so a resumed run continues exactly.
+    random_seed : 0
+        Base of the per-epoch seeds (see the module's notes on reproducibility).
+    conserve_memory : True
+        Free intermediate results as soon as possible (``vl_simplenn``'s ``conserve_memory``, the
+        DagNN's ``conserve_memory``).
+    back_prop_depth : inf
+        SimpleNN: back-propagate through the last layers only.
+    error_function : 'multiclass'
+        SimpleNN: ``'multiclass'`` (top-1 and top-5 errors of the layer before the loss),
+        ``'binary'`` (sign errors against labels of +-1), ``'none'``, or a callable
+        ``f(opts, labels, res)`` returning error counts summed over the batch. A DagNN reports its
+        loss outputs instead (see Returns).
+    error_labels : None
+        Names of the errors: ``['top1err', 'top5err']``, ``['binerr']``, or ``err1, err2...`` for a
+        callable.
+    der_outputs : None
+        DagNN: derivatives of the outputs to back-propagate, MatConvNet's ``{'objective': 1}``.
+    post_epoch_fn : None
+        ``f(net, opts, state)`` called after each epoch (``state``: ``epoch``, ``learning_rate``,
+        ``stats``). A number returned replaces the learning rate for later epochs; 0 stops.
+    plot_statistics : True
+        Save ``exp_dir/net-train.png`` after each epoch (needs matplotlib; without it a note is
+        printed once and there is no plot).
+    progress : True
+        Show progress: a tqdm bar per epoch and set (running objective, errors and images per
+        second) on a terminal, about ten plain lines per epoch and set otherwise.
+    prefetch : False
+        Accepted for compatibility; ignored.
+
+    Returns
+    -------
+    net : dict or cnnx.dagnn.DagNN
+        The trained network (a copy).
+    stats : dict
+        ``{'train': [...], 'val': [...]}`` with one dict per epoch: ``objective`` (the summed loss
+        divided by the number of images), the errors (``top1err`` and ``top5err``: the fraction of
+        images whose label is not the top or in the top 5 predictions), ``num`` (images) and
+        ``time`` (seconds). A DagNN reports, under each output's name, the average of every
+        ``Loss`` layer (``dagnn.Loss``'s running mean per pixel and image over the epoch), such
+        as ``objective`` and a ``'classerror'`` layer's top-1 error.
+
+    Raises
+    ------
+    TypeError
+        An unknown option, an option of the wrong type, a network of the wrong kind, or a
+        get_batch result of the wrong type or dtype.
+    ValueError
+        An option out of range (negative learning rate, batch size below 1, unknown solver...),
+        a get_batch result of the wrong shape or with invalid labels (raised at the first batch,
+        before the network runs), or an unreadable or partial checkpoint.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx.train import cnn_train
+    >>> x = np.random.default_rng(1).standard_normal((1, 1, 2, 40)).astype(np.float32)
+    >>> imdb = {"x": x, "y": 1.0 + (x[0, 0, 0] > x[0, 0, 1]), "images": {"set": np.ones(40)}}
+    >>> net = {"layers": [{"type": "conv", "weights": [np.zeros((1, 1, 2, 2), np.float32),
+    ...                                                 np.zeros(2, np.float32)]},
+    ...                   {"type": "softmaxloss"}]}
+    >>> net, stats = cnn_train(net, imdb, lambda db, b: (db["x"][..., b], db["y"][b]),
+    ...                        exp_dir=None, batch_size=4, learning_rate=1.0, num_epochs=3,
+    ...                        progress=False)
+    >>> bool(stats["train"][-1]["top1err"] < 0.2)
+    True
+    """
+    opts = _parse(args, kwargs, imdb, get_batch)
+    training = opts["train"].size > 0
+    model = _make_model(net, opts, training)
+    exp_dir = opts["exp_dir"]
+    stats = {"train": [], "val": []}
+    states = {}
+    start = 0
+    if exp_dir is not None:
+        os.makedirs(exp_dir, exist_ok=True)
+        if opts["continue_"]:
+            start, strays = _last_checkpoint(exp_dir)
+            for name in strays:
+                _say(f"ignoring {os.path.join(exp_dir, name)}: an incomplete checkpoint left by an interrupted save")
+            if start > 0:
+                path = _checkpoint_path(exp_dir, start)
+                if opts["progress"]:
+                    _say(f"resuming by loading epoch {start} from {path}")
+                model, states, stats = _load_checkpoint(path, opts)
+                stats = {phase: stats[phase][:start] for phase in ("train", "val")}
+
+    rates = list(opts["learning_rate"])
+    told_no_plot = False
+    for epoch in range(start + 1, opts["num_epochs"] + 1):
+        shuffle = _seed_epoch(opts["random_seed"] + epoch, model)
+        rate = rates[min(epoch, len(rates)) - 1]
+        train = opts["train"][shuffle.permutation(opts["train"].size)]
+        val = opts["val"][shuffle.permutation(opts["val"].size)]
+        if opts["epoch_size"] != math.inf:
+            train = train[: opts["epoch_size"]]
+        stats["train"].append(_run_phase(model, "train", train, epoch, rate, opts, imdb, get_batch, states))
+        stats["val"].append(_run_phase(model, "val", val, epoch, rate, opts, imdb, get_batch, states))
+
+        if exp_dir is not None:
+            if training:
+                _save_checkpoint(_checkpoint_path(exp_dir, epoch), model, states, stats, opts)
+            _write_stats_json(os.path.join(exp_dir, "stats.json"), stats)
+            if opts["plot_statistics"] and not _plot(os.path.join(exp_dir, "net-train.png"), stats):
+                if not told_no_plot:
+                    _say("matplotlib is not installed, so there is no net-train.png "
+                         "(pip install matplotlib, or cnnx[plot])")
+                told_no_plot = True
+
+        if opts["post_epoch_fn"] is not None:
+            state = {"epoch": epoch, "learning_rate": rate, "stats": stats}
+            new_rate = opts["post_epoch_fn"](model.net, opts, state)
+            if new_rate is not None and not (isinstance(new_rate, numbers.Real) and math.isnan(new_rate)):
+                rates = _learning_rates(new_rate)
+                if all(r == 0 for r in rates):
+                    break
+    return model.net, stats
