@@ -1,0 +1,228 @@
+"""Training speed of MatConvNet's CIFAR-10 lenet: cnnx (SimpleNN + cnn_train) against PyTorch.
+
+    python benchmarks/bench_train.py [--quick] [--repeats R] [--batches B]
+
+Each configuration (library x threads) runs in its own subprocess, configurations alternate, and
+each is repeated; the table shows the best and the median images/second of the timed epoch, the
+peak resident memory of the process while it trains and how far that is above the memory it held
+just before training (Linux; elsewhere the peak of the whole process), and the ratio
+cnnx / PyTorch. The work is one training step per batch of 100 random 32x32x3 images: forward,
+backward and the SGD-with-momentum update of cnn_train (weight decay 1e-4), with the per-layer
+learning-rate multipliers of ``cifar_lenet``.
+
+cnnx runs ``cnnx.train.cnn_train`` (two epochs of B batches; the second is timed, so it includes
+the trainer's own work: batch fetching, error statistics, the update). PyTorch runs the same
+layers (3x3 stride-2 pooling with ceil-mode output sizes, which is MatConvNet's ``[0 1 0 1]``
+padding with padded cells excluded), summed softmax loss, ``torch.optim.SGD`` with momentum 0.9,
+in the default NCHW layout and in channels_last; it is skipped when torch is not installed.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+BATCH = 100
+LEARNING_RATE = 0.05
+WEIGHT_DECAY = 1e-4
+MOMENTUM = 0.9
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _status_mb(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise KeyError(field)
+
+
+def reset_peak_rss():
+    """Start a new peak-memory window; return the resident memory now (MB)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # Linux: reset the peak resident set size (VmHWM) to the current one
+        return _status_mb("VmRSS")
+    except OSError:  # not Linux: the peak then covers the whole process
+        return peak_rss_mb()
+
+
+def peak_rss_mb():
+    try:
+        return _status_mb("VmHWM")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def random_batches(num_batches, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((32, 32, 3, num_batches * BATCH), dtype=np.float32)
+    labels = rng.integers(1, 11, num_batches * BATCH).astype(np.float32)
+    return np.asfortranarray(images), labels
+
+
+def import_cnnx():
+    """Import cnnx: installed, or else the in-place build of this checkout."""
+    try:
+        import cnnx
+    except ImportError:
+        sys.path.append(REPO_ROOT)
+        import cnnx
+    return cnnx
+
+
+def run_cnnx(threads, num_batches):
+    cnnx = import_cnnx()
+    from cnnx.models import cifar_lenet
+    from cnnx.train import cnn_train
+
+    cnnx.set_num_threads(threads)
+    images, labels = random_batches(num_batches)
+    imdb = {"images": {"data": images, "labels": labels}}
+
+    def get_batch(db, batch):
+        return np.asfortranarray(db["images"]["data"][:, :, :, batch]), db["images"]["labels"][batch]
+
+    before = reset_peak_rss()
+    _, stats = cnn_train(
+        cifar_lenet(), imdb, get_batch, exp_dir=None, batch_size=BATCH, num_epochs=2,
+        learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY, momentum=MOMENTUM,
+        train=np.arange(images.shape[3]), val=[], progress=False, plot_statistics=False)
+    timed = stats["train"][-1]
+    return timed["num"] / timed["time"], before
+
+
+def torch_lenet(torch):
+    nn = torch.nn
+
+    def conv(cin, cout, size, pad, std):
+        layer = nn.Conv2d(cin, cout, size, padding=pad)
+        nn.init.normal_(layer.weight, std=std)
+        nn.init.zeros_(layer.bias)
+        return layer
+
+    # ceil_mode=True gives MatConvNet's [0 1 0 1] pooling pad; padding is excluded from averages.
+    return nn.Sequential(
+        conv(3, 32, 5, 2, 0.01), nn.MaxPool2d(3, 2, ceil_mode=True), nn.ReLU(),
+        conv(32, 32, 5, 2, 0.05), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
+        conv(32, 64, 5, 2, 0.05), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
+        conv(64, 64, 4, 0, 0.05), nn.ReLU(),
+        conv(64, 10, 1, 0, 0.05), nn.Flatten(),
+    )
+
+
+def run_torch(threads, num_batches, channels_last):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    images, labels = random_batches(num_batches)
+    x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(3, 2, 0, 1)))  # N, C, H, W
+    y_all = torch.from_numpy(labels.astype(np.int64) - 1)
+    net = torch_lenet(torch)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=memory_format)
+    groups = []  # cifar_lenet's multipliers: [0.1, 2] per conv, [0.01, 0.2] for the last
+    convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
+    for i, layer in enumerate(convs):
+        scale = 0.1 if i == len(convs) - 1 else 1.0
+        groups.append({"params": [layer.weight], "lr": LEARNING_RATE * 0.1 * scale})
+        groups.append({"params": [layer.bias], "lr": LEARNING_RATE * 2 * scale})
+    optimizer = torch.optim.SGD(groups, lr=LEARNING_RATE, momentum=MOMENTUM,
+                                weight_decay=WEIGHT_DECAY)
+    loss_function = torch.nn.CrossEntropyLoss(reduction="sum")
+
+    def epoch():
+        start = time.perf_counter()
+        for b in range(num_batches):
+            x = x_all[b * BATCH:(b + 1) * BATCH].contiguous(memory_format=memory_format)
+            y = y_all[b * BATCH:(b + 1) * BATCH]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_function(net(x), y) / BATCH  # cnn_train divides the summed loss's gradient
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - start
+
+    before = reset_peak_rss()
+    epoch()  # warm-up, as cnnx's first epoch
+    return num_batches * BATCH / epoch(), before
+
+
+def worker(args):
+    if args.library == "cnnx":
+        speed, before = run_cnnx(args.threads, args.batches)
+    else:
+        speed, before = run_torch(args.threads, args.batches, args.library == "torch-cl")
+    after = peak_rss_mb()
+    print(json.dumps({"speed": speed, "peak_mb": after, "growth_mb": after - before}))
+
+
+def run_config(library, threads, batches):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), CNNX_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    command = [sys.executable, os.path.abspath(__file__), "--worker", library,
+               "--threads", str(threads), "--batches", str(batches)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    if result.returncode != 0:
+        raise RuntimeError(f"{library} with {threads} thread(s) failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer batches and one repeat")
+    parser.add_argument("--repeats", type=int, default=None, help="runs of each configuration")
+    parser.add_argument("--batches", type=int, default=None, help="batches per timed epoch")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="thread counts to compare (default: 1 2)")
+    parser.add_argument("--worker", choices=["cnnx", "torch", "torch-cl"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        args.library = args.worker
+        args.threads = args.threads[0]
+        worker(args)
+        return
+    repeats = args.repeats or (1 if args.quick else 3)
+    batches = args.batches or (5 if args.quick else 20)
+    libraries = ["cnnx"] + (["torch", "torch-cl"] if torch_available() else [])
+    configs = [(lib, t) for t in args.threads for lib in libraries]
+    results = {config: [] for config in configs}
+    for r in range(repeats):
+        order = configs if r % 2 == 0 else configs[::-1]  # alternate, so drifts hit both sides
+        for library, threads in order:
+            results[(library, threads)].append(run_config(library, threads, batches))
+            print(f"  run {r + 1}/{repeats}: {library:8s} {threads} thread(s): "
+                  f"{results[(library, threads)][-1]['speed']:8.1f} img/s", file=sys.stderr)
+
+    print(f"lenet training step, batch {BATCH}, {batches} timed batches, best/median of "
+          f"{repeats} run(s)")
+    print(f"{'library':10s} {'threads':>7s} {'img/s best':>11s} {'median':>9s} "
+          f"{'peak MB':>8s} {'growth MB':>10s} {'cnnx/this':>10s}")
+    for library, threads in configs:
+        runs = results[(library, threads)]
+        best = max(run["speed"] for run in runs)
+        cnnx_best = max(run["speed"] for run in results[("cnnx", threads)])
+        ratio = "" if library == "cnnx" else f"{cnnx_best / best:10.2f}"
+        print(f"{library:10s} {threads:7d} {best:11.1f} "
+              f"{statistics.median(run['speed'] for run in runs):9.1f} "
+              f"{max(run['peak_mb'] for run in runs):8.0f} "
+              f"{max(run['growth_mb'] for run in runs):10.0f} {ratio}")
+    if not torch_available():
+        print("(torch is not installed: no PyTorch comparison)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""MatConvNet's CIFAR-10 models: Caffe's "CIFAR10-quick" (lenet) and Network in Network (nin).
+
+Both build SimpleNN networks: a dict with ``'layers'`` (a list of layer dicts with MatConvNet's field
+names) and ``'meta'`` (``inputSize`` and the ``trainOpts`` the model was tuned with).
+:func:`cifar_dagnn` turns either into a DagNN with an extra ``'error'`` output, as MatConvNet's
+``networkType = 'dagnn'`` does.
+"""
+import numpy as np
+
+from . import dagnn
+from .simplenn import vl_simplenn_tidy
+
+
+def _random_filters(rng, shape, std, dtype):
+    # Filled in column-major order, as MATLAB's randn(shape) is.
+    values = rng.standard_normal(int(np.prod(shape)), dtype=dtype) * dtype.type(std)
+    return values.reshape(shape, order="F")
+
+
+def _conv(rng, dtype, size, in_channels, out_channels, std, pad, learning_rate, bias_shape, name):
+    layer = {
+        "type": "conv",
+        "weights": [
+            _random_filters(rng, (size, size, in_channels, out_channels), std, dtype),
+            np.zeros(bias_shape(out_channels), dtype=dtype),
+        ],
+        "learningRate": np.asarray(learning_rate, dtype=np.float64),
+        "stride": 1,
+        "pad": pad,
+    }
+    if name is not None:
+        layer["name"] = name
+    return layer
+
+
+def _pool(method, pad, stride=2, size=3, name=None):
+    layer = {"type": "pool", "method": method, "pool": [size, size], "stride": stride, "pad": pad}
+    if name is not None:
+        layer["name"] = name
+    return layer
+
+
+def _check_dtype(dtype, fname):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"{fname}: dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def cifar_lenet(dtype=np.float32, rng=0):
+    """Build MatConvNet's CIFAR-10 "lenet" (Caffe's CIFAR10-quick), as ``cnn_cifar_init``.
+
+    ``net = cifar_lenet()`` returns a tidied SimpleNN network for 32x32x3 images and 10 classes:
+    three 5x5 convolution blocks (32, 32, 64 filters) with 3x3 stride-2 pooling padded
+    ``[0 1 0 1]`` (Caffe's ceil-mode sizes), a 4x4 convolution to 64 channels, a 1x1 convolution to
+    10 scores and a softmax loss. 145,578 parameters.
+
+    Parameters
+    ----------
+    dtype : numpy dtype, default float32
+        float32 (MatConvNet's ``single``) or float64.
+    rng : int, None or numpy.random.Generator, default 0
+        Seed or generator for the Gaussian filter initialisation (filter stds 0.01 for the first
+        layer and 0.05 for the others; biases are zero, shaped ``(1, K)``).
+
+    Returns
+    -------
+    net : dict
+        ``net['layers']``: 13 layer dicts (unnamed layers are called ``layer1``...``layer13`` by
+        :func:`~cnnx.simplenn.vl_simplenn_tidy`). Each convolution has ``learningRate`` multipliers
+        ``[0.1, 2]`` (filters, biases), the last one ``[0.01, 0.2]``. ``net['meta']`` holds
+        ``inputSize = [32, 32, 3]`` and ``trainOpts``: ``learningRate`` (0.05 for 30 epochs, 0.005
+        for 10, 0.0005 for 5), ``weightDecay = 1e-4``, ``batchSize = 100``, ``numEpochs = 45``.
+
+    Raises
+    ------
+    TypeError
+        If ``dtype`` is not float32 or float64.
+
+    Examples
+    --------
+    >>> from cnnx.models import cifar_lenet
+    >>> net = cifar_lenet()
+    >>> [layer["type"] for layer in net["layers"]][:3]
+    ['conv', 'pool', 'relu']
+    >>> net["meta"]["trainOpts"]["numEpochs"]
+    45
+    """
+    dtype = _check_dtype(dtype, "cifar_lenet")
+    rng = np.random.default_rng(rng)
+    lr = np.array([0.1, 2.0])
+
+    def conv(size, cin, cout, std, pad, learning_rate=lr):
+        return _conv(rng, dtype, size, cin, cout, std, pad, learning_rate, lambda k: (1, k), None)
+
+    layers = [
+        conv(5, 3, 32, 0.01, 2),
+        _pool("max", [0, 1, 0, 1]),
+        {"type": "relu"},
+        conv(5, 32, 32, 0.05, 2),
+        {"type": "relu"},
+        _pool("avg", [0, 1, 0, 1]),
+        conv(5, 32, 64, 0.05, 2),
+        {"type": "relu"},
+        _pool("avg", [0, 1, 0, 1]),
+        conv(4, 64, 64, 0.05, 0),
+        {"type": "relu"},
+        conv(1, 64, 10, 0.05, 0, learning_rate=0.1 * lr),
+        {"type": "softmaxloss"},
+    ]
+    learning_rate = np.concatenate([np.full(30, 0.05), np.full(10, 0.005), np.full(5, 0.0005)])
+    return _network(layers, learning_rate, weight_decay=1e-4)
+
+
+def cifar_nin(dtype=np.float32, rng=0):
+    """Build MatConvNet's CIFAR-10 Network in Network (Lin et al. 2013), as ``cnn_cifar_init_nin``.
+
+    ``net = cifar_nin()`` returns a tidied SimpleNN network for 32x32x3 images and 10 classes: three
+    blocks of a spatial convolution (5x5, 5x5, 3x3 with 192 filters) followed by two 1x1 "cccp"
+    convolutions, with ReLUs, max then average 3x3 stride-2 pooling and dropout 0.5 after the
+    first two blocks, and a global 7x7 average pooling of the 10 class maps into a softmax loss.
+    966,986 parameters.
+
+    Parameters
+    ----------
+    dtype : numpy dtype, default float32
+        float32 (MatConvNet's ``single``) or float64.
+    rng : int, None or numpy.random.Generator, default 0
+        Seed or generator for the He initialisation ``randn * sqrt(2 / (k * k * m))`` of a k x k
+        filter bank over m channels; biases are zero, shaped ``(K, 1)``. The last convolution
+        (``cccp6``) is scaled by 0.1 after initialisation.
+
+    Returns
+    -------
+    net : dict
+        ``net['layers']``: 23 named layer dicts (``conv1``, ``relu1``, ``cccp1``, ...,
+        ``pool3``, and the loss). Convolutions have ``learningRate`` multipliers ``[1, 10]``
+        except ``cccp6``, which has ``[0.001, 0.01]``; there is no ReLU after ``cccp6``.
+        ``net['meta']`` holds ``inputSize = [32, 32, 3]`` and ``trainOpts``: ``learningRate``
+        (0.002, 0.01, 0.02 warm-up, then 0.04 for 80 epochs, 0.004 for 10, 0.0004 for 10),
+        ``weightDecay = 5e-4``, ``batchSize = 100``, ``numEpochs = 103``.
+
+    Raises
+    ------
+    TypeError
+        If ``dtype`` is not float32 or float64.
+
+    Examples
+    --------
+    >>> from cnnx.models import cifar_nin
+    >>> net = cifar_nin()
+    >>> net["layers"][-2]["name"], net["layers"][-2]["pool"]
+    ('pool3', [7, 7])
+    """
+    dtype = _check_dtype(dtype, "cifar_nin")
+    rng = np.random.default_rng(rng)
+    lr = np.array([1.0, 10.0])
+
+    def conv(name, size, cin, cout, pad=0, learning_rate=lr):
+        std = np.sqrt(2.0 / (size * size * cin))
+        return _conv(rng, dtype, size, cin, cout, std, pad, learning_rate, lambda k: (k, 1), name)
+
+    def relu(name):
+        return {"type": "relu", "name": name}
+
+    def dropout(name):
+        return {"type": "dropout", "name": name, "rate": 0.5}
+
+    layers = [
+        conv("conv1", 5, 3, 192, pad=2), relu("relu1"),
+        conv("cccp1", 1, 192, 160), relu("relu_cccp1"),
+        conv("cccp2", 1, 160, 96), relu("relu_cccp2"),
+        _pool("max", 0, name="pool1"), dropout("dropout1"),
+        conv("conv2", 5, 96, 192, pad=2), relu("relu2"),
+        conv("cccp3", 1, 192, 192), relu("relu_cccp3"),
+        conv("cccp4", 1, 192, 192), relu("relu_cccp4"),
+        _pool("avg", 0, name="pool2"), dropout("dropout2"),
+        conv("conv3", 3, 192, 192, pad=1), relu("relu3"),
+        conv("cccp5", 1, 192, 192), relu("relu_cccp5"),
+    ]
+    cccp6 = conv("cccp6", 1, 192, 10, learning_rate=0.001 * lr)
+    cccp6["weights"][0] *= dtype.type(0.1)
+    layers += [
+        cccp6,
+        _pool("avg", 0, stride=1, size=7, name="pool3"),
+        {"type": "softmaxloss"},
+    ]
+    learning_rate = np.concatenate(
+        [[0.002, 0.01, 0.02], np.full(80, 0.04), np.full(10, 0.004), np.full(10, 0.0004)]
+    )
+    return _network(layers, learning_rate, weight_decay=5e-4)
+
+
+def _network(layers, learning_rate, weight_decay):
+    net = {
+        "layers": layers,
+        "meta": {
+            "inputSize": [32, 32, 3],
+            "trainOpts": {
+                "learningRate": learning_rate,
+                "weightDecay": weight_decay,
+                "batchSize": 100,
+                "numEpochs": len(learning_rate),
+            },
+        },
+    }
+    return vl_simplenn_tidy(net)
+
+
+def cifar_dagnn(net):
+    """Convert a CIFAR SimpleNN network to DagNN, adding a top-1 error output, as MatConvNet does.
+
+    ``dag = cifar_dagnn(cifar_lenet())`` is ``DagNN.from_simplenn(net, canonical_names=True)``
+    (input ``'input'``, scores ``'prediction'``, labels ``'label'``, loss ``'objective'``) plus a
+    layer ``'error'``: ``dagnn.Loss(loss='classerror')`` on ``('prediction', 'label')`` with output
+    ``'error'``.
+
+    Parameters
+    ----------
+    net : dict
+        A SimpleNN network ending in a ``softmaxloss`` layer, such as :func:`cifar_lenet` or
+        :func:`cifar_nin` returns.
+
+    Returns
+    -------
+    dag : cnnx.dagnn.DagNN
+        The converted network, with copies of ``net``'s weights and ``meta``.
+
+    Examples
+    --------
+    >>> from cnnx.models import cifar_dagnn, cifar_lenet
+    >>> dag = cifar_dagnn(cifar_lenet())
+    >>> dag.get_layer("error")
+    DagLayer('error', Loss, inputs=['prediction', 'label'], outputs=['error'], params=[])
+    >>> dag.get_outputs()
+    ['objective', 'error']
+    """
+    dag = dagnn.DagNN.from_simplenn(net, canonical_names=True)
+    dag.add_layer("error", dagnn.Loss(loss="classerror"), ["prediction", "label"], "error")
+    return dag
