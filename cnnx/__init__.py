@@ -2,25 +2,45 @@
 
 Tensors are MatConvNet's: (H, W, C, N) arrays, float32 by default, float64 supported. Each block is
 one function that runs forward, or backward when given the derivative of the output (``dzdy``).
+Networks are SimpleNN layer lists (`vl_simplenn`) or `DagNN` graphs, trained by `cnn_train`.
 """
 from ._threads import get_num_threads, set_num_threads
 from .activations import vl_nnprelu, vl_nnrelu
+from .concat import vl_nnconcat
 from .conv import vl_nnconv
 from .dropout import vl_nndropout
 from .loss import vl_nnsoftmaxloss
+from .nnloss import vl_nnloss
 from .pool import vl_nnpool
-from . import testing
+from .simplenn import register_layer_type, vl_simplenn, vl_simplenn_display, vl_simplenn_tidy
+from .dagnn import DagNN
+from .io import load_matconvnet, save_matconvnet
+from .train import cnn_train
+from . import dagnn, datasets, models, testing
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DagNN",
+    "cnn_train",
+    "dagnn",
+    "datasets",
     "get_num_threads",
+    "load_matconvnet",
+    "models",
+    "register_layer_type",
+    "save_matconvnet",
     "set_num_threads",
     "testing",
+    "vl_nnconcat",
     "vl_nnconv",
     "vl_nndropout",
+    "vl_nnloss",
     "vl_nnpool",
     "vl_nnprelu",
     "vl_nnrelu",
     "vl_nnsoftmaxloss",
+    "vl_simplenn",
+    "vl_simplenn_display",
+    "vl_simplenn_tidy",
 ]
