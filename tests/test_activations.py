@@ -1,0 +1,340 @@
+"""Tests of vl_nnrelu and vl_nnprelu against NumPy references, finite differences and PyTorch."""
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import cnnx
+from cnnx import vl_nnprelu, vl_nnrelu
+from cnnx.testing import check_derivative
+
+DTYPES = [np.float32, np.float64]
+LEAKS = [0.0, 0.01, 0.1, 0.5]
+
+
+# ---------------------------------------------------------------- NumPy references (slow, obvious)
+def relu_reference(x, leak):
+    if leak == 0:
+        return np.where(x > 0, x, np.zeros_like(x))
+    factor = np.where(x > 0, leak + (1 - leak), leak).astype(x.dtype)
+    return x * factor
+
+
+def relu_backward_reference(x, dzdy, leak):
+    factor = np.where(x > 0, leak + (1 - leak), leak).astype(x.dtype)
+    return dzdy * factor
+
+
+def channel_slopes(x, a):
+    """a broadcast to x's shape, as (H, W, C, N) with C from the third dimension."""
+    x4 = x.reshape(x.shape + (1,) * (4 - x.ndim))
+    slopes = np.broadcast_to(np.asarray(a).reshape(-1, order="F"), (x4.shape[2],))
+    return np.broadcast_to(slopes[None, None, :, None], x4.shape).reshape(x.shape)
+
+
+def prelu_reference(x, a):
+    return np.where(x > 0, x, channel_slopes(x, a) * x)
+
+
+def prelu_backward_reference(x, a, dzdy):
+    slopes = channel_slopes(x, a)
+    dzdx = np.where(x > 0, dzdy, slopes * dzdy)
+    x4 = x.reshape(x.shape + (1,) * (4 - x.ndim)).astype(np.float64)
+    d4 = dzdy.reshape(x4.shape).astype(np.float64)
+    per_channel = np.sum(np.where(x4 > 0, 0.0, d4 * x4), axis=(0, 1, 3))
+    if np.size(a) == x4.shape[2]:
+        dzda = per_channel.reshape(np.shape(a), order="F")
+    else:
+        dzda = np.full(np.shape(a), per_channel.sum())
+    return dzdx, dzda.astype(x.dtype)
+
+
+def away_from_zero(shape, dtype, seed=0, gap=0.5):
+    """Distinct values with |x| >= gap, so finite differences never cross the kink at 0."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    values = rng.permutation(n) - (n - 1) / 2.0  # ..., -1.5, -0.5, 0.5, 1.5, ... (spacing 1)
+    return (values * (2 * gap)).reshape(shape).astype(dtype)
+
+
+SHAPES = [(5, 4, 3, 2), (6, 5, 3), (7, 4), (1, 1, 16, 8)]
+
+
+# ---------------------------------------------------------------- ReLU values
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES + [(11,), (2, 3, 2, 2, 2)])
+@pytest.mark.parametrize("leak", LEAKS)
+def test_relu_matches_reference(dtype, shape, leak):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[0] = 0.0
+    dzdy = rng.standard_normal(shape).astype(dtype)
+    y = vl_nnrelu(x, leak=leak)
+    assert y.dtype == dtype and y.shape == x.shape
+    np.testing.assert_array_equal(y, relu_reference(x, leak))
+    dzdx = vl_nnrelu(x, dzdy, leak=leak)
+    assert dzdx.dtype == dtype and dzdx.shape == x.shape
+    np.testing.assert_array_equal(dzdx, relu_backward_reference(x, dzdy, leak))
+    # the derivative at 0 is the leak (0 for plain ReLU), per MatConvNet's formula
+    assert dzdx.flat[0] == dtype(leak) * dzdy.flat[0]
+
+
+@pytest.mark.parametrize("leak", LEAKS)
+def test_relu_backward_accepts_y_for_x(leak):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 5, 3, 2)).astype(np.float32)
+    dzdy = rng.standard_normal(x.shape).astype(np.float32)
+    y = vl_nnrelu(x, leak=leak)
+    np.testing.assert_array_equal(vl_nnrelu(y, dzdy, leak=leak), vl_nnrelu(x, dzdy, leak=leak))
+
+
+def test_relu_call_forms_and_options():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 2)).astype(np.float32)
+    dzdy = rng.standard_normal(x.shape).astype(np.float32)
+    leaky = vl_nnrelu(x, leak=0.2)
+    np.testing.assert_array_equal(vl_nnrelu(x, [], "leak", 0.2), leaky)
+    np.testing.assert_array_equal(vl_nnrelu(x, None, "LEAK", 0.2), leaky)
+    np.testing.assert_array_equal(vl_nnrelu(x, "Leak", 0.2), leaky)
+    np.testing.assert_array_equal(vl_nnrelu(x, dzdy=None, leak=0.2), leaky)
+    back = vl_nnrelu(x, dzdy, "leak", 0.2)
+    np.testing.assert_array_equal(vl_nnrelu(x, dzdy=dzdy, leak=0.2), back)
+    np.testing.assert_array_equal(vl_nnrelu(x, dzdy, Leak=0.2), back)
+    np.testing.assert_array_equal(vl_nnrelu(x), relu_reference(x, 0.0))
+
+
+def test_relu_memory_orders_and_views():
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((6, 8, 4, 3))
+    for x in (np.ascontiguousarray(base), np.asfortranarray(base), base[::2, 1::3], base.transpose(2, 0, 3, 1)):
+        dzdy = np.ascontiguousarray(rng.standard_normal(x.shape))
+        np.testing.assert_array_equal(vl_nnrelu(x, leak=0.1), relu_reference(x, 0.1))
+        np.testing.assert_array_equal(vl_nnrelu(x, dzdy, leak=0.1), relu_backward_reference(x, dzdy, 0.1))
+        assert vl_nnrelu(x).flags.f_contiguous
+
+
+def test_relu_empty_and_scalar():
+    x = np.zeros((0, 3, 2), dtype=np.float32)
+    assert vl_nnrelu(x).shape == (0, 3, 2)
+    assert vl_nnrelu(x, x).shape == (0, 3, 2)
+    y = vl_nnrelu(np.float64(-2.0), leak=0.5)
+    assert y.shape == () and y == -1.0
+
+
+def test_relu_nan_and_inf():
+    x = np.array([np.nan, np.inf, -np.inf, -1.0, 2.0], dtype=np.float32)
+    np.testing.assert_array_equal(vl_nnrelu(x), [np.nan, np.inf, 0, 0, 2])
+    np.testing.assert_array_equal(vl_nnrelu(x, leak=0.5), [np.nan, np.inf, -np.inf, -0.5, 2])
+    dzdy = np.array([1.0, 1.0, np.inf, np.nan, 3.0], dtype=np.float32)
+    # dzdy times the factor: inf * 0 is NaN, NaN stays NaN
+    np.testing.assert_array_equal(vl_nnrelu(x, dzdy), [0, 1, np.nan, np.nan, 3])
+
+
+# ---------------------------------------------------------------- ReLU derivatives
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("leak", LEAKS)
+@pytest.mark.parametrize("shape", [(5, 4, 3, 2), (6, 5, 3)])
+def test_relu_derivative_matconvnet_check(dtype, leak, shape):
+    x = away_from_zero(shape, dtype, seed=5)
+    dzdy = np.random.default_rng(6).standard_normal(shape).astype(dtype)
+    g = lambda t: vl_nnrelu(t, leak=leak)
+    check_derivative(g, x, dzdy, vl_nnrelu(x, dzdy, leak=leak))
+
+
+@pytest.mark.parametrize("leak", LEAKS)
+def test_relu_derivative_central_float64_c_order(leak):
+    x = np.ascontiguousarray(away_from_zero((4, 3, 5), np.float64, seed=7))
+    dzdy = np.random.default_rng(8).standard_normal(x.shape)
+    g = lambda t: vl_nnrelu(t, leak=leak)
+    check_derivative(g, x, dzdy, vl_nnrelu(x, dzdy, leak=leak), method="central", rtol=1e-8)
+
+
+# ---------------------------------------------------------------- PReLU values and derivatives
+SLOPE_FORMS = ["per_channel_row", "per_channel_column", "shared_scalar", "shared_array"]
+
+
+def make_slopes(form, channels, dtype, seed=9):
+    rng = np.random.default_rng(seed)
+    if form == "per_channel_row":
+        return rng.uniform(0.05, 0.5, (1, channels)).astype(dtype)
+    if form == "per_channel_column":
+        return rng.uniform(0.05, 0.5, channels).astype(dtype)
+    if form == "shared_scalar":
+        return np.asarray(dtype(0.25))
+    return np.full((1, 1), 0.3, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES + [(3, 70, 5, 9)])
+@pytest.mark.parametrize("form", SLOPE_FORMS)
+def test_prelu_matches_reference(dtype, shape, form):
+    rng = np.random.default_rng(10)
+    channels = shape[2] if len(shape) > 2 else 1
+    a = make_slopes(form, channels, dtype)
+    x = rng.standard_normal(shape).astype(dtype)
+    dzdy = rng.standard_normal(shape).astype(dtype)
+    y = vl_nnprelu(x, a)
+    assert y.dtype == dtype and y.shape == x.shape
+    np.testing.assert_array_equal(y, prelu_reference(x, a))
+    dzdx, dzda = vl_nnprelu(x, a, dzdy)
+    ref_dzdx, ref_dzda = prelu_backward_reference(x, a, dzdy)
+    np.testing.assert_array_equal(dzdx, ref_dzdx)
+    assert dzda.shape == np.shape(a) and dzda.dtype == dtype
+    np.testing.assert_allclose(dzda, ref_dzda, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("form", SLOPE_FORMS)
+@pytest.mark.parametrize("shape", [(4, 3, 3, 2), (5, 4, 2)])
+def test_prelu_derivatives(dtype, form, shape):
+    channels = shape[2]
+    a = make_slopes(form, channels, dtype)
+    x = away_from_zero(shape, dtype, seed=11)
+    dzdy = np.random.default_rng(12).standard_normal(shape).astype(dtype)
+    dzdx, dzda = vl_nnprelu(x, a, dzdy)
+    check_derivative(lambda t: vl_nnprelu(t, a), x, dzdy, dzdx)
+    check_derivative(lambda s: vl_nnprelu(x, s), a, dzdy, dzda)
+    if dtype == np.float64:
+        check_derivative(lambda t: vl_nnprelu(t, a), x, dzdy, dzdx, method="central", rtol=1e-8)
+        check_derivative(lambda s: vl_nnprelu(x, s), a, dzdy, dzda, method="central", rtol=1e-8)
+
+
+def test_prelu_c_ordered_input_and_keyword_dzdy():
+    rng = np.random.default_rng(13)
+    x = np.ascontiguousarray(rng.standard_normal((5, 6, 4, 3)))
+    a = rng.uniform(0.1, 0.3, 4)
+    dzdy = np.ascontiguousarray(rng.standard_normal(x.shape))
+    dzdx, dzda = vl_nnprelu(x, a, dzdy=dzdy)
+    ref_dzdx, ref_dzda = prelu_backward_reference(x, a, dzdy)
+    np.testing.assert_array_equal(dzdx, ref_dzdx)
+    np.testing.assert_allclose(dzda, ref_dzda, rtol=1e-12)
+    np.testing.assert_array_equal(vl_nnprelu(x, a, []), prelu_reference(x, a))
+
+
+def test_prelu_nan_propagates():
+    x = np.array([[np.nan, -1.0], [2.0, -np.inf]]).reshape(2, 2, 1)
+    a = np.array([0.5])
+    y = vl_nnprelu(x, a)
+    assert np.isnan(y[0, 0, 0]) and y[0, 1, 0] == -0.5 and y[1, 1, 0] == -np.inf
+    dzdx, dzda = vl_nnprelu(x, a, np.ones_like(x))
+    assert np.isnan(dzda[0])
+    np.testing.assert_array_equal(dzdx[:, :, 0], [[0.5, 0.5], [1.0, 0.5]])
+
+
+# ---------------------------------------------------------------- PyTorch cross-checks
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("leak", LEAKS)
+def test_relu_against_torch(dtype, leak):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((5, 6, 3, 4)).astype(dtype)
+    dzdy = rng.standard_normal(x.shape).astype(dtype)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = F.relu(xt) if leak == 0 else F.leaky_relu(xt, leak)
+    yt.backward(torch.tensor(dzdy))
+    np.testing.assert_allclose(vl_nnrelu(x, leak=leak), yt.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(vl_nnrelu(x, dzdy, leak=leak), xt.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shared", [False, True])
+def test_prelu_against_torch(dtype, shared):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((5, 6, 3, 4)).astype(dtype)  # (H, W, C, N)
+    dzdy = rng.standard_normal(x.shape).astype(dtype)
+    a = rng.uniform(0.05, 0.5, 1 if shared else 3).astype(dtype)
+    to_torch = lambda t: torch.tensor(np.ascontiguousarray(t.transpose(3, 2, 0, 1)))
+    xt = to_torch(x).requires_grad_(True)
+    at = torch.tensor(a, requires_grad=True)
+    yt = torch.nn.functional.prelu(xt, at)
+    yt.backward(to_torch(dzdy))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(vl_nnprelu(x, a), yt.detach().numpy().transpose(2, 3, 1, 0), rtol=rtol)
+    dzdx, dzda = vl_nnprelu(x, a, dzdy)
+    np.testing.assert_allclose(dzdx, xt.grad.numpy().transpose(2, 3, 1, 0), rtol=rtol)
+    np.testing.assert_allclose(dzda, at.grad.numpy(), rtol=rtol)
+
+
+# ---------------------------------------------------------------- threads
+@pytest.fixture
+def restore_threads():
+    saved = cnnx.get_num_threads()
+    yield
+    cnnx.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_results_identical_at_one_and_two_threads(dtype, restore_threads):
+    rng = np.random.default_rng(16)
+    # big enough to run threaded, with spans of several sizes (H*W = 6000 > one 4096-pixel span)
+    x = rng.standard_normal((60, 100, 3, 4)).astype(dtype)
+    dzdy = rng.standard_normal(x.shape).astype(dtype)
+    a = rng.uniform(0.1, 0.3, 3).astype(dtype)
+    results = []
+    for threads in (1, 2):
+        cnnx.set_num_threads(threads)
+        results.append(
+            [vl_nnrelu(x), vl_nnrelu(x, dzdy, leak=0.1), vl_nnprelu(x, a), *vl_nnprelu(x, a, dzdy),
+             vl_nnprelu(x, a[:1], dzdy)[1]]
+        )
+    for one, two in zip(*results):
+        assert one.tobytes() == two.tobytes()
+
+
+def test_concurrent_calls_from_python_threads():
+    rng = np.random.default_rng(17)
+    inputs = [rng.standard_normal((32, 32, 8, 4)).astype(np.float32) for _ in range(6)]
+    a = rng.uniform(0.1, 0.3, 8).astype(np.float32)
+
+    def work(x):
+        return vl_nnrelu(x, leak=0.1), vl_nnrelu(x, x), vl_nnprelu(x, a, x)[1]
+
+    expected = [work(x) for x in inputs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(work, inputs * 3))
+    for i, result in enumerate(got):
+        for r, e in zip(result, expected[i % len(inputs)]):
+            assert r.tobytes() == e.tobytes()
+
+
+# ---------------------------------------------------------------- errors
+def test_errors_name_the_argument():
+    x = np.ones((2, 3, 4), dtype=np.float32)
+    with pytest.raises(TypeError, match="X"):
+        vl_nnrelu(np.ones((2, 3), dtype=np.int32))
+    with pytest.raises(TypeError, match="X"):
+        vl_nnrelu(np.ones((2, 3), dtype=np.complex64))
+    with pytest.raises(TypeError, match="DZDY"):
+        vl_nnrelu(x, np.ones(x.shape, dtype=np.float64))
+    with pytest.raises(ValueError, match="DZDY"):
+        vl_nnrelu(x, np.ones((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="Leak"):
+        vl_nnrelu(x, leak=-0.1)
+    with pytest.raises(ValueError, match="Leak"):
+        vl_nnrelu(x, leak=float("nan"))
+    with pytest.raises(TypeError, match="Leak"):
+        vl_nnrelu(x, "leak", "big")
+    with pytest.raises(TypeError, match="unknown option 'slope'"):
+        vl_nnrelu(x, "slope", 0.1)
+    with pytest.raises(TypeError, match="DZDY"):
+        vl_nnrelu(x, x, dzdy=x)
+    with pytest.raises(TypeError, match="DZDY"):
+        vl_nnrelu(x, dzdy="leak")
+    with pytest.raises(TypeError, match="X"):
+        vl_nnprelu(np.ones((2, 3, 4), dtype=np.int64), np.ones(4))
+    with pytest.raises(TypeError, match="A"):
+        vl_nnprelu(x, np.ones(4, dtype=np.float64))
+    with pytest.raises(TypeError, match="A"):
+        vl_nnprelu(x, np.ones(4, dtype=np.int32))
+    with pytest.raises(ValueError, match="A has 3 elements but X has 4 channels"):
+        vl_nnprelu(x, np.ones(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="DZDY"):
+        vl_nnprelu(x, np.ones(4, dtype=np.float32), np.ones((2, 3, 4, 2), dtype=np.float32))
+    with pytest.raises(TypeError, match="DZDY"):
+        vl_nnprelu(x, np.ones(4, dtype=np.float32), np.ones(x.shape))
+    with pytest.raises(ValueError, match="X"):
+        vl_nnprelu(np.ones(5, dtype=np.float32), np.ones(1, dtype=np.float32))
+    with pytest.raises(TypeError, match="unknown option 'leak'"):
+        vl_nnprelu(x, np.ones(4, dtype=np.float32), "leak", 0.1)
