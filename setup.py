@@ -56,7 +56,7 @@ extensions = [
     Extension(
         "cnnx._ext." + os.path.splitext(os.path.basename(path))[0],
         [path],
-        include_dirs=[numpy.get_include()],
+        include_dirs=[numpy.get_include(), os.path.join("cnnx", "_ext")],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for path in sorted(glob.glob(os.path.join("cnnx", "_ext", "*.pyx")))

@@ -40,6 +40,16 @@ def common_dtype(fname, **arrays):
     return dtype
 
 
+def like(x, name, fname, reference, ref_name):
+    """``x`` as a float array of ``reference``'s dtype and exact shape (else TypeError/ValueError)."""
+    arr = as_float_array(x, name, fname)
+    if arr.dtype != reference.dtype:
+        common_dtype(fname, **{ref_name: reference, name: arr})  # raises, naming both
+    if arr.shape != reference.shape:
+        raise ValueError(f"{fname}: {name} has shape {arr.shape} but {ref_name} has shape {reference.shape}")
+    return arr
+
+
 def shape4(arr, name, fname):
     """Return ``arr``'s shape as MATLAB's (H, W, C, N), padding dropped trailing singleton dimensions.
 

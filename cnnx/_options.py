@@ -48,6 +48,24 @@ def split_derivative(args, fname, name="DZDY"):
     return None, args
 
 
+def take_derivative(args, kwargs, fname):
+    """Split off the derivative, given positionally (MatConvNet) or as the keyword ``dzdy``.
+
+    Returns ``(dzdy, args, kwargs)`` with the derivative removed; ``dzdy`` is None for a forward
+    call (also for MATLAB's ``[]``).
+    """
+    dzdy, args = split_derivative(args, fname)
+    if "dzdy" in kwargs:
+        kwargs = dict(kwargs)
+        keyword = kwargs.pop("dzdy")
+        if dzdy is not None:
+            raise TypeError(f"{fname}: DZDY is given both positionally and as a keyword")
+        if isinstance(keyword, str):
+            raise TypeError(f"{fname}: DZDY must be an array, got the string {keyword!r}")
+        dzdy, _ = split_derivative((keyword,), fname)
+    return dzdy, args, kwargs
+
+
 def parse_options(fname, args, kwargs, spec):
     """Merge name/value pairs ``args`` and keywords ``kwargs`` into a validated dict keyed by spec names.
 

@@ -69,6 +69,15 @@ def get_num_threads():
     return _num_threads if openmp_enabled() else 1
 
 
+# Below this many elements of light (elementwise) work a second thread costs more to wake than it saves.
+PARALLEL_MIN_ELEMENTS = 1 << 15
+
+
+def threads_for(n_elements):
+    """Number of kernel threads for ``n_elements`` of elementwise work: 1 for small tensors."""
+    return 1 if n_elements < PARALLEL_MIN_ELEMENTS else get_num_threads()
+
+
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_saved = None

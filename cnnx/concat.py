@@ -5,7 +5,7 @@ A pure copy, so it is written with NumPy; the dimension is 1-based as in MatConv
 import numpy as np
 
 from ._checks import as_float_array, common_dtype, shape4
-from ._options import Option, parse_options, split_derivative
+from ._options import Option, parse_options, take_derivative
 
 _FNAME = "vl_nnconcat"
 _SPEC = {"input_sizes": Option("any")}
@@ -67,11 +67,7 @@ def vl_nnconcat(inputs, dim=3, *args, **kwargs):
     >>> da.shape, db.shape
     ((2, 2, 1, 1), (2, 2, 3, 1))
     """
-    if "dzdy" in kwargs:
-        if args and not isinstance(args[0], str):
-            raise TypeError(f"{_FNAME}: DZDY is given both positionally and as a keyword")
-        args = (kwargs.pop("dzdy"),) + tuple(args)
-    dzdy, args = split_derivative(args, _FNAME)
+    dzdy, args, kwargs = take_derivative(args, kwargs, _FNAME)
     opts = parse_options(_FNAME, args, kwargs, _SPEC)
     axis = _axis(dim)
 

@@ -7,7 +7,7 @@ wrong top-1 predictions, which is cheap enough for NumPy.
 import numpy as np
 
 from ._checks import as_float_array, shape4
-from ._options import Option, parse_options, split_derivative
+from ._options import Option, parse_options, take_derivative
 from .loss import vl_nnsoftmaxloss
 
 _FNAME = "vl_nnloss"
@@ -87,11 +87,7 @@ def vl_nnloss(x, c, *args, **kwargs):
     >>> float(vl_nnloss(x, [1, 0], loss='classerror'))   # label 0: image 2 is ignored
     0.0
     """
-    if "dzdy" in kwargs:
-        if args and not isinstance(args[0], str):
-            raise TypeError(f"{_FNAME}: DZDY is given both positionally and as a keyword")
-        args = (kwargs.pop("dzdy"),) + tuple(args)
-    dzdy, args = split_derivative(args, _FNAME)
+    dzdy, args, kwargs = take_derivative(args, kwargs, _FNAME)
     opts = parse_options(_FNAME, args, kwargs, _SPEC)
     loss = _loss_type(opts["loss"])
 
