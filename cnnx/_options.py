@@ -115,7 +115,7 @@ def parse_options(fname, args, kwargs, spec):
     out = {}
     for name, option in spec.items():
         value = given.get(name, option.default)
-        out[name] = _validate(fname, _display(name, option), option, value) if name in given else value
+        out[name] = validate_value(fname, _display(name, option), option, value) if name in given else value
     return out
 
 
@@ -129,7 +129,11 @@ def _as_ints(fname, label, value):
     return [int(v) for v in flat]
 
 
-def _validate(fname, label, option, value):
+def validate_value(fname, label, option, value):
+    """Check one value against ``option``'s kind and return it normalised (ints as tuples, ...).
+
+    Also used for positional arguments with option-like rules (a pool size is a 'pair').
+    """
     kind = option.kind
     if kind == "flag":
         if not isinstance(value, (bool, np.bool_, numbers.Integral)):

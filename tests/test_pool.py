@@ -1,0 +1,476 @@
+"""Tests of vl_nnpool against a slow reference written from MatConvNet's definition."""
+import itertools
+import threading
+
+import numpy as np
+import pytest
+
+import cnnx
+from cnnx import vl_nnpool
+from cnnx.testing import check_derivative
+
+# --------------------------------------------------------------------------------------------------
+# Reference: plain loops over the definition, vectorised only across the C*N planes.
+# --------------------------------------------------------------------------------------------------
+
+
+def _geometry(shape, pool, pad, stride):
+    H, W = shape[:2]
+    PH, PW = pool
+    PT, PB, PL, PR = pad
+    SY, SX = stride
+    YH = (H + PT + PB - PH) // SY + 1
+    YW = (W + PL + PR - PW) // SX + 1
+    rows = [(max(i * SY - PT, 0), min(i * SY - PT + PH, H)) for i in range(YH)]
+    cols = [(max(j * SX - PL, 0), min(j * SX - PL + PW, W)) for j in range(YW)]
+    return rows, cols
+
+
+def _window_cells(r0, r1, c0, c1):
+    """The window's cells in MatConvNet's scan order: column by column, rows top to bottom."""
+    return [(r, c) for c in range(c0, c1) for r in range(r0, r1)]
+
+
+def _beats(v, best):
+    return (v > best) | (np.isnan(v) & ~np.isnan(best))
+
+
+def ref_forward(x, pool, pad=(0, 0, 0, 0), stride=(1, 1), method="max"):
+    rows, cols = _geometry(x.shape, pool, pad, stride)
+    y = np.empty((len(rows), len(cols)) + x.shape[2:], dtype=x.dtype)
+    for j, (c0, c1) in enumerate(cols):
+        for i, (r0, r1) in enumerate(rows):
+            cells = _window_cells(r0, r1, c0, c1)
+            if method == "max":
+                best = x[cells[0]].copy()
+                for cell in cells[1:]:
+                    best = np.where(_beats(x[cell], best), x[cell], best)
+                y[i, j] = best
+            else:
+                total = np.zeros(x.shape[2:], dtype=x.dtype)
+                for cell in cells:
+                    total += x[cell]
+                y[i, j] = total / x.dtype.type(len(cells))
+    return y
+
+
+def ref_backward(x, dzdy, pool, pad=(0, 0, 0, 0), stride=(1, 1), method="max"):
+    rows, cols = _geometry(x.shape, pool, pad, stride)
+    dx = np.zeros_like(x)
+    planes = np.indices(x.shape[2:])
+    for j, (c0, c1) in enumerate(cols):  # outputs in column-major order
+        for i, (r0, r1) in enumerate(rows):
+            cells = _window_cells(r0, r1, c0, c1)
+            if method == "max":
+                best = x[cells[0]].copy()
+                where = np.zeros(x.shape[2:], dtype=int)
+                for n, cell in enumerate(cells[1:], start=1):
+                    take = _beats(x[cell], best)
+                    best = np.where(take, x[cell], best)
+                    where = np.where(take, n, where)
+                r = np.array([cell[0] for cell in cells])[where]
+                c = np.array([cell[1] for cell in cells])[where]
+                np.add.at(dx, (r, c) + tuple(planes), dzdy[i, j])
+            else:
+                share = dzdy[i, j] / x.dtype.type(len(cells))
+                for cell in cells:
+                    dx[cell] += share
+    return dx
+
+
+def distinct_values(shape, dtype, seed=0):
+    """A permutation of 1..numel: no ties, so a small step never changes the argmax (as MatConvNet)."""
+    rng = np.random.default_rng(seed)
+    return (rng.permutation(int(np.prod(shape))) + 1).reshape(shape).astype(dtype)
+
+
+def four(x):
+    return x.reshape(x.shape + (1,) * (4 - x.ndim))
+
+
+# Geometry grid: pool, stride, pad; invalid combinations (pad >= pool) are dropped.
+POOLS = [(1, 1), (2, 2), (3, 3), (2, 3), (3, 1), (4, 2)]
+STRIDES = [(1, 1), (2, 2), (1, 2), (3, 2)]
+PADS = [(0, 0, 0, 0), (0, 1, 0, 1), (1, 1, 1, 1), (1, 0, 2, 1), (2, 1, 0, 1)]
+GRID = [
+    (pool, stride, pad)
+    for pool, stride, pad in itertools.product(POOLS, STRIDES, PADS)
+    if pad[0] < pool[0] and pad[1] < pool[0] and pad[2] < pool[1] and pad[3] < pool[1]
+]
+# Odd sizes, each geometry in both precisions.
+SHAPES = [(7, 6, 3, 2), (5, 9, 2, 1)]
+DTYPES = [np.float32, np.float64]
+
+
+def _opts(pad, stride, method):
+    return ("Pad", list(pad), "Stride", list(stride), "Method", method)
+
+
+# --------------------------------------------------------------------------------------------------
+# Values
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pool,stride,pad", GRID)
+@pytest.mark.parametrize("method", ["max", "avg"])
+def test_forward_matches_reference(pool, stride, pad, method):
+    for shape, dtype in zip(SHAPES, DTYPES):
+        x = np.random.default_rng(1).standard_normal(shape).astype(dtype)
+        y = vl_nnpool(x, pool, *_opts(pad, stride, method))
+        expected = ref_forward(x, pool, pad, stride, method)
+        assert y.dtype == dtype and y.shape == expected.shape and y.flags.f_contiguous
+        if method == "max":
+            np.testing.assert_array_equal(y, expected)
+        else:  # the kernel sums in another order
+            np.testing.assert_allclose(y, expected, rtol=0, atol=8 * np.finfo(dtype).eps * np.abs(x).max())
+
+
+@pytest.mark.parametrize("pool,stride,pad", GRID)
+@pytest.mark.parametrize("method", ["max", "avg"])
+def test_backward_matches_reference(pool, stride, pad, method):
+    for shape, dtype in zip(SHAPES, DTYPES):
+        rng = np.random.default_rng(2)
+        x = rng.standard_normal(shape).astype(dtype)
+        y_shape = vl_nnpool(x, pool, *_opts(pad, stride, method)).shape
+        dzdy = rng.standard_normal(y_shape).astype(dtype)
+        dx = vl_nnpool(x, pool, dzdy, *_opts(pad, stride, method))
+        expected = ref_backward(x, dzdy, pool, pad, stride, method)
+        assert dx.dtype == dtype and dx.shape == x.shape and dx.flags.f_contiguous
+        if method == "max":  # same routing and the same order of accumulation: bitwise equal
+            np.testing.assert_array_equal(dx, expected)
+        else:
+            np.testing.assert_allclose(dx, expected, rtol=0, atol=16 * np.finfo(dtype).eps * np.abs(dzdy).max())
+
+
+@pytest.mark.parametrize("method", ["max", "avg"])
+def test_lenet_layers(method):
+    # 3x3 stride 2 with pad [0 1 0 1] gives Caffe's rounded-up sizes: 32 -> 16 -> 8 -> 4.
+    for size in (32, 16, 8):
+        x = np.random.default_rng(size).standard_normal((size, size, 5, 3)).astype(np.float32)
+        opts = ("pad", [0, 1, 0, 1], "stride", 2, "method", method)
+        y = vl_nnpool(x, 3, *opts)
+        assert y.shape == (size // 2, size // 2, 5, 3)
+        expected = ref_forward(x, (3, 3), (0, 1, 0, 1), (2, 2), method)
+        np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_padding_cells_are_ignored():
+    x = -np.ones((2, 2), dtype=np.float64)  # all negative: zero padding would change the max
+    y = vl_nnpool(x, 2, pad=1)
+    np.testing.assert_array_equal(y[:, :, 0], -np.ones((3, 3)))
+    # Averages divide by the clipped area: a corner window holds one cell, the centre four.
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    y = vl_nnpool(x, 2, pad=1, method="avg")[:, :, 0]
+    np.testing.assert_array_equal(y, [[1.0, 1.5, 2.0], [2.0, 2.5, 3.0], [3.0, 3.5, 4.0]])
+
+
+@pytest.mark.parametrize("method", ["max", "avg"])
+def test_padding_much_larger_than_the_input(method):
+    # Windows that are mostly padding: work and scratch follow the clipped windows only.
+    x = np.random.default_rng(15).standard_normal((3, 2, 2, 1))
+    pool, pad, stride = (5000, 400), (4999, 4990, 399, 350), (2000, 150)
+    opts = _opts(pad, stride, method)
+    y = vl_nnpool(x, list(pool), *opts)
+    assert y.shape == (3, 3, 2, 1)
+    np.testing.assert_allclose(y, ref_forward(x, pool, pad, stride, method), rtol=1e-15, atol=0)
+    dzdy = np.random.default_rng(16).standard_normal(y.shape)
+    np.testing.assert_allclose(vl_nnpool(x, list(pool), dzdy, *opts), ref_backward(x, dzdy, pool, pad, stride, method),
+                               rtol=1e-14, atol=0)
+
+
+def test_output_size_uses_floor():
+    x = np.zeros((7, 8, 1, 1), np.float32)
+    assert vl_nnpool(x, 3, stride=2).shape[:2] == (3, 3)
+    assert vl_nnpool(x, [2, 4], stride=[3, 2], pad=[1, 0, 2, 3]).shape[:2] == (3, 5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Derivatives, ties, NaN
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["max", "avg"])
+@pytest.mark.parametrize("pool,stride,pad", [((3, 3), (2, 2), (0, 1, 0, 1)), ((2, 3), (1, 2), (1, 0, 2, 1)),
+                                             ((1, 1), (1, 1), (0, 0, 0, 0)), ((4, 2), (3, 1), (2, 3, 1, 0))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_derivative_matconvnet_check(method, pool, stride, pad, dtype):
+    # As MatConvNet: distinct integers and a step of 0.1, far below their gap of 1.
+    x = distinct_values((6, 7, 2, 2), dtype)
+    opts = _opts(pad, stride, method)
+    y = vl_nnpool(x, pool, *opts)
+    dzdy = np.random.default_rng(3).standard_normal(y.shape).astype(dtype)
+    dzdx = vl_nnpool(x, pool, dzdy, *opts)
+    check_derivative(lambda t: vl_nnpool(t, pool, *opts), x, dzdy, dzdx, delta=0.1)
+
+
+@pytest.mark.parametrize("method", ["max", "avg"])
+def test_derivative_central_float64(method):
+    x = distinct_values((9, 8, 2, 1), np.float64) / 7.0
+    opts = _opts((1, 2, 0, 1), (2, 1), method)
+    dzdy = np.random.default_rng(4).standard_normal(vl_nnpool(x, [3, 2], *opts).shape)
+    dzdx = vl_nnpool(x, [3, 2], dzdy, *opts)
+    check_derivative(lambda t: vl_nnpool(t, [3, 2], *opts), x, dzdy, dzdx, method="central", rtol=1e-8)
+
+
+def test_max_ties_go_to_first_in_column_major_order():
+    # In the single 2x2 window, the maximum 5 sits at (0, 1) and (1, 0): column-major order
+    # (columns left to right, rows top to bottom) reaches (1, 0) first.
+    x = np.array([[1.0, 5.0], [5.0, 5.0]])
+    dx = vl_nnpool(x, 2, np.array([[7.0]]))
+    np.testing.assert_array_equal(dx, [[0.0, 0.0], [7.0, 0.0]])
+    # Constant input: every window gives its dzdy to its first cell.
+    x = np.zeros((5, 6, 2), np.float32)
+    opts = ("Stride", 2, "Pad", [1, 0, 1, 1])
+    dzdy = np.random.default_rng(5).standard_normal(vl_nnpool(x, 3, *opts).shape).astype(np.float32)
+    dx = vl_nnpool(x, 3, dzdy, *opts)
+    np.testing.assert_array_equal(dx, ref_backward(four(x), four(dzdy), (3, 3), (1, 0, 1, 1), (2, 2))[..., 0])
+    rows, cols = _geometry(x.shape, (3, 3), (1, 0, 1, 1), (2, 2))
+    expected = np.zeros_like(x)
+    for j, (c0, _) in enumerate(cols):
+        for i, (r0, _) in enumerate(rows):
+            expected[r0, c0] += dzdy[i, j]
+    np.testing.assert_array_equal(dx, expected)
+
+
+def test_max_of_minus_infinity_routes_to_an_input_cell():
+    # Padding must never win, even against -inf inputs.
+    x = np.full((3, 4), -np.inf, np.float32)
+    x[2, 3] = 1.0
+    opts = ("Pad", [1, 1, 1, 1])
+    y = vl_nnpool(x, 2, *opts)
+    assert np.isneginf(y).sum() == y.size - 4
+    dzdy = np.arange(1.0, y.size + 1, dtype=np.float32).reshape(y.shape)
+    dx = vl_nnpool(x, 2, dzdy, *opts)
+    np.testing.assert_array_equal(dx, ref_backward(four(x), four(dzdy), (2, 2), (1, 1, 1, 1), (1, 1))[:, :, 0, 0])
+    assert dx.sum() == dzdy.sum()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_is_the_maximum(dtype):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((8, 7, 2, 2)).astype(dtype)
+    x[rng.random(x.shape) < 0.15] = np.nan
+    x[0, 0, 0, 0] = x[1, 0, 0, 0] = np.nan  # two NaNs in one window: the first one wins
+    opts = _opts((0, 1, 0, 1), (2, 2), "max")
+    y = vl_nnpool(x, 3, *opts)
+    expected = ref_forward(x, (3, 3), (0, 1, 0, 1), (2, 2))
+    np.testing.assert_array_equal(y, expected)  # NaNs in the same places
+    assert np.isnan(y).any() and not np.isnan(y).all()
+    dzdy = rng.standard_normal(y.shape).astype(dtype)
+    dx = vl_nnpool(x, 3, dzdy, *opts)
+    np.testing.assert_array_equal(dx, ref_backward(x, dzdy, (3, 3), (0, 1, 0, 1), (2, 2)))
+    assert dx[0, 0, 0, 0] == dzdy[0, 0, 0, 0] and dx[1, 0, 0, 0] == 0
+
+
+def test_nan_and_inf_propagate_in_average():
+    x = np.ones((4, 4), np.float64)
+    x[0, 0] = np.nan
+    x[3, 3] = np.inf
+    y = vl_nnpool(x, 2, stride=2, method="avg")[:, :, 0]
+    assert np.isnan(y[0, 0]) and np.isinf(y[1, 1]) and y[0, 1] == 1 and y[1, 0] == 1
+    dzdy = np.ones((2, 2))
+    dzdy[1, 0] = np.nan
+    dx = vl_nnpool(x, 2, dzdy, stride=2, method="avg")
+    expected_nan = np.zeros((4, 4), bool)
+    expected_nan[2:, :2] = True
+    np.testing.assert_array_equal(np.isnan(dx), expected_nan)
+
+
+# --------------------------------------------------------------------------------------------------
+# PyTorch cross-check, where its semantics are MatConvNet's
+# --------------------------------------------------------------------------------------------------
+
+
+def _torch_pool(torch, x, pool, stride, padding, method, ceil_mode):
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(four(x).transpose(3, 2, 0, 1))).requires_grad_(True)
+    if method == "max":
+        y = F.max_pool2d(t, pool, stride, padding, ceil_mode=ceil_mode)
+    else:
+        y = F.avg_pool2d(t, pool, stride, padding, ceil_mode=ceil_mode, count_include_pad=False)
+    return t, y
+
+
+@pytest.mark.parametrize("method", ["max", "avg"])
+@pytest.mark.parametrize("pool,stride,pad,torch_pad,ceil_mode", [
+    ((3, 3), (2, 2), 0, 0, False),
+    ((2, 3), (1, 2), 0, 0, False),
+    ((3, 3), (1, 1), 1, 1, False),      # symmetric pad: torch excludes it too (count_include_pad=False, -inf)
+    ((5, 3), (2, 3), [2, 2, 1, 1], (2, 1), False),
+    ((3, 3), (2, 2), [0, 1, 0, 1], 0, True),  # lenet: [0 1 0 1] is Caffe/torch ceil mode
+])
+def test_matches_pytorch(method, pool, stride, pad, torch_pad, ceil_mode):
+    torch = pytest.importorskip("torch")
+    for shape in [(32, 32, 4, 3), (17, 15, 3, 2)]:
+        x = distinct_values(shape, np.float64, seed=7) / 100.0
+        opts = ("Pad", pad, "Stride", list(stride), "Method", method)
+        y = vl_nnpool(x, pool, *opts)
+        t, ty = _torch_pool(torch, x, pool, stride, torch_pad, method, ceil_mode)
+        expected = ty.detach().numpy().transpose(2, 3, 1, 0)
+        assert y.shape == expected.shape
+        np.testing.assert_allclose(y, expected, rtol=1e-13, atol=0)
+        dzdy = np.random.default_rng(8).standard_normal(y.shape)
+        ty.backward(torch.from_numpy(np.ascontiguousarray(dzdy.transpose(3, 2, 0, 1))))
+        np.testing.assert_allclose(vl_nnpool(x, pool, dzdy, *opts), t.grad.numpy().transpose(2, 3, 1, 0),
+                                   rtol=1e-12, atol=1e-14)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shapes, layouts, call forms
+# --------------------------------------------------------------------------------------------------
+
+
+def test_two_and_three_dimensional_inputs():
+    x2 = np.random.default_rng(9).standard_normal((6, 5)).astype(np.float32)
+    y = vl_nnpool(x2, 2)
+    assert y.shape == (5, 4, 1)
+    np.testing.assert_array_equal(y, vl_nnpool(x2[:, :, None, None], 2)[:, :, :, 0])
+    assert vl_nnpool(x2, 2, np.ones((5, 4, 1), np.float32)).shape == (6, 5)
+    x3 = np.random.default_rng(9).standard_normal((6, 5, 3))
+    assert vl_nnpool(x3, 2).shape == (5, 4, 3)
+    dx = vl_nnpool(x3, 2, np.ones((5, 4, 3, 1)))  # DZDY may keep the trailing 1
+    assert dx.shape == (6, 5, 3)
+    np.testing.assert_array_equal(dx, vl_nnpool(x3[..., None], 2, np.ones((5, 4, 3, 1)))[..., 0])
+
+
+@pytest.mark.parametrize("method", ["max", "avg"])
+def test_any_memory_order(method):
+    x = np.random.default_rng(10).standard_normal((9, 8, 3, 2)).astype(np.float32)
+    y = vl_nnpool(x, 3, stride=2, method=method)
+    dzdy = np.random.default_rng(11).standard_normal(y.shape).astype(np.float32)
+    dx = vl_nnpool(x, 3, dzdy, stride=2, method=method)
+    for variant in (np.ascontiguousarray(x), np.asfortranarray(x)):
+        np.testing.assert_array_equal(vl_nnpool(variant, 3, stride=2, method=method), y)
+        np.testing.assert_array_equal(vl_nnpool(variant, 3, np.ascontiguousarray(dzdy), stride=2, method=method), dx)
+    big = np.zeros((18, 8, 6, 2), np.float32)
+    big[::2, :, ::2] = x
+    strided = big[::2, :, ::2]
+    np.testing.assert_array_equal(vl_nnpool(strided, 3, stride=2, method=method), y)
+    readonly = np.asfortranarray(x)
+    readonly.flags.writeable = False
+    np.testing.assert_array_equal(vl_nnpool(readonly, 3, stride=2, method=method), y)
+
+
+def test_call_forms():
+    x = np.random.default_rng(12).standard_normal((8, 9, 2, 2))
+    y = vl_nnpool(x, [3, 2], pad=[1, 0, 0, 1], stride=[2, 1], method="avg")
+    for args, kwargs in [
+        (("Pad", [1, 0, 0, 1], "Stride", [2, 1], "Method", "avg"), {}),
+        (("PAD", np.array([1, 0, 0, 1]), "sTrIdE", (2, 1), "method", "AVG"), {}),
+        ((None, "pad", [1, 0, 0, 1], "stride", [2, 1]), {"Method": "Avg"}),
+        (([], "pad", [1, 0, 0, 1]), {"stride": [2, 1], "method": "avg"}),
+    ]:
+        np.testing.assert_array_equal(vl_nnpool(x, (3, 2), *args, **kwargs), y)
+    dzdy = np.ones_like(y)
+    dx = vl_nnpool(x, [3, 2], dzdy, "Pad", [1, 0, 0, 1], "Stride", [2, 1], "Method", "avg")
+    np.testing.assert_array_equal(vl_nnpool(x, [3, 2], dzdy=dzdy, pad=[1, 0, 0, 1], stride=[2, 1], method="avg"), dx)
+    np.testing.assert_array_equal(vl_nnpool(x, 3), vl_nnpool(x, [3, 3], "method", "max", "pad", 0, "stride", 1))
+
+
+def test_empty_channels_and_images():
+    y = vl_nnpool(np.zeros((5, 5, 0, 2), np.float32), 2)
+    assert y.shape == (4, 4, 0, 2) and y.dtype == np.float32
+    dx = vl_nnpool(np.zeros((5, 5, 3, 0)), 2, np.zeros((4, 4, 3, 0)))
+    assert dx.shape == (5, 5, 3, 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Threads
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_threads():
+    saved = cnnx.get_num_threads()
+    yield
+    cnnx.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("method", ["max", "avg"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bitwise_identical_across_thread_counts(method, dtype, restore_threads):
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((35, 33, 16, 9)).astype(dtype)  # large enough to run on several threads
+    opts = _opts((1, 2, 0, 1), (2, 2), method)
+    dzdy = rng.standard_normal(vl_nnpool(x, 3, *opts).shape).astype(dtype)
+    results = []
+    for threads in (1, 2, 3):
+        cnnx.set_num_threads(threads)
+        results.append((vl_nnpool(x, 3, *opts), vl_nnpool(x, 3, dzdy, *opts)))
+    for y, dx in results[1:]:
+        assert y.tobytes() == results[0][0].tobytes() and dx.tobytes() == results[0][1].tobytes()
+
+
+def test_concurrent_python_threads():
+    rng = np.random.default_rng(14)
+    jobs = []
+    for k in range(8):
+        x = rng.standard_normal((64, 64, 8, 2)).astype(np.float32)  # each call on 2 OpenMP threads
+        method = ("max", "avg")[k % 2]
+        dzdy = rng.standard_normal(vl_nnpool(x, 3, stride=2, method=method).shape).astype(np.float32)
+        jobs.append((x, dzdy, method))
+    expected = [(vl_nnpool(x, 3, stride=2, method=m), vl_nnpool(x, 3, d, stride=2, method=m)) for x, d, m in jobs]
+    results = [None] * len(jobs)
+
+    def work(k):
+        x, dzdy, method = jobs[k]
+        for _ in range(10):
+            results[k] = (vl_nnpool(x, 3, stride=2, method=method), vl_nnpool(x, 3, dzdy, stride=2, method=method))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (y, dx), (ey, edx) in zip(results, expected):
+        np.testing.assert_array_equal(y, ey)
+        np.testing.assert_array_equal(dx, edx)
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------
+
+X = np.zeros((6, 6, 2, 2), np.float32)
+DY = np.zeros((5, 5, 2, 2), np.float32)
+
+
+@pytest.mark.parametrize("call,error,words", [
+    (lambda: vl_nnpool(np.zeros((6,), np.float32), 2), ValueError, "X must have 2 to 4"),
+    (lambda: vl_nnpool(np.zeros((6, 6, 2, 2, 2), np.float32), 2), ValueError, "X must have 2 to 4"),
+    (lambda: vl_nnpool(X, 2, np.zeros((5, 5, 2, 2, 1, 2), np.float32)), ValueError, "DZDY must have 2 to 4"),
+    (lambda: vl_nnpool(X, 3, pad=3), ValueError, "Pad"),
+    (lambda: vl_nnpool(X, [3, 2], pad=[0, 0, 0, 2]), ValueError, "Pad"),
+    (lambda: vl_nnpool(X, [2, 3], "Pad", [2, 0, 0, 0]), ValueError, "Pad"),
+    (lambda: vl_nnpool(X, 2, pad=-1), ValueError, "Pad"),
+    (lambda: vl_nnpool(X, 2, pad=[0, 1]), ValueError, "Pad"),
+    (lambda: vl_nnpool(X, 2, stride=0), ValueError, "Stride"),
+    (lambda: vl_nnpool(X, 2, "stride", [1, -2]), ValueError, "Stride"),
+    (lambda: vl_nnpool(X, 0), ValueError, "POOL"),
+    (lambda: vl_nnpool(X, [2, 0]), ValueError, "POOL"),
+    (lambda: vl_nnpool(X, [2, 2, 2]), ValueError, "POOL"),
+    (lambda: vl_nnpool(X, 1.5), ValueError, "POOL"),
+    (lambda: vl_nnpool(X, 2**31), ValueError, "POOL"),
+    (lambda: vl_nnpool(X, 7), ValueError, "POOL"),
+    (lambda: vl_nnpool(X, [2, 9], pad=[0, 0, 1, 1]), ValueError, "POOL"),
+    (lambda: vl_nnpool(np.zeros((0, 4), np.float32), 1), ValueError, "X"),
+    (lambda: vl_nnpool(np.zeros((6, 6), np.int32), 2), TypeError, "X"),
+    (lambda: vl_nnpool(np.zeros((6, 6), bool), 2), TypeError, "X"),
+    (lambda: vl_nnpool(np.zeros((6, 6), np.complex64), 2), TypeError, "X"),
+    (lambda: vl_nnpool(X, 2, DY.astype(np.float64)), TypeError, "DZDY"),
+    (lambda: vl_nnpool(X, 2, DY.astype(np.int64)), TypeError, "DZDY"),
+    (lambda: vl_nnpool(X, 2, DY[:4]), ValueError, "DZDY"),
+    (lambda: vl_nnpool(X, 2, DY[:, :, :1]), ValueError, "DZDY"),
+    (lambda: vl_nnpool(X, 2, DY, dzdy=DY), TypeError, "DZDY"),
+    (lambda: vl_nnpool(X, 2, "Padding", 1), TypeError, "Padding"),
+    (lambda: vl_nnpool(X, 2, window=2), TypeError, "window"),
+    (lambda: vl_nnpool(X, 2, "Pad"), TypeError, "Pad"),
+    (lambda: vl_nnpool(X, 2, "Pad", 1, "pad", 1), TypeError, "Pad"),
+    (lambda: vl_nnpool(X, 2, method="median"), ValueError, "Method"),
+    (lambda: vl_nnpool(X, 2, "Method", 2), ValueError, "Method"),
+])
+def test_errors(call, error, words):
+    with pytest.raises(error, match=words) as info:
+        call()
+    assert str(info.value).startswith("vl_nnpool: ")
