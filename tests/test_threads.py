@@ -28,19 +28,21 @@ def test_set_num_threads_rejects_bad_values(bad, error):
         cnnx.set_num_threads(bad)
 
 
-def _threads_in_child(value):
-    env = dict(os.environ, CNNX_NUM_THREADS=value)
+def _threads_in_child(value, cwd):
+    # cwd away from the source tree, so the child imports the installed (built) cnnx, as this one does
+    env = dict(os.environ, CNNX_NUM_THREADS=value,
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(cnnx.__file__))))
     return subprocess.run([sys.executable, "-c", "import cnnx; print(cnnx.get_num_threads())"],
-                          env=env, capture_output=True, text=True)
+                          env=env, capture_output=True, text=True, cwd=cwd)
 
 
-def test_environment_variable():
-    out = _threads_in_child("1")
+def test_environment_variable(tmp_path):
+    out = _threads_in_child("1", tmp_path)
     assert out.returncode == 0 and out.stdout.strip() == "1"
 
 
-def test_bad_environment_variable_is_a_clear_error():
-    out = _threads_in_child("many")
+def test_bad_environment_variable_is_a_clear_error(tmp_path):
+    out = _threads_in_child("many", tmp_path)
     assert out.returncode != 0 and "CNNX_NUM_THREADS" in out.stderr
 
 
