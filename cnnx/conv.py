@@ -11,7 +11,7 @@ from ._checks import (
     shape4,
 )
 from ._ext import conv as _kernel
-from ._options import Option, parse_options, split_derivative
+from ._options import Option, parse_options, take_derivative
 from ._threads import blas_single_threaded, get_num_threads
 
 _FNAME = "vl_nnconv"
@@ -28,10 +28,22 @@ _OPTIONS = {
 # Tuning constants, measured on the lenet, VGG and AlexNet layers. They depend on nothing but the
 # problem size, so results never depend on the thread count.
 #
-# Forward: Y^T = F^T @ Xcol (im2col, patches contiguous) is the faster GEMM for these thin shapes,
-# but at stride 1 filling Xcol costs more than filling Xrow for Y = Xrow @ F, where im2row copies
-# whole runs of pixels; Xcol wins only for strided layers (AlexNet conv1, by ~15%).
-#
+# Forward: Y^T = F^T @ Xcol (im2col, patches contiguous) is the faster GEMM for these thin shapes
+# (~90 vs ~70 GFLOP/s in OpenBLAS). im2col copies each patch from the image transposed to channels
+# first, in runs of FH*FC values, and at stride 1 the backward pass works one column of taps wide
+# (conv_backward_shifted: lenet conv2/conv3 ~30% faster than im2row + scatter). Below _PATCH_RUN
+# values per run the copies are too short and the GEMMs too thin (FH*FC = 5 or 6: both passes
+# 1.4-2.5x slower), and im2row's long runs of pixels win, except for strided layers (AlexNet
+# conv1), where im2row's runs are strided too. At 15 (lenet conv1) the forward is ~6% faster.
+_PATCH_RUN = 12
+# At stride 1 across, the im2col forward runs one column of taps at a time (FW GEMMs over a matrix
+# FW times smaller, one image each) from this many output pixels up: lenet conv3 (8x8) ~20% faster
+# than im2col over 4 images per GEMM; smaller outputs keep several images per GEMM (the per-image
+# GEMMs would get thinner still; not measured below 8x8).
+_SHIFT_PIXELS = 64
+# Large images are expanded a block of whole columns at a time, each block's matrix at most this
+# big, so that it stays in cache (VGG: 14 MB per image otherwise; ~10% faster).
+_BLOCK_BYTES = 1 << 20
 # Images are stacked into one GEMM until it has this many rows (output pixels). At 8x8 outputs
 # (lenet conv3) this changes nothing; at 2x2 outputs the backward pass runs ~25% faster.
 _GEMM_ROWS = 256
@@ -48,6 +60,13 @@ _MAX_PARTS = 8
 
 def _is_empty(value):
     return value is None or np.size(value) == 0
+
+
+def _block_cols(rows, cols, width, dtype):
+    """Columns of a rows x cols grid per block so that a block's (pixels x width) matrix takes at
+    most _BLOCK_BYTES (at least one column)."""
+    per_col = rows * width * np.dtype(dtype).itemsize
+    return int(max(1, min(cols, _BLOCK_BYTES // per_col)))
 
 
 def _parts(total, least, most):
@@ -130,13 +149,7 @@ def vl_nnconv(x, f, b, *args, **kwargs):
     >>> dzdx.shape, dzdf.shape, dzdb is None
     ((5, 5, 3, 2), (3, 3, 3, 4), True)
     """
-    dzdy, rest = split_derivative(args, _FNAME)
-    if "dzdy" in kwargs:
-        if dzdy is not None:
-            raise TypeError(f"{_FNAME}: DZDY is given both positionally and as a keyword")
-        dzdy = kwargs.pop("dzdy")
-        if dzdy is not None and not isinstance(dzdy, np.ndarray) and np.size(dzdy) == 0:
-            dzdy = None
+    dzdy, rest, kwargs = take_derivative(args, kwargs, _FNAME)
     opts = parse_options(_FNAME, rest, kwargs, _OPTIONS)
     pt, pb, pl, pr = opts["pad"]
     sy, sx = opts["stride"]
@@ -188,6 +201,10 @@ def vl_nnconv(x, f, b, *args, **kwargs):
         batch = max(1, min(N, -(-_GEMM_ROWS // P)))
     check_elements(_FNAME, "the im2row buffer", batch, P, Q, C // FC)
     check_blas_dims(_FNAME, "the im2row matrix", batch * P, Q, K, N, H * W * C)
+    # One column of taps over all the columns it reaches (forward and stride-1 backward).
+    reach = max(W, YW) + (FW - 1) * dil_x
+    check_elements(_FNAME, "the expanded X", max(H, YH), reach, FH, max(FC, K))
+    check_blas_dims(_FNAME, "the expanded X", max(H, YH) * reach, FH * max(FC, K))
 
     if dzdy is not None and shape4(dzdy, "DZDY", _FNAME) != y_shape:
         raise ValueError(f"{_FNAME}: DZDY has shape {dzdy.shape} but Y has shape {y_shape}")
@@ -214,9 +231,23 @@ def vl_nnconv(x, f, b, *args, **kwargs):
                 _kernel.fc_forward(xv, fv, b1, y.reshape(-1, order="F"), xcol, sizes, b is not None,
                                    direct_fc, _parts(N, _FC_COLS, _MAX_PARTS), n_threads)
         else:
+            patch_major = (not identity and not direct
+                           and ((sy, sx) != (1, 1) or FH * FC >= _PATCH_RUN))
+            if patch_major:  # F^T, its taps ordered channels first as im2col lays out patches
+                fwv = np.asfortranarray(f4.transpose(3, 2, 0, 1)).reshape(-1, order="F")
+            else:
+                fwv = fv
+            # One column of taps at a time: FW GEMMs over a matrix FW times smaller than im2col's
+            # (see conv_forward), one image per GEMM.
+            shift_cols = patch_major and sx == 1 and FW > 1 and P >= _SHIFT_PIXELS
+            if shift_cols:
+                batch = 1
+            block_width = FH * FC if shift_cols else Q
+            block_cols = YW if batch > 1 else _block_cols(YH, YW, block_width, dtype)
             with blas_single_threaded():
-                _kernel.conv_forward(xv, fv, b1, y.reshape(-1, order="F"), sizes, identity,
-                                     b is not None, direct, (sy, sx) != (1, 1), batch, n_threads)
+                _kernel.conv_forward(xv, fwv, b1, y.reshape(-1, order="F"), sizes, identity,
+                                     b is not None, direct, patch_major, shift_cols, batch,
+                                     block_cols, n_threads)
         return y.reshape(out_shape(y_shape, x.ndim), order="F")
 
     need_dx = not opts["no_der_data"]
@@ -239,6 +270,27 @@ def vl_nnconv(x, f, b, *args, **kwargs):
                                 db, xcol, dxcol, sizes, direct_fc, need_dx, need_df, need_db,
                                 _parts(N, _FC_COLS, _MAX_PARTS), _parts(Q, _FC_ROWS, _MAX_PARTS),
                                 n_threads)
+    elif (sy, sx) == (1, 1) and not identity and not direct and FH * FC >= _PATCH_RUN:
+        # Stride 1: GEMMs one column of taps wide, the data gradient as a correlation of dY with
+        # the flipped filters (see conv_backward_shifted).
+        itemsize = np.dtype(dtype).itemsize
+        n_chunks = max(1, min(N, _MAX_CHUNKS, _PARTIAL_BYTES // (Q * K * itemsize)))
+        dft_parts = np.empty(n_chunks * Q * K if need_df else 1, dtype)
+        db_parts = np.empty(n_chunks * K if need_db else 1, dtype)
+        Kg = K // (C // FC)
+        # The filters flipped in both directions, as an FC x Kg x FH x FW x G array.
+        fkg = f4[::-1, ::-1].reshape((FH, FW, FC, Kg, C // FC), order="F").transpose(2, 3, 0, 1, 4)
+        fkg = np.asfortranarray(fkg).reshape(-1, order="F")
+        block_cols = _block_cols(max(H, YH), max(W, YW), FH * max(FC, Kg), dtype)
+        with blas_single_threaded():
+            _kernel.conv_backward_shifted(xv, fkg, dy4.reshape(-1, order="F"),
+                                          dx.reshape(-1, order="F"), dft_parts, db_parts, sizes,
+                                          need_dx, need_df, need_db, block_cols, n_chunks, n_threads)
+        # Chunk partials summed in chunk order: the same at any thread count.
+        if need_df:
+            dft = dft_parts.reshape(n_chunks, -1).sum(axis=0).reshape((K, FH, FC, FW), order="F")
+            df = np.asfortranarray(dft.transpose(1, 3, 2, 0)).ravel(order="F")
+        db = db_parts.reshape(n_chunks, K).sum(axis=0) if need_db else None
     else:
         n_batches = -(-N // batch)
         itemsize = np.dtype(dtype).itemsize

@@ -80,6 +80,14 @@ CASES = [
     ((6, 7, 2), (2, 3, 2, 3), 0, [1, 2], 1),
     ((5, 4, 3, 2), None, [1, 2, 0, 1], [2, 1], 1),
     ((5, 4, 3), None, 0, 1, 1),
+    # stride 1 with K <= C: the flipped-filter backward pass; FH*FC >= 32: the im2col forward
+    ((6, 7, 4, 3), (3, 2, 4, 4), [1, 0, 2, 1], 1, [1, 2]),
+    ((9, 9, 4, 2), (3, 3, 2, 4), [2, 1, 1, 0], 1, 1),
+    ((7, 6, 8, 3), (5, 4, 8, 6), [2, 1, 0, 2], 1, 1),
+    ((9, 8, 8, 2), (4, 3, 8, 5), [1, 2, 1, 0], 1, [2, 1]),
+    ((6, 6, 16, 2), (3, 3, 8, 4), [0, 2, 1, 1], 1, 1),
+    ((8, 7, 16, 2), (4, 3, 8, 6), [1, 2, 2, 0], 1, [1, 2]),
+    ((6, 6, 8, 2), (4, 3, 8, 12), 1, 1, 1),
 ]
 
 
@@ -125,6 +133,64 @@ def test_matches_reference(case, dtype, with_bias):
     else:
         assert db.shape == b.shape and db.dtype == dtype
         np.testing.assert_allclose(db.ravel(), ref_db, rtol=rtol, atol=rtol * np.abs(ref_db).max())
+
+
+def _assert_matches_reference(x, f, b, dzdy, opts, dtype):
+    rtol = 1e-4 if dtype == np.float32 else 1e-11
+    got = (vl_nnconv(x, f, b, **opts),) + vl_nnconv(x, f, b, dzdy, **opts)
+    want = (reference_conv(x, f, b, **opts),) + reference_conv(x, f, b, dzdy, **opts)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.reshape(g, w.shape), w, rtol=rtol, atol=rtol * np.abs(w).max())
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[1] is not None])
+@pytest.mark.parametrize("patch_run", [0, 10**9])
+@pytest.mark.parametrize("shift_pixels", [0, 10**9])
+@pytest.mark.parametrize("gemm_rows", [1, 256])
+def test_every_layout(case, patch_run, shift_pixels, gemm_rows, monkeypatch):
+    # Force, for every shape, the im2col forward (patches, channels first; whole or one column of
+    # taps at a time) or the im2row one (runs of pixels), one or several images per GEMM, and at
+    # stride 1 the backward pass one column of taps wide or im2row + scatter.
+    monkeypatch.setattr(cnnx.conv, "_PATCH_RUN", patch_run)
+    monkeypatch.setattr(cnnx.conv, "_SHIFT_PIXELS", shift_pixels)
+    monkeypatch.setattr(cnnx.conv, "_GEMM_ROWS", gemm_rows)
+    x, f, b, dzdy, opts = make(case, np.float64)
+    _assert_matches_reference(x, f, b, dzdy, opts, np.float64)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[8], CASES[9], CASES[15]] + CASES[-7:])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shift_pixels", [0, 10**9])
+def test_blocks_of_columns(case, dtype, shift_pixels, monkeypatch):
+    # One image per GEMM and blocks of one column: im2col and the expansions of X and dY cut
+    # every image into YW (W) pieces.
+    monkeypatch.setattr(cnnx.conv, "_SHIFT_PIXELS", shift_pixels)
+    monkeypatch.setattr(cnnx.conv, "_GEMM_ROWS", 1)
+    monkeypatch.setattr(cnnx.conv, "_BLOCK_BYTES", 1)
+    x, f, b, dzdy, opts = make(case, dtype)
+    _assert_matches_reference(x, f, b, dzdy, opts, dtype)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[9], CASES[18], CASES[-3]])
+def test_inputs_are_not_modified(case):
+    # The kernels reuse scratch buffers in place; the caller's arrays must never be among them.
+    x, f, b, dzdy, opts = make(case, np.float32)
+    x = np.asfortranarray(x)
+    dzdy = np.asfortranarray(dzdy)
+    saved = [None if a is None else a.copy() for a in (x, f, b, dzdy)]
+    vl_nnconv(x, f, b, **opts)
+    vl_nnconv(x, f, b, dzdy, **opts)
+    for a, before in zip((x, f, b, dzdy), saved):
+        if a is not None:
+            np.testing.assert_array_equal(a, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemms_cut_for_small_matrix_kernels(dtype):
+    # lenet conv2's shape: forward, filter and data GEMMs all exceed OpenBLAS's small-matrix size
+    # and are cut into blocks of columns (gemm_nn).
+    x, f, b, dzdy, opts = make(((16, 16, 32, 2), (5, 5, 32, 32), 2, 1, 1), dtype)
+    _assert_matches_reference(x, f, b, dzdy, opts, dtype)
 
 
 def test_matconvnet_call_forms():
@@ -234,11 +300,16 @@ DETERMINISM_CASES = [
     ((8, 8, 8, 37), (5, 5, 8, 8), 2, 1, 1),
     ((4, 4, 8, 37), (4, 4, 8, 8), 0, 1, 1),
     ((5, 5, 4, 37), (3, 3, 2, 4), [0, 1, 0, 1], 3, 1),
+    ((10, 9, 16, 37), (4, 3, 8, 6), [1, 0, 2, 1], 1, [1, 2]),
 ]
 
 
 @pytest.mark.parametrize("case", DETERMINISM_CASES)
-def test_bitwise_identical_at_any_thread_count(case):
+@pytest.mark.parametrize("block_bytes", [None, 1])
+def test_bitwise_identical_at_any_thread_count(case, block_bytes, monkeypatch):
+    if block_bytes is not None:
+        monkeypatch.setattr(cnnx.conv, "_GEMM_ROWS", 1)
+        monkeypatch.setattr(cnnx.conv, "_BLOCK_BYTES", block_bytes)
     x, f, b, dzdy, opts = make(case, np.float32)
     saved = cnnx.get_num_threads()
     results = []

@@ -5,6 +5,13 @@ image and one group, im2row builds the P x Q column-major matrix Xrow (P = YH*YW
 Q = FH*FW*FC filter taps), so that F read as a Q x K matrix gives Y_n = Xrow @ F (P x K) directly.
 Several images may share one GEMM ("batch"): their Xrow blocks are stacked along P.
 
+The faster paths for wider layers (chosen by cnnx/conv.py from the sizes only): im2col, each
+patch contiguous, copied from the image transposed to channels first, for Y^T = F^T @ Xcol; and at
+stride 1, matrices one column of taps (FH*FC) wide over every image column the taps reach, which
+serve every tap column v shifted by v*DX columns, so FW GEMMs accumulate over a matrix FW times
+smaller than im2col's (forward, filter gradient, and the data gradient as a correlation of dY
+with the flipped filters). Large images are expanded a block of columns at a time.
+
 Every function takes the geometry as a tuple checked by cnnx/conv.py:
 (H, W, C, N, FH, FW, FC, K, YH, YW, SY, SX, PT, PL, DY, DX).
 The caller runs these kernels inside ``blas_single_threaded()``: BLAS runs inside our threads.
@@ -51,93 +58,120 @@ cdef inline void valid_range(Py_ssize_t offset, Py_ssize_t size, Py_ssize_t stri
     lo[0] = min(first, hi[0])
 
 
+cdef inline void expand_rows(const floating* src, Py_ssize_t H, Py_ssize_t W, Py_ssize_t n_ch,
+                             floating* dst, Py_ssize_t ld, Py_ssize_t YH, Py_ssize_t YW,
+                             Py_ssize_t FH, Py_ssize_t FW, Py_ssize_t oy, Py_ssize_t ty,
+                             Py_ssize_t ox, Py_ssize_t tx, Py_ssize_t SY, Py_ssize_t SX,
+                             Py_ssize_t ja, Py_ssize_t jb) noexcept nogil:
+    """dst[p - YH*ja + ld*q] = src[i*SY + oy + u*ty, j*SX + ox + v*tx, c] (0 outside the H x W
+    planes) for the rows p = i + YH*j of the columns ja <= j < jb of a YH x YW grid.
+
+    src holds n_ch planes of H x W and q = u + FH*(v + FW*c) is the tap (ty, tx: tap steps).
+    """
+    cdef Py_ssize_t c, u, v, i, j, i0, i1, j0, j1, ioff, joff, s
+    cdef const floating* sc
+    cdef floating* col
+    cdef floating* d
+    for c in range(n_ch):
+        sc = src + c * H * W
+        for v in range(FW):
+            joff = ox + v * tx
+            valid_range(joff, W, SX, YW, &j0, &j1)
+            j0 = min(max(j0, ja), jb)
+            j1 = max(min(j1, jb), j0)
+            for u in range(FH):
+                ioff = oy + u * ty
+                valid_range(ioff, H, SY, YH, &i0, &i1)
+                col = dst + ld * (u + FH * (v + FW * c))
+                memset(col, 0, (j0 - ja) * YH * sizeof(floating))
+                memset(col + (j1 - ja) * YH, 0, (jb - j1) * YH * sizeof(floating))
+                if SY == 1 and SX == 1 and YH == H and i0 < i1 and j0 < j1:
+                    # Columns of dst and src have the same height: the whole valid block is one
+                    # contiguous copy (the few values it drags in from beyond the top and bottom
+                    # edges are zeroed next), far cheaper than YW short runs.
+                    memcpy(col + i0 + YH * (j0 - ja), sc + i0 + ioff + H * (j0 + joff),
+                           (i1 - i0 + YH * (j1 - 1 - j0)) * sizeof(floating))
+                    for j in range(j0, j1):
+                        d = col + (j - ja) * YH
+                        for i in range(i0):
+                            d[i] = 0
+                        for i in range(i1, YH):
+                            d[i] = 0
+                    continue
+                for j in range(j0, j1):
+                    d = col + (j - ja) * YH
+                    s = (j * SX + joff) * H + ioff
+                    # Short runs (a few to a few dozen pixels): plain loops beat memcpy/memset calls.
+                    for i in range(i0):
+                        d[i] = 0
+                    if SY == 1:
+                        for i in range(i0, i1):
+                            d[i] = sc[s + i]
+                    else:
+                        for i in range(i0, i1):
+                            d[i] = sc[s + i * SY]
+                    for i in range(i1, YH):
+                        d[i] = 0
+
+
 cdef inline void im2row(const floating* x, floating* xrow, Py_ssize_t ld, const Geom* g,
                         Py_ssize_t c0) noexcept nogil:
     """Xrow[p, q] = xpad of one image for channels c0 .. c0+FC-1, stored at xrow[p + ld*q].
 
     p = i + YH*j is the output pixel and q = u + FH*(v + FW*c) the filter tap; padding reads 0.
     """
-    cdef Py_ssize_t c, u, v, i, j, i0, i1, j0, j1, ioff, joff, src
-    cdef Py_ssize_t YH = g.YH, H = g.H, SY = g.SY
-    cdef const floating* xc
-    cdef floating* col
-    cdef floating* dst
-    for c in range(g.FC):
-        xc = x + (c0 + c) * g.H * g.W
-        for v in range(g.FW):
-            joff = v * g.DX - g.PL
-            valid_range(joff, g.W, g.SX, g.YW, &j0, &j1)
-            for u in range(g.FH):
-                ioff = u * g.DY - g.PT
-                valid_range(ioff, H, SY, YH, &i0, &i1)
-                col = xrow + ld * (u + g.FH * (v + g.FW * c))
-                memset(col, 0, j0 * YH * sizeof(floating))
-                memset(col + j1 * YH, 0, (g.YW - j1) * YH * sizeof(floating))
-                for j in range(j0, j1):
-                    dst = col + j * YH
-                    src = (j * g.SX + joff) * H + ioff
-                    # Short runs (a few to a few dozen pixels): plain loops beat memcpy/memset calls.
-                    for i in range(i0):
-                        dst[i] = 0
-                    if SY == 1:
-                        for i in range(i0, i1):
-                            dst[i] = xc[src + i]
-                    else:
-                        for i in range(i0, i1):
-                            dst[i] = xc[src + i * SY]
-                    for i in range(i1, YH):
-                        dst[i] = 0
+    expand_rows(x + c0 * g.H * g.W, g.H, g.W, g.FC, xrow, ld, g.YH, g.YW, g.FH, g.FW,
+                -g.PT, g.DY, -g.PL, g.DX, g.SY, g.SX, 0, g.YW)
 
 
-cdef inline void im2col(const floating* x, floating* xcol, const Geom* g, Py_ssize_t c0) noexcept nogil:
-    """Xcol[q, p] = xpad of one image for channels c0 .. c0+FC-1, stored at xcol[q + Q*p].
+cdef inline void im2col(const floating* xt, floating* xcol, const Geom* g, Py_ssize_t ja,
+                        Py_ssize_t jb) noexcept nogil:
+    """Xcol[q, p] = xpad of one image and group for the output columns ja <= j < jb, stored at
+    xcol[q + Q*(p - YH*ja)], from xt = its FC channels pixel by pixel (FC x H*W, the transpose of
+    X's H*W x FC).
 
-    The transpose of im2row's matrix: each output pixel's patch is contiguous, which the forward
-    GEMM Y^T = F^T @ Xcol runs faster on than Y = Xrow @ F (few filters, long inner dimension).
+    p = i + YH*j is the output pixel and q = c + FC*(u + FH*v) the filter tap, channels fastest:
+    each output pixel's patch is FW runs of FH*FC contiguous values of xt (FW*FH runs of FC when
+    dilated). The forward GEMM Y^T = F^T @ Xcol runs faster on this layout than Y = Xrow @ F.
     """
-    cdef Py_ssize_t i, j, c, u, v, u0, u1, v0, v1, ioff, joff, src
-    cdef Py_ssize_t FH = g.FH, DY = g.DY
-    cdef const floating* xc
+    cdef Py_ssize_t i, j, u, v, u0, u1, v0, v1, ioff, joff
+    cdef Py_ssize_t FC = g.FC, FH = g.FH, DY = g.DY, H = g.H
+    cdef const floating* s
     cdef floating* dst
-    for j in range(g.YW):
+    cdef floating* d
+    for j in range(ja, jb):
         joff = j * g.SX - g.PL
         valid_range(joff, g.W, g.DX, g.FW, &v0, &v1)
         for i in range(g.YH):
             ioff = i * g.SY - g.PT
-            valid_range(ioff, g.H, DY, FH, &u0, &u1)
-            dst = xcol + g.Q * (i + g.YH * j)
-            if u0 == 0 and u1 == FH and v0 == 0 and v1 == g.FW and DY == 1:
-                # Interior pixel, undilated rows: FW runs of FH contiguous values per channel.
-                for c in range(g.FC):
-                    src = (c0 + c) * g.H * g.W + joff * g.H + ioff
-                    for v in range(g.FW):
-                        for u in range(FH):
-                            dst[u] = x[src + u]
-                        src += g.DX * g.H
-                        dst += FH
-                continue
-            for c in range(g.FC):
-                xc = x + (c0 + c) * g.H * g.W
-                memset(dst, 0, v0 * FH * sizeof(floating))
-                for v in range(v0, v1):
-                    src = (joff + v * g.DX) * g.H + ioff
-                    for u in range(u0):
-                        dst[v * FH + u] = 0
+            valid_range(ioff, H, DY, FH, &u0, &u1)
+            dst = xcol + g.Q * (i + g.YH * (j - ja))
+            memset(dst, 0, v0 * FH * FC * sizeof(floating))
+            for v in range(v0, v1):
+                d = dst + v * FH * FC
+                s = xt + FC * (ioff + H * (joff + v * g.DX))
+                memset(d, 0, u0 * FC * sizeof(floating))
+                if DY == 1:
+                    memcpy(d + u0 * FC, s + u0 * FC, (u1 - u0) * FC * sizeof(floating))
+                else:
                     for u in range(u0, u1):
-                        dst[v * FH + u] = xc[src + u * DY]
-                    for u in range(u1, FH):
-                        dst[v * FH + u] = 0
-                memset(dst + v1 * FH, 0, (g.FW - v1) * FH * sizeof(floating))
-                dst += FH * g.FW
+                        memcpy(d + u * FC, s + u * DY * FC, FC * sizeof(floating))
+                memset(d + u1 * FC, 0, (FH - u1) * FC * sizeof(floating))
+            memset(dst + v1 * FH * FC, 0, (g.FW - v1) * FH * FC * sizeof(floating))
 
 
-cdef inline void row2im(const floating* dxrow, Py_ssize_t ld, floating* dx, const Geom* g,
-                        Py_ssize_t c0) noexcept nogil:
-    """The adjoint of im2row: add dXrow[p, q] into dx; entries landing in the padding are dropped."""
-    cdef Py_ssize_t c, u, v, i, j, i0, i1, j0, j1, ioff, joff, dst
+cdef inline void row2im(floating* dxrow, Py_ssize_t ld, floating* dx, const Geom* g,
+                        Py_ssize_t c0, bint scratch) noexcept nogil:
+    """The adjoint of im2row: add dXrow[p, q] into dx; entries landing in the padding are dropped.
+
+    If dxrow is ``scratch``, at stride 1 with YH == H its entries landing in the top and bottom
+    padding are zeroed, so that each column of dXrow is added to dx in one contiguous run.
+    """
+    cdef Py_ssize_t c, u, v, i, j, i0, i1, j0, j1, ioff, joff, dst, n
     cdef Py_ssize_t YH = g.YH, H = g.H, SY = g.SY
     cdef floating* dxc
-    cdef const floating* col
+    cdef floating* col
+    cdef floating* d
     for c in range(g.FC):
         dxc = dx + (c0 + c) * g.H * g.W
         for v in range(g.FW):
@@ -147,6 +181,18 @@ cdef inline void row2im(const floating* dxrow, Py_ssize_t ld, floating* dx, cons
                 ioff = u * g.DY - g.PT
                 valid_range(ioff, H, SY, YH, &i0, &i1)
                 col = dxrow + ld * (u + g.FH * (v + g.FW * c))
+                if scratch and SY == 1 and g.SX == 1 and YH == H and i0 < i1 and j0 < j1:
+                    for j in range(j0, j1):
+                        for i in range(i0):
+                            col[j * YH + i] = 0
+                        for i in range(i1, YH):
+                            col[j * YH + i] = 0
+                    col = col + i0 + YH * j0
+                    d = dxc + i0 + ioff + H * (j0 + joff)
+                    n = i1 - i0 + YH * (j1 - 1 - j0)
+                    for i in range(n):
+                        d[i] += col[i]
+                    continue
                 for j in range(j0, j1):
                     dst = (j * g.SX + joff) * H + ioff
                     if SY == 1:
@@ -155,6 +201,27 @@ cdef inline void row2im(const floating* dxrow, Py_ssize_t ld, floating* dx, cons
                     else:
                         for i in range(i0, i1):
                             dxc[dst + i * SY] += col[j * YH + i]
+
+
+# OpenBLAS (SciPy's BLAS) multiplies untransposed matrices with m*n*k up to about 1e6 by
+# unpacked "small matrix" kernels, ~20% faster than its packed path on our thin products.
+cdef enum:
+    SMALL_GEMM = 1000000
+
+
+cdef inline void gemm_nn(int m, int n, int k, const floating* a, int lda, const floating* b,
+                         int ldb, floating beta, floating* c, int ldc) noexcept nogil:
+    """C = A @ B + beta*C, cut into blocks of columns of C small enough for the small-matrix
+    kernels when the blocks stay at least 32 columns wide. The cut depends on the sizes only."""
+    cdef long long width = SMALL_GEMM // max(1, <long long> m * k)
+    cdef int pieces = 1, p, n0, n1
+    if width >= 32 and n > width:
+        pieces = (n + width - 1) // width
+    for p in range(pieces):
+        n0 = p * n // pieces
+        n1 = (p + 1) * n // pieces
+        gemm(b"N"[0], b"N"[0], m, n1 - n0, k, 1, a, lda, b + <Py_ssize_t> ldb * n0, ldb, beta,
+             c + <Py_ssize_t> ldc * n0, ldc)
 
 
 cdef inline void add_bias(floating* y, Py_ssize_t ld, Py_ssize_t rows, const floating* b,
@@ -187,32 +254,52 @@ cdef inline floating sum_of(const floating* a, Py_ssize_t n) noexcept nogil:
 
 
 def conv_forward(floating[::1] x, floating[::1] f, floating[::1] b, floating[::1] y, tuple sizes,
-                 bint identity, bint has_bias, bint direct, bint patch_major, Py_ssize_t batch,
-                 int n_threads):
+                 bint identity, bint has_bias, bint direct, bint patch_major, bint shift_cols,
+                 Py_ssize_t batch, Py_ssize_t block_cols, int n_threads):
     """Y = X (*) F + B for all images, ``batch`` images per GEMM, in parallel over batches.
 
     identity: F is the identity bank (geometry with FH = FW = 1, FC = K = C): Y is im2row itself.
     direct: 1x1 filters, stride 1, no padding: X_n is already Xrow, Y_n = X_n @ F with no copy
     (batch must be 1). patch_major: Y^T = F^T @ Xcol over the im2col matrix (each patch
-    contiguous), else Y = Xrow @ F over the im2row matrix (each tap contiguous).
+    contiguous), ``block_cols`` output columns per GEMM (all YW when batch > 1), else
+    Y = Xrow @ F over the im2row matrix (each tap contiguous). shift_cols (patch_major, stride 1
+    across, batch 1): im2col for one column of taps (FH*FC) over every image column the taps
+    reach; tap column v reads that matrix shifted by v*DX columns, so Y^T is the sum of FW GEMMs
+    over a matrix FW times smaller than Xcol.
     """
     cdef Geom g = make_geom(sizes)
+    cdef Geom gv = g
     cdef Py_ssize_t n_batches = (g.N + batch - 1) // batch
-    cdef Py_ssize_t t, n0, nn, M, gi, bb, k
+    cdef Py_ssize_t HW = g.H * g.W
+    cdef Py_ssize_t t, n0, nn, M, gi, bb, k, blk, ja, jb, npix, v, buf_size
     cdef floating* buf
     cdef floating* yt
+    cdef floating* xt
     cdef floating* yn
     cdef int failed[1]
+    # shift_cols: the geometry of one column of taps over all the columns they reach.
+    gv.FW = 1
+    gv.YW = g.YW + (g.FW - 1) * g.DX
+    gv.Q = g.FH * g.FC
+    if shift_cols:
+        buf_size = g.YH * (block_cols + (g.FW - 1) * g.DX) * gv.Q
+    elif patch_major:
+        buf_size = batch * g.YH * block_cols * g.Q
+    else:
+        buf_size = batch * g.P * g.Q
     failed[0] = 0
     with nogil, parallel(num_threads=n_threads):
         buf = NULL
         yt = NULL
+        xt = NULL
         if not identity and not direct:
-            buf = <floating*> malloc(batch * g.P * g.Q * sizeof(floating))
+            buf = <floating*> malloc(buf_size * sizeof(floating))
             yt = <floating*> malloc(batch * g.P * g.K * sizeof(floating))
-            if buf == NULL or yt == NULL:
+            if patch_major:
+                xt = <floating*> malloc(batch * HW * g.FC * sizeof(floating))
+            if buf == NULL or yt == NULL or (patch_major and xt == NULL):
                 failed[0] = 1
-        for t in prange(n_batches, schedule="static"):
+        for t in prange(n_batches, schedule="dynamic"):
             if failed[0]:
                 continue
             n0 = t * batch
@@ -231,17 +318,36 @@ def conv_forward(floating[::1] x, floating[::1] f, floating[::1] b, floating[::1
                 if has_bias:
                     add_bias(yn, g.P, g.P, &b[0], 0, g.K)
             elif patch_major:
-                # Y^T (K x M) = F^T @ Xcol per group, then transposed image by image into Y.
+                # Y^T (Kg x pixels) = F^T @ Xcol per group, ``block_cols`` output columns at a time
+                # (so that Xcol stays in cache), transposed into Y image by image.
                 for gi in range(g.G):
                     for bb in range(nn):
-                        im2col(&x[0] + (n0 + bb) * g.HWC, buf + bb * g.P * g.Q, &g, gi * g.FC)
-                    gemm(b"T"[0], b"N"[0], g.Kg, M, g.Q, 1, &f[0] + gi * g.Kg * g.Q, g.Q, buf, g.Q,
-                         0, yt + gi * g.Kg, g.K)
-                for bb in range(nn):
-                    yn = &y[0] + (n0 + bb) * g.P * g.K
-                    transpose_into(yt + bb * g.P * g.K, g.K, g.P, yn, g.P)
-                    if has_bias:
-                        add_bias(yn, g.P, g.P, &b[0], 0, g.K)
+                        transpose_into(&x[0] + (n0 + bb) * g.HWC + gi * g.FC * HW, HW, g.FC,
+                                       xt + bb * HW * g.FC, g.FC)
+                    for blk in range((g.YW + block_cols - 1) // block_cols):
+                        ja = blk * block_cols
+                        jb = min(g.YW, ja + block_cols)
+                        npix = g.YH * (jb - ja)
+                        if shift_cols:
+                            # One column of taps over the block's columns and the (FW-1)*DX
+                            # beyond: tap column v reads it shifted by v*DX image columns.
+                            im2col(xt, buf, &gv, ja, jb + (g.FW - 1) * g.DX)
+                            for v in range(g.FW):
+                                gemm_nn(g.Kg, npix, gv.Q, &f[0] + gi * g.Kg + v * g.K * gv.Q, g.K,
+                                        buf + gv.Q * g.YH * v * g.DX, gv.Q, 0 if v == 0 else 1,
+                                        yt, g.Kg)
+                        else:
+                            for bb in range(nn):
+                                im2col(xt + bb * HW * g.FC, buf + bb * npix * g.Q, &g, ja, jb)
+                            gemm_nn(g.Kg, nn * npix, g.Q, &f[0] + gi * g.Kg, g.K, buf, g.Q, 0, yt,
+                                    g.Kg)
+                        for bb in range(nn):
+                            transpose_into(yt + bb * npix * g.Kg, g.Kg, npix,
+                                           &y[0] + (n0 + bb) * g.P * g.K + gi * g.Kg * g.P
+                                           + g.YH * ja, g.P)
+                if has_bias:
+                    for bb in range(nn):
+                        add_bias(&y[0] + (n0 + bb) * g.P * g.K, g.P, g.P, &b[0], 0, g.K)
             else:
                 # Y (M x K) = Xrow @ F per group; with several images, M stacks their pixels and
                 # the result is copied out image by image.
@@ -263,6 +369,7 @@ def conv_forward(floating[::1] x, floating[::1] f, floating[::1] b, floating[::1
                         add_bias(yn, g.P, g.P, &b[0], 0, g.K)
         free(buf)
         free(yt)
+        free(xt)
     if failed[0]:
         raise MemoryError("vl_nnconv: cannot allocate the im2row buffers")
 
@@ -322,7 +429,7 @@ def conv_backward(floating[::1] x, floating[::1] ft, floating[::1] dy, floating[
             dyt = <floating*> malloc(batch * g.P * g.K * sizeof(floating))
             if dyt == NULL:
                 failed[0] = 1
-        for c in prange(n_chunks, schedule="static"):
+        for c in prange(n_chunks, schedule="dynamic"):
             if failed[0]:
                 continue
             dfc = &dft_parts[0] + c * g.Q * g.K
@@ -344,7 +451,7 @@ def conv_backward(floating[::1] x, floating[::1] ft, floating[::1] dy, floating[
                 if identity:
                     if need_dx:
                         memset(&dx[0] + n0 * g.HWC, 0, g.HWC * sizeof(floating))
-                        row2im(&dy[0] + n0 * g.P * g.K, g.P, &dx[0] + n0 * g.HWC, &g, 0)
+                        row2im(&dy[0] + n0 * g.P * g.K, g.P, &dx[0] + n0 * g.HWC, &g, 0, False)
                     first = False
                     continue
                 if not need_df and not need_dx:
@@ -373,11 +480,116 @@ def conv_backward(floating[::1] x, floating[::1] ft, floating[::1] dy, floating[
                             gemm(b"T"[0], b"N"[0], M, g.Q, g.Kg, 1, dyt + gi * g.Kg, g.K,
                                  &ft[0] + gi * g.Kg, g.K, 0, dxrow, M)
                             for bb in range(nn):
-                                row2im(dxrow + bb * g.P, M, &dx[0] + (n0 + bb) * g.HWC, &g, gi * g.FC)
+                                row2im(dxrow + bb * g.P, M, &dx[0] + (n0 + bb) * g.HWC, &g, gi * g.FC,
+                                       True)
                 first = False
         free(xrow)
         free(dxrow)
         free(dyt)
+    if failed[0]:
+        raise MemoryError("vl_nnconv: cannot allocate the im2row buffers")
+
+
+def conv_backward_shifted(floating[::1] x, floating[::1] fkg, floating[::1] dy, floating[::1] dx,
+                          floating[::1] dft_parts, floating[::1] db_parts, tuple sizes,
+                          bint need_dx, bint need_df, bint need_db, Py_ssize_t block_cols,
+                          Py_ssize_t n_chunks, int n_threads):
+    """dX, and per-chunk partial dF and dB, for stride 1, with matrices one column of taps wide.
+
+    A column of taps (v fixed) over all output columns is the same matrix for every v, shifted by
+    v*DX image columns; so each GEMM below runs over FH*FC (or FH*Kg) taps, FW of them accumulate,
+    and the expanded matrices are FW times smaller than im2row's.
+
+    Filters: Er[p, (u, c)] = xpad[i - PT + u*DY, j - PL, c] over the output rows and the
+    YW + (FW-1)*DX columns the taps reach, and dF^T[:, :, :, v] += dY^T @ Er shifted by v*DX
+    columns, into dft_parts (chunk by chunk, each a K x FH x FC x FW array) in the order dF^T
+    has when taken from the GEMM. Data: the flipped-filter correlation dX^T[c, x] =
+    sum_(u,v,k) F[u, v, c, k] * dY[x + (PT, PL) - (u*DY, v*DX), k], with Ec the im2col (channels
+    first) of dY^T for one column of flipped taps, and ``fkg`` the flipped filters as an
+    FC x Kg x FH x FW x G array (read untransposed: OpenBLAS runs these small products faster).
+    Both are built ``block_cols`` columns at a time.
+    """
+    cdef Geom g = make_geom(sizes)
+    cdef Geom gd = g
+    cdef Py_ssize_t HW = g.H * g.W, QR = g.FH * g.FC, QC = g.FH * g.Kg, EXTRA = (g.FW - 1) * g.DX
+    cdef Py_ssize_t c, n, gi, k, v, blk, ja, jb, npix, ldr
+    cdef bint first
+    cdef floating* er
+    cdef floating* ec
+    cdef floating* dyt
+    cdef floating* dxt
+    cdef floating* dfc
+    cdef floating* dbc
+    cdef const floating* dyn
+    cdef int failed[1]
+    # Ec's geometry: dY^T's Kg channels are the input, dX's H x (W + EXTRA) grid the output.
+    gd.H, gd.W, gd.FC, gd.YH, gd.YW, gd.FW = g.YH, g.YW, g.Kg, g.H, g.W + EXTRA, 1
+    gd.SY, gd.SX, gd.PT, gd.PL, gd.Q = 1, 1, (g.FH - 1) * g.DY - g.PT, EXTRA - g.PL, QC
+    failed[0] = 0
+    with nogil, parallel(num_threads=n_threads):
+        er = NULL
+        ec = NULL
+        dyt = NULL
+        dxt = NULL
+        if need_df:
+            er = <floating*> malloc(g.YH * (block_cols + EXTRA) * QR * sizeof(floating))
+        if need_dx:
+            ec = <floating*> malloc(g.H * (block_cols + EXTRA) * QC * sizeof(floating))
+            dxt = <floating*> malloc(g.H * block_cols * g.FC * sizeof(floating))
+        if need_df or need_dx:
+            dyt = <floating*> malloc(g.P * g.Kg * sizeof(floating))
+            if dyt == NULL or (need_df and er == NULL) or (need_dx and (ec == NULL or dxt == NULL)):
+                failed[0] = 1
+        for c in prange(n_chunks, schedule="dynamic"):
+            if failed[0]:
+                continue
+            dfc = &dft_parts[0] + c * g.Q * g.K
+            dbc = &db_parts[0] + c * g.K
+            first = True
+            for n in range(c * g.N // n_chunks, (c + 1) * g.N // n_chunks):
+                dyn = &dy[0] + n * g.P * g.K
+                if need_db:
+                    for k in range(g.K):
+                        if first:
+                            dbc[k] = sum_of(dyn + k * g.P, g.P)
+                        else:
+                            dbc[k] = dbc[k] + sum_of(dyn + k * g.P, g.P)
+                if not need_df and not need_dx:
+                    first = False
+                    continue
+                for gi in range(g.G):
+                    transpose_into(dyn + gi * g.Kg * g.P, g.P, g.Kg, dyt, g.Kg)
+                    for blk in range((g.YW + block_cols - 1) // block_cols):
+                        if not need_df:
+                            break
+                        ja = blk * block_cols
+                        jb = min(g.YW, ja + block_cols)
+                        npix = g.YH * (jb - ja)
+                        ldr = g.YH * (jb - ja + EXTRA)
+                        expand_rows(&x[0] + n * g.HWC + gi * g.FC * HW, g.H, g.W, g.FC, er, ldr,
+                                    g.YH, g.YW + EXTRA, g.FH, 1, -g.PT, g.DY, -g.PL, 0, g.SY, 1,
+                                    ja, jb + EXTRA)
+                        for v in range(g.FW):
+                            gemm_nn(g.Kg, QR, npix, dyt + g.Kg * g.YH * ja, g.Kg,
+                                    er + g.YH * v * g.DX, ldr, 0 if first and ja == 0 else 1,
+                                    dfc + gi * g.Kg + v * g.K * QR, g.K)
+                    for blk in range((g.W + block_cols - 1) // block_cols):
+                        if not need_dx:
+                            break
+                        ja = blk * block_cols
+                        jb = min(g.W, ja + block_cols)
+                        npix = g.H * (jb - ja)
+                        im2col(dyt, ec, &gd, ja, jb + EXTRA)
+                        for v in range(g.FW):
+                            gemm_nn(g.FC, npix, QC, &fkg[0] + (gi * g.FW + v) * g.FC * QC, g.FC,
+                                    ec + QC * g.H * v * g.DX, QC, 0 if v == 0 else 1, dxt, g.FC)
+                        transpose_into(dxt, g.FC, npix,
+                                       &dx[0] + n * g.HWC + gi * g.FC * HW + g.H * ja, HW)
+                first = False
+        free(er)
+        free(ec)
+        free(dyt)
+        free(dxt)
     if failed[0]:
         raise MemoryError("vl_nnconv: cannot allocate the im2row buffers")
 
@@ -478,7 +690,7 @@ def fc_backward(floating[::1] x, floating[::1] f, floating[::1] dy, floating[::1
                     memset(&dx[0] + n * g.HWC, 0, g.HWC * sizeof(floating))
                     for gi in range(g.G):
                         row2im(&dxcol[0] + gi * g.Q * g.N + n * g.Q, 1, &dx[0] + n * g.HWC, &g,
-                               gi * g.FC)
+                               gi * g.FC, True)
         if need_db:
             for k in range(g.K):
                 s = 0
