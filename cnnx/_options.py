@@ -175,3 +175,25 @@ def validate_value(fname, label, option, value):
             raise ValueError(f"{fname}: {label} must be one of {allowed}, got {value!r}")
         return value.lower()
     return value
+
+
+# GPU-only switches that MatConvNet models carry in a layer's opts; the CPU blocks have no use for them.
+_GPU_FLAGS = {"cudnn", "nocudnn"}
+_GPU_OPTIONS = {"cudnnworkspacelimit"}
+
+
+def without_gpu_options(opts):
+    """MatConvNet name/value options with the cuDNN flags and options (GPU only) removed."""
+    out = []
+    items = list(opts or [])
+    i = 0
+    while i < len(items):
+        key = items[i].lower() if isinstance(items[i], str) else None
+        if key in _GPU_FLAGS:
+            i += 1
+        elif key in _GPU_OPTIONS:
+            i += 2
+        else:
+            out.append(items[i])
+            i += 1
+    return out

@@ -31,6 +31,7 @@ import warnings
 
 import numpy as np
 
+from ._options import without_gpu_options
 from .activations import vl_nnprelu, vl_nnrelu
 from .concat import vl_nnconcat
 from .conv import vl_nnconv
@@ -234,25 +235,6 @@ def _names(value, what):
         if not isinstance(name, str) or not name:
             raise TypeError(f"DagNN: {what} must be non-empty strings, got {name!r}")
     return names
-
-
-_GPU_FLAGS = ("cudnn", "nocudnn")
-
-
-def _cpu_options(opts):
-    """MatConvNet's block options without the GPU-only cuDNN switches, which CPU code rejects."""
-    out = []
-    i = 0
-    while i < len(opts):
-        key = opts[i].lower() if isinstance(opts[i], str) else None
-        if key in _GPU_FLAGS:
-            i += 1
-        elif key == "cudnnworkspacelimit":
-            i += 2
-        else:
-            out.append(opts[i])
-            i += 1
-    return out
 
 
 def _saved(value):
@@ -489,12 +471,12 @@ class Conv(_Filter):
         return params[1]
 
     def forward(self, inputs, params):
-        return [vl_nnconv(inputs[0], params[0], self._biases(params), *_cpu_options(self.opts),
+        return [vl_nnconv(inputs[0], params[0], self._biases(params), *without_gpu_options(self.opts),
                           **self._options())]
 
     def backward(self, inputs, params, der_outputs):
         dx, df, db = vl_nnconv(inputs[0], params[0], self._biases(params), der_outputs[0],
-                               *_cpu_options(self.opts), **self._options())
+                               *without_gpu_options(self.opts), **self._options())
         return [dx], ([df, db] if self.has_bias else [df])
 
     def init_params(self, rng):
@@ -591,10 +573,10 @@ class Pooling(_Filter):
         return dict(pad=self.pad, stride=self.stride, method=self.method)
 
     def forward(self, inputs, params):
-        return [vl_nnpool(inputs[0], self.pool_size, *_cpu_options(self.opts), **self._options())]
+        return [vl_nnpool(inputs[0], self.pool_size, *without_gpu_options(self.opts), **self._options())]
 
     def backward(self, inputs, params, der_outputs):
-        return [vl_nnpool(inputs[0], self.pool_size, der_outputs[0], *_cpu_options(self.opts),
+        return [vl_nnpool(inputs[0], self.pool_size, der_outputs[0], *without_gpu_options(self.opts),
                           **self._options())], []
 
     def get_output_sizes(self, input_sizes, param_sizes):

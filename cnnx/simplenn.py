@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from ._options import Option, parse_options
+from ._options import Option, parse_options, without_gpu_options
 from .activations import vl_nnprelu, vl_nnrelu
 from .conv import vl_nnconv
 from .dropout import vl_nndropout
@@ -161,27 +161,6 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
 # Helpers shared by the built-in types
 # ------------------------------------------------------------------------------------------------
 
-# GPU-only flags MatConvNet models carry in layer['opts']; the CPU blocks have nothing to do with them.
-_GPU_FLAGS = {"cudnn", "nocudnn"}
-_GPU_OPTIONS = {"cudnnworkspacelimit"}
-
-
-def _cpu_opts(opts):
-    out = []
-    items = list(opts or [])
-    i = 0
-    while i < len(items):
-        key = items[i].lower() if isinstance(items[i], str) else None
-        if key in _GPU_FLAGS:
-            i += 1
-        elif key in _GPU_OPTIONS:
-            i += 2
-        else:
-            out.append(items[i])
-            i += 1
-    return out
-
-
 def _is_empty(value):
     return value is None or np.size(value) == 0
 
@@ -221,7 +200,7 @@ _CONV_OPTIONS = {"pad": Option("pad4"), "stride": Option("pair"), "dilate": Opti
 
 
 def _conv_call(layer, res_i, *dzdy):
-    return vl_nnconv(res_i["x"], _weight(layer, 0), _weight(layer, 1), *dzdy, *_cpu_opts(layer["opts"]),
+    return vl_nnconv(res_i["x"], _weight(layer, 0), _weight(layer, 1), *dzdy, *without_gpu_options(layer["opts"]),
                      pad=layer["pad"], stride=layer["stride"], dilate=layer["dilate"])
 
 
@@ -286,7 +265,7 @@ _POOL_OPTIONS = {"pool": Option("pair"), "pad": Option("pad4"), "stride": Option
 
 
 def _pool_call(layer, res_i, *dzdy):
-    return vl_nnpool(res_i["x"], layer["pool"], *dzdy, *_cpu_opts(layer["opts"]),
+    return vl_nnpool(res_i["x"], layer["pool"], *dzdy, *without_gpu_options(layer["opts"]),
                      pad=layer["pad"], stride=layer["stride"], method=layer["method"])
 
 

@@ -258,13 +258,6 @@ def test_prelu_against_torch(dtype, shared):
 
 
 # ---------------------------------------------------------------- threads
-@pytest.fixture
-def restore_threads():
-    saved = cnnx.get_num_threads()
-    yield
-    cnnx.set_num_threads(saved)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_results_identical_at_one_and_two_threads(dtype, restore_threads):
     rng = np.random.default_rng(16)

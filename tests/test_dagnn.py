@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 
-import cnnx
 from cnnx.activations import vl_nnrelu
 from cnnx.conv import vl_nnconv
 from cnnx.dagnn import (
@@ -19,13 +18,9 @@ DTYPES = [np.float32, np.float64]
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    # These tests run many tiny networks; the graph code does not depend on the thread count, and
-    # one thread keeps them fast on a busy machine.
-    before = cnnx.get_num_threads()
-    cnnx.set_num_threads(1)
-    yield
-    cnnx.set_num_threads(before)
+def _one_thread(one_thread):
+    # These tests run many tiny networks; the graph code does not depend on the thread count.
+    pass
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,13 +11,6 @@ from cnnx.testing import check_derivative
 DTYPES = [np.float32, np.float64]
 
 
-@pytest.fixture
-def restore_threads():
-    saved = cnnx.get_num_threads()
-    yield
-    cnnx.set_num_threads(saved)
-
-
 # ---------------------------------------------------------------- values
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rate", [0.0, 0.1, 0.5, 0.9])

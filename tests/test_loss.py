@@ -229,13 +229,6 @@ def test_against_torch_cross_entropy(dtype, form):
 
 
 # ---------------------------------------------------------------- threads
-@pytest.fixture
-def restore_threads():
-    saved = cnnx.get_num_threads()
-    yield
-    cnnx.set_num_threads(saved)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(40, 45, 7, 3), (1, 1, 10, 5000)])
 def test_identical_at_one_and_two_threads(dtype, shape, restore_threads):

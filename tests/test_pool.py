@@ -380,13 +380,6 @@ def test_empty_channels_and_images():
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def restore_threads():
-    saved = cnnx.get_num_threads()
-    yield
-    cnnx.set_num_threads(saved)
-
-
 @pytest.mark.parametrize("method", ["max", "avg"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bitwise_identical_across_thread_counts(method, dtype, restore_threads):

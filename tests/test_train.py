@@ -6,7 +6,6 @@ import sys
 import numpy as np
 import pytest
 
-import cnnx
 from cnnx import train as train_module
 from cnnx.simplenn import vl_simplenn
 from cnnx.train import cnn_train
@@ -76,14 +75,6 @@ def weights_of(net):
     if isinstance(net, dict):
         return [np.ravel(w) for layer in net["layers"] for w in layer.get("weights") or []]
     return [np.ravel(p.value) for p in net.params]
-
-
-@pytest.fixture
-def one_thread():
-    saved = cnnx.get_num_threads()
-    cnnx.set_num_threads(1)
-    yield
-    cnnx.set_num_threads(saved)
 
 
 QUIET = {"progress": False, "plot_statistics": False}
