@@ -86,8 +86,8 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
     forward : callable
         ``forward(layer, res_i, res_ip1, ctx)`` reads ``res_i['x']`` and stores the output in
         ``res_ip1['x']`` (and anything backward needs in ``res_ip1['aux']``). ``ctx`` is a dict with
-        ``'mode'`` (``'normal'`` or ``'test'``) and ``'rng'`` (the ``rng`` option of
-        :func:`vl_simplenn`).
+        ``'mode'`` (``'normal'`` or ``'test'``), ``'rng'`` (the ``rng`` option of
+        :func:`vl_simplenn`) and ``'der_input'`` (False when backward may skip ``res_i['dzdx']``).
     backward : callable
         ``backward(layer, res_i, res_ip1, ctx)`` reads ``res_ip1['dzdx']`` (and ``res_i['x']``,
         ``res_ip1['x']``, ``res_ip1['aux']``), stores the input derivative in ``res_i['dzdx']`` and
@@ -199,9 +199,9 @@ def _require(where, layer, field, what):
 _CONV_OPTIONS = {"pad": Option("pad4"), "stride": Option("pair"), "dilate": Option("pair")}
 
 
-def _conv_call(layer, res_i, *dzdy):
+def _conv_call(layer, res_i, *dzdy, **flags):
     return vl_nnconv(res_i["x"], _weight(layer, 0), _weight(layer, 1), *dzdy, *without_gpu_options(layer["opts"]),
-                     pad=layer["pad"], stride=layer["stride"], dilate=layer["dilate"])
+                     pad=layer["pad"], stride=layer["stride"], dilate=layer["dilate"], **flags)
 
 
 def _conv_forward(layer, res_i, res_ip1, ctx):
@@ -209,7 +209,7 @@ def _conv_forward(layer, res_i, res_ip1, ctx):
 
 
 def _conv_backward(layer, res_i, res_ip1, ctx):
-    res_i["dzdx"], dzdf, dzdb = _conv_call(layer, res_i, res_ip1["dzdx"])
+    res_i["dzdx"], dzdf, dzdb = _conv_call(layer, res_i, res_ip1["dzdx"], no_der_data=not ctx["der_input"])
     return [dzdf, dzdb]
 
 
@@ -549,6 +549,7 @@ _SIMPLENN_OPTIONS = {
     "cudnn": Option("any", True),
     "sync": Option("any", False),
     "rng": Option("any"),
+    "input_derivative": Option("any", True),
 }
 
 
@@ -631,6 +632,10 @@ def vl_simplenn(net, x, *args, **kwargs):
         Accepted for compatibility; ignored.
     rng : None
         Passed to :func:`cnnx.vl_nndropout` as ``rng`` (seed or generator for the masks).
+    input_derivative : True
+        (cnnx only.) False skips the derivative with respect to the input of the first
+        back-propagated layer (``res[0]['dzdx']`` stays None): training never uses it, and for a
+        first convolution it is a whole GEMM.
 
     Returns
     -------
@@ -669,7 +674,8 @@ def vl_simplenn(net, x, *args, **kwargs):
     _as_bool(fname, "CuDNN", opts["cudnn"])
     _as_bool(fname, "Sync", opts["sync"])
     depth = _back_prop_depth(fname, opts["back_prop_depth"])
-    ctx = {"mode": "test" if opts["mode"] == "test" else "normal", "rng": opts["rng"]}
+    input_derivative = _as_bool(fname, "InputDerivative", opts["input_derivative"])
+    ctx = {"mode": "test" if opts["mode"] == "test" else "normal", "rng": opts["rng"], "der_input": True}
 
     # Structure only: the blocks check their options themselves (errors are tagged with the layer).
     layers = _tidy(net, fname, check_options=False)["layers"]
@@ -705,6 +711,7 @@ def vl_simplenn(net, x, *args, **kwargs):
         for i in range(n - 1, first_backprop - 1, -1):
             layer = layers[i]
             start = time.perf_counter()
+            ctx["der_input"] = input_derivative or i != first_backprop
             dzdw = _run_layer(LAYER_TYPES[layer["type"]].backward, fname, i, layer, res, ctx)
             if dzdw is not None:
                 res[i]["dzdw"] = _accumulated(res[i]["dzdw"], dzdw) if accumulate else list(dzdw)

@@ -547,6 +547,7 @@ class _SimpleNNModel:
             self.net, images, dzdy, self._res if accumulate else None,
             mode="normal" if train else "test", conserve_memory=self.opts["conserve_memory"],
             accumulate=accumulate, back_prop_depth=self.opts["back_prop_depth"], rng=self.rng,
+            input_derivative=False,
         )
         res = self._res
         function = self.error_function

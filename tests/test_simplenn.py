@@ -661,3 +661,18 @@ def test_display_custom_layer_sizes(capsys):
     assert np.isnan(info["dataSize"][2, 1])
     np.testing.assert_array_equal(info["dataSize"][:, 2], [8, 8, 7, 2])
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("form", ["keyword", "pairs"])
+def test_input_derivative_false_skips_only_the_input_derivative(form):
+    net, x = lenet(), lenet_input()
+    full = vl_simplenn(net, x, 1.0, rng=np.random.default_rng(5))
+    options = {"input_derivative": False} if form == "keyword" else {}
+    pairs = ("InputDerivative", False) if form == "pairs" else ()
+    lean = vl_simplenn(net, x, 1.0, None, *pairs, rng=np.random.default_rng(5), **options)
+    assert full[0]["dzdx"] is not None and lean[0]["dzdx"] is None
+    for a, b in zip(full[1:], lean[1:]):
+        np.testing.assert_array_equal(a["dzdx"], b["dzdx"])
+    for a, b in zip(full, lean):
+        for wa, wb in zip(a["dzdw"] or [], b["dzdw"] or []):
+            np.testing.assert_array_equal(wa, wb)
