@@ -10,6 +10,7 @@ of one image (boundaries set by the shape only), each task's partial sum is kept
 are added in task order, so the result does not depend on the thread count.
 """
 cimport numpy as cnp
+from .arrays cimport data_of
 from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdlib cimport malloc, free
@@ -111,14 +112,6 @@ cdef void relu_backward_run(const floating* x, const floating* dzdy, floating* d
         start = t * span
         if start < n:
             relu_back_span(x + start, dzdy + start, dzdx + start, min(span, n - start), pos, neg)
-
-
-cdef inline void* data_of(cnp.ndarray a, cnp.ndarray like, bint writable) except NULL:
-    """The buffer of ``a``, which must be Fortran-contiguous, of ``like``'s dtype and size."""
-    if (cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(like) or cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(like)
-            or not cnp.PyArray_IS_F_CONTIGUOUS(a) or (writable and not cnp.PyArray_ISWRITEABLE(a))):
-        raise ValueError("kernel arguments must be Fortran-contiguous arrays of one dtype and size")
-    return cnp.PyArray_DATA(a)
 
 
 # The elementwise entry points take whole arrays rather than memoryviews: on the small tensors

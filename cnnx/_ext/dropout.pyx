@@ -6,6 +6,7 @@ mixed seed; its top 53 bits u53 are a uniform integer in [0, 2^53), so u = u53 /
 thus depends on the seed and the element index only, never on how the work is split among threads.
 """
 cimport numpy as cnp
+from .arrays cimport data_of
 from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdint cimport uint64_t
@@ -109,14 +110,6 @@ cdef void multiply_run(const floating* a, const floating* b, floating* out, Py_s
         start = t * span
         if start < n:
             multiply_span(a + start, b + start, out + start, min(span, n - start))
-
-
-cdef inline void* data_of(cnp.ndarray a, cnp.ndarray like, bint writable) except NULL:
-    """The buffer of ``a``, which must be Fortran-contiguous, of ``like``'s dtype and size."""
-    if (cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(like) or cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(like)
-            or not cnp.PyArray_IS_F_CONTIGUOUS(a) or (writable and not cnp.PyArray_ISWRITEABLE(a))):
-        raise ValueError("kernel arguments must be Fortran-contiguous arrays of one dtype and size")
-    return cnp.PyArray_DATA(a)
 
 
 # The entry points take whole arrays rather than memoryviews: on small tensors, acquiring buffers
