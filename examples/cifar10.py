@@ -80,8 +80,12 @@ def main(argv=None):
     if args.threads is not None:
         cnnx.set_num_threads(args.threads)
 
-    imdb = cifar10.get_imdb(args.data_dir, whiten=args.whiten,
-                            contrast_normalization=args.contrast_normalization)
+    try:
+        imdb = cifar10.get_imdb(args.data_dir, whiten=args.whiten,
+                                contrast_normalization=args.contrast_normalization)
+    except RuntimeError as error:  # no network or a bad download: the message says what to do
+        print(error, file=sys.stderr)
+        return 1
     sets = imdb["images"]["set"]
     train = np.flatnonzero(sets == 1)
     val = np.flatnonzero(sets == 3)  # MatConvNet validates on the test set

@@ -474,3 +474,20 @@ def test_example_rejects_bad_arguments(args, message, capsys):
     with pytest.raises(SystemExit) as stop:
         example.parse_args([str(a) for a in args])
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_example_offline_says_where_to_put_the_archive(tmp_path, monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("cifar10_example", ROOT / "examples" / "cifar10.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+
+    def offline(url, *args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(cifar10.urllib.request, "urlopen", offline)
+    data_dir = tmp_path / "cifar"
+    code = example.main(["--data-dir", str(data_dir), "--exp-dir", str(tmp_path / "exp")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "could not download" in err and str(data_dir) in err and "Traceback" not in err
+    assert os.listdir(data_dir) == []
