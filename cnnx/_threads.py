@@ -14,8 +14,9 @@ _ENV = "CNNX_NUM_THREADS"
 
 
 def _default_num_threads():
+    """CNNX_NUM_THREADS if set (an empty or blank value counts as unset), else the usable cores."""
     raw = os.environ.get(_ENV)
-    if raw is not None:
+    if raw is not None and raw.strip():
         try:
             n = int(raw)
         except ValueError:
@@ -39,7 +40,8 @@ def set_num_threads(n):
     ----------
     n : int
         Number of OpenMP threads, at least 1. The default comes from the environment variable
-        ``CNNX_NUM_THREADS`` or, without it, the number of cores this process may use.
+        ``CNNX_NUM_THREADS`` (a positive integer, read when cnnx is imported; empty means unset)
+        or, without it, the number of cores this process may use.
 
     Examples
     --------

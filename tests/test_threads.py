@@ -29,9 +29,12 @@ def test_set_num_threads_rejects_bad_values(bad, error):
 
 
 def _threads_in_child(value, cwd):
+    """Run ``import cnnx`` in a child with CNNX_NUM_THREADS set to ``value`` (None: unset)."""
     # cwd away from the source tree, so the child imports the installed (built) cnnx, as this one does
-    env = dict(os.environ, CNNX_NUM_THREADS=value,
-               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(cnnx.__file__))))
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(cnnx.__file__))))
+    env.pop("CNNX_NUM_THREADS", None)
+    if value is not None:
+        env["CNNX_NUM_THREADS"] = value
     return subprocess.run([sys.executable, "-c", "import cnnx; print(cnnx.get_num_threads())"],
                           env=env, capture_output=True, text=True, cwd=cwd)
 
@@ -44,6 +47,23 @@ def test_environment_variable(tmp_path):
 def test_bad_environment_variable_is_a_clear_error(tmp_path):
     out = _threads_in_child("many", tmp_path)
     assert out.returncode != 0 and "CNNX_NUM_THREADS" in out.stderr
+
+
+@pytest.mark.parametrize("value", ["", " ", "\t \n"])
+def test_empty_environment_variable_means_unset(tmp_path, value):
+    unset = _threads_in_child(None, tmp_path)
+    assert unset.returncode == 0, unset.stderr
+    out = _threads_in_child(value, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == unset.stdout.strip()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5", "4 threads"])
+def test_bad_environment_variable_message_says_what_is_expected(tmp_path, value):
+    out = _threads_in_child(value, tmp_path)
+    assert out.returncode != 0
+    last_line = out.stderr.strip().splitlines()[-1]
+    assert last_line == f"ValueError: CNNX_NUM_THREADS must be a positive integer, got {value!r}"
 
 
 def test_blas_single_threaded_restores_and_nests():
