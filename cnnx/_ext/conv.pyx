@@ -160,17 +160,19 @@ cdef inline void im2col(const floating* xt, floating* xcol, const Geom* g, Py_ss
             memset(dst + v1 * FH * FC, 0, (g.FW - v1) * FH * FC * sizeof(floating))
 
 
-cdef inline void row2im(floating* dxrow, Py_ssize_t ld, floating* dx, const Geom* g,
-                        Py_ssize_t c0, bint scratch) noexcept nogil:
+cdef inline void row2im(const floating* dxrow, Py_ssize_t ld, floating* dx, const Geom* g,
+                        Py_ssize_t c0, floating* scratch) noexcept nogil:
     """The adjoint of im2row: add dXrow[p, q] into dx; entries landing in the padding are dropped.
 
-    If dxrow is ``scratch``, at stride 1 with YH == H its entries landing in the top and bottom
-    padding are zeroed, so that each column of dXrow is added to dx in one contiguous run.
+    ``scratch`` is NULL, or dxrow itself when it may be overwritten: then, at stride 1 with
+    YH == H, its entries landing in the top and bottom padding are zeroed, so that each column of
+    dXrow is added to dx in one contiguous run. (dxrow may be the caller's read-only dY.)
     """
-    cdef Py_ssize_t c, u, v, i, j, i0, i1, j0, j1, ioff, joff, dst, n
+    cdef Py_ssize_t c, u, v, i, j, i0, i1, j0, j1, ioff, joff, dst, n, q
     cdef Py_ssize_t YH = g.YH, H = g.H, SY = g.SY
     cdef floating* dxc
-    cdef floating* col
+    cdef const floating* col
+    cdef floating* zcol
     cdef floating* d
     for c in range(g.FC):
         dxc = dx + (c0 + c) * g.H * g.W
@@ -180,13 +182,15 @@ cdef inline void row2im(floating* dxrow, Py_ssize_t ld, floating* dx, const Geom
             for u in range(g.FH):
                 ioff = u * g.DY - g.PT
                 valid_range(ioff, H, SY, YH, &i0, &i1)
-                col = dxrow + ld * (u + g.FH * (v + g.FW * c))
-                if scratch and SY == 1 and g.SX == 1 and YH == H and i0 < i1 and j0 < j1:
+                q = ld * (u + g.FH * (v + g.FW * c))
+                col = dxrow + q
+                if scratch != NULL and SY == 1 and g.SX == 1 and YH == H and i0 < i1 and j0 < j1:
+                    zcol = scratch + q
                     for j in range(j0, j1):
                         for i in range(i0):
-                            col[j * YH + i] = 0
+                            zcol[j * YH + i] = 0
                         for i in range(i1, YH):
-                            col[j * YH + i] = 0
+                            zcol[j * YH + i] = 0
                     col = col + i0 + YH * j0
                     d = dxc + i0 + ioff + H * (j0 + joff)
                     n = i1 - i0 + YH * (j1 - 1 - j0)
@@ -253,9 +257,9 @@ cdef inline floating sum_of(const floating* a, Py_ssize_t n) noexcept nogil:
     return total
 
 
-def conv_forward(floating[::1] x, floating[::1] f, floating[::1] b, floating[::1] y, tuple sizes,
-                 bint identity, bint has_bias, bint direct, bint patch_major, bint shift_cols,
-                 Py_ssize_t batch, Py_ssize_t block_cols, int n_threads):
+def conv_forward(const floating[::1] x, const floating[::1] f, const floating[::1] b, floating[::1] y,
+                 tuple sizes, bint identity, bint has_bias, bint direct, bint patch_major,
+                 bint shift_cols, Py_ssize_t batch, Py_ssize_t block_cols, int n_threads):
     """Y = X (*) F + B for all images, ``batch`` images per GEMM, in parallel over batches.
 
     identity: F is the identity bank (geometry with FH = FW = 1, FC = K = C): Y is im2row itself.
@@ -388,7 +392,7 @@ cdef inline void transpose_into(const floating* a, Py_ssize_t rows, Py_ssize_t c
                     t[c + ldt * r] = a[r + rows * c]
 
 
-def conv_backward(floating[::1] x, floating[::1] ft, floating[::1] dy, floating[::1] dx,
+def conv_backward(const floating[::1] x, const floating[::1] ft, const floating[::1] dy, floating[::1] dx,
                   floating[::1] dft_parts, floating[::1] db_parts, tuple sizes, bint identity,
                   bint direct, bint need_dx, bint need_df, bint need_db, Py_ssize_t batch,
                   Py_ssize_t n_chunks, int n_threads):
@@ -451,7 +455,7 @@ def conv_backward(floating[::1] x, floating[::1] ft, floating[::1] dy, floating[
                 if identity:
                     if need_dx:
                         memset(&dx[0] + n0 * g.HWC, 0, g.HWC * sizeof(floating))
-                        row2im(&dy[0] + n0 * g.P * g.K, g.P, &dx[0] + n0 * g.HWC, &g, 0, False)
+                        row2im(&dy[0] + n0 * g.P * g.K, g.P, &dx[0] + n0 * g.HWC, &g, 0, NULL)
                     first = False
                     continue
                 if not need_df and not need_dx:
@@ -481,7 +485,7 @@ def conv_backward(floating[::1] x, floating[::1] ft, floating[::1] dy, floating[
                                  &ft[0] + gi * g.Kg, g.K, 0, dxrow, M)
                             for bb in range(nn):
                                 row2im(dxrow + bb * g.P, M, &dx[0] + (n0 + bb) * g.HWC, &g, gi * g.FC,
-                                       True)
+                                       dxrow + bb * g.P)
                 first = False
         free(xrow)
         free(dxrow)
@@ -490,8 +494,8 @@ def conv_backward(floating[::1] x, floating[::1] ft, floating[::1] dy, floating[
         raise MemoryError("vl_nnconv: cannot allocate the im2row buffers")
 
 
-def conv_backward_shifted(floating[::1] x, floating[::1] fkg, floating[::1] dy, floating[::1] dx,
-                          floating[::1] dft_parts, floating[::1] db_parts, tuple sizes,
+def conv_backward_shifted(const floating[::1] x, const floating[::1] fkg, const floating[::1] dy,
+                          floating[::1] dx, floating[::1] dft_parts, floating[::1] db_parts, tuple sizes,
                           bint need_dx, bint need_df, bint need_db, Py_ssize_t block_cols,
                           Py_ssize_t n_chunks, int n_threads):
     """dX, and per-chunk partial dF and dB, for stride 1, with matrices one column of taps wide.
@@ -599,7 +603,7 @@ cdef inline Py_ssize_t part_start(Py_ssize_t part, Py_ssize_t n_parts, Py_ssize_
     return part * total // n_parts
 
 
-def fc_forward(floating[::1] x, floating[::1] f, floating[::1] b, floating[::1] y,
+def fc_forward(const floating[::1] x, const floating[::1] f, const floating[::1] b, floating[::1] y,
                floating[::1] xcol, tuple sizes, bint has_bias, bint direct, Py_ssize_t n_col_parts,
                int n_threads):
     """Y (K x N) = F^T @ Xcol + B for a 1x1 output: a few GEMMs over all images, not one per image.
@@ -639,7 +643,7 @@ def fc_forward(floating[::1] x, floating[::1] f, floating[::1] b, floating[::1] 
                     add_bias(yb + n * g.K, 1, 1, &b[0], gi * g.Kg, (gi + 1) * g.Kg)
 
 
-def fc_backward(floating[::1] x, floating[::1] f, floating[::1] dy, floating[::1] dx,
+def fc_backward(const floating[::1] x, const floating[::1] f, const floating[::1] dy, floating[::1] dx,
                 floating[::1] df, floating[::1] db, floating[::1] xcol, floating[::1] dxcol,
                 tuple sizes, bint direct, bint need_dx, bint need_df, bint need_db,
                 Py_ssize_t n_col_parts, Py_ssize_t n_row_parts, int n_threads):
@@ -690,7 +694,7 @@ def fc_backward(floating[::1] x, floating[::1] f, floating[::1] dy, floating[::1
                     memset(&dx[0] + n * g.HWC, 0, g.HWC * sizeof(floating))
                     for gi in range(g.G):
                         row2im(&dxcol[0] + gi * g.Q * g.N + n * g.Q, 1, &dx[0] + n * g.HWC, &g,
-                               gi * g.FC, True)
+                               gi * g.FC, &dxcol[0] + gi * g.Q * g.N + n * g.Q)
         if need_db:
             for k in range(g.K):
                 s = 0
