@@ -80,6 +80,8 @@ def parse_options(fname, args, kwargs, spec):
             raise TypeError(f"{fname}: expected an option name (a string), got {type(raw_name).__name__}")
         name = by_key.get(_key(raw_name))
         if name is None:
+            if not spec:
+                raise TypeError(f"{fname}: unknown option '{raw_name}'; {fname} takes no options")
             valid = ", ".join(_display(n, o) for n, o in spec.items())
             raise TypeError(f"{fname}: unknown option '{raw_name}'. Valid options are: {valid}")
         option = spec[name]

@@ -1,7 +1,10 @@
 """MatConvNet-style option parsing shared by every block (cnnx._options)."""
+import re
+
 import numpy as np
 import pytest
 
+from cnnx import vl_nnprelu
 from cnnx._options import Option, parse_options, split_derivative
 
 SPEC = {
@@ -74,3 +77,14 @@ def test_split_derivative():
     assert split_derivative(([], "leak", 0.1), "vl_test") == (None, ("leak", 0.1))
     assert split_derivative((None,), "vl_test") == (None, ())
     assert split_derivative((), "vl_test") == (None, ())
+
+
+def test_a_block_without_options_says_so():
+    message = "vl_nnfoo: unknown option 'bogus'; vl_nnfoo takes no options"
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        parse_options("vl_nnfoo", ("bogus", 1), {}, {})
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        parse_options("vl_nnfoo", (), {"bogus": 1}, {})
+    message = "vl_nnprelu: unknown option 'Bogus'; vl_nnprelu takes no options"
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        vl_nnprelu(np.ones((2, 2, 3)), np.ones(3), "Bogus", 1)
