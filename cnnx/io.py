@@ -15,8 +15,10 @@ their stored arrays with the trailing singleton dimensions MATLAB drops put back
 filter comes back FH x FW x FC x 1; biases stay 1 x K), ``pad``/``stride``/``pool``/... become ints
 or lists of ints, ``learningRate``/``weightDecay`` 1-D float arrays, ``precious`` a bool.
 """
+import hashlib
 import os
 import re
+from io import BytesIO
 
 import numpy as np
 import scipy.io
@@ -25,7 +27,7 @@ from scipy.io.matlab import MatlabFunction, MatlabObject, MatlabOpaque, mat_stru
 from ._files import atomic_open
 from .simplenn import LAYER_TYPES, vl_simplenn_tidy
 
-__all__ = ["load_matconvnet", "save_matconvnet"]
+__all__ = ["load_matconvnet", "save_matconvnet", "verify_matconvnet"]
 
 _INT_FIELDS = {"pad", "stride", "dilate", "pool", "crop", "upsample", "numGroups"}
 _FLOAT_FIELDS = {"leak", "rate", "epsilon"}
@@ -257,7 +259,9 @@ def load_matconvnet(path, with_extra=False):
         If ``path`` does not exist.
     ValueError
         If the file is MATLAB v7.3 (HDF5), not a ``.mat`` file, holds no network, or holds a layer
-        cnnx does not implement; the message says what was found.
+        cnnx does not implement; the message says what was found. Also if the file was written by
+        :func:`save_matconvnet` and its bytes no longer match the checksum stored in it (see
+        :func:`verify_matconvnet`).
 
     Examples
     --------
@@ -278,12 +282,13 @@ def load_matconvnet(path, with_extra=False):
     if major == 2:
         raise ValueError(f"load_matconvnet: {path} is a MATLAB v7.3 (HDF5) file, which cnnx cannot read; "
                          "re-save it in MATLAB with save(file, '-struct', 'net', '-v7')")
+    verify_matconvnet(path)
     try:
         variables = scipy.io.loadmat(path, mat_dtype=True, struct_as_record=False, squeeze_me=False,
                                      chars_as_strings=True)
     except Exception as error:
         raise ValueError(f"load_matconvnet: cannot read {path} as a .mat file ({error})") from None
-    variables = {k: v for k, v in variables.items() if not k.startswith("__")}
+    variables = {k: v for k, v in variables.items() if not k.startswith("__") and k != "cnnx_sha256"}
 
     if "net" in variables:
         fields = _struct_fields(variables.pop("net"), f"{path}: the variable 'net'")
@@ -413,6 +418,12 @@ def save_matconvnet(net, path, **extra):
     they come back as ints. The file is written to a temporary file in the same folder, then
     renamed over ``path``, so a crash never leaves a half-written file.
 
+    Every file carries its own SHA-256 checksum, which :func:`load_matconvnet` verifies: the
+    header's descriptive text says the file was written by cnnx, and the last variable,
+    ``cnnx_sha256``, is the hex SHA-256 of all bytes before it. MATLAB reads the file as usual (the
+    checksum is one more char variable; MatConvNet's ``cnn_train`` loads only ``net``, ``state`` and
+    ``stats``).
+
     Parameters
     ----------
     net : dict or cnnx.dagnn.DagNN
@@ -429,6 +440,9 @@ def save_matconvnet(net, path, **extra):
         For a value a ``.mat`` file cannot hold (functions, custom layers, objects).
     ValueError
         For a malformed network or a name that is not a MATLAB identifier.
+    OSError
+        If the file cannot be written (a full disk, no permission): the message names ``path``;
+        an existing file at ``path`` is left as it was.
 
     Examples
     --------
@@ -453,7 +467,91 @@ def save_matconvnet(net, path, **extra):
     for name, value in extra.items():
         if not _IDENTIFIER.match(name):
             raise ValueError(f"save_matconvnet: {name!r} is not a MATLAB variable name")
+        if name == "cnnx_sha256":
+            raise ValueError(f"save_matconvnet: the variable name {name!r} is cnnx's own; use another")
         variables[name] = _to_matlab(value, name, np.int64)
 
-    with atomic_open(path, "wb") as stream:
+    with atomic_open(path, "w+b", "save_matconvnet", "the model file") as stream:
         scipy.io.savemat(stream, variables, format="5", long_field_names=True, oned_as="row")
+        _seal(stream)
+
+
+# ------------------------------------------------------------------------------------------------
+# Integrity: a SHA-256 of the file inside the file, where MATLAB and MatConvNet ignore it
+# ------------------------------------------------------------------------------------------------
+
+# Replaces scipy's header text (MATLAB only reads the last 12 of the header's 128 bytes).
+_SEALED_HEADER = b"MATLAB 5.0 MAT-file, written by cnnx: its last variable, cnnx_sha256, is the SHA-256 of all bytes before it"
+_SEALED_HEADER = _SEALED_HEADER.ljust(116)
+_CHUNK = 1 << 20
+
+
+def _digest_element_prefix():
+    """The bytes of the MAT v5 data element ``cnnx_sha256 = '<64 hex digits>'`` before its digits."""
+    stream = BytesIO()
+    scipy.io.savemat(stream, {"cnnx_sha256": "0" * 64}, format="5")
+    element = stream.getvalue()[128:]  # without its own file header
+    assert element.endswith(b"0" * 64)  # 64 one-byte chars end the element: no padding after them
+    return element[:-64]
+
+
+_DIGEST_PREFIX = _digest_element_prefix()
+_DIGEST_SIZE = len(_DIGEST_PREFIX) + 64
+
+
+def _digest_variable(hexdigest):
+    """The MAT v5 data element of the variable ``cnnx_sha256 = hexdigest`` (a char row)."""
+    return _DIGEST_PREFIX + hexdigest.encode("ascii")
+
+
+def _sha256(stream, size):
+    """SHA-256 of the first ``size`` bytes of a binary file, read in chunks."""
+    digest = hashlib.sha256()
+    stream.seek(0)
+    while size > 0:
+        chunk = stream.read(min(_CHUNK, size))
+        if not chunk:
+            break
+        digest.update(chunk)
+        size -= len(chunk)
+    return digest.hexdigest()
+
+
+def _seal(stream):
+    """Mark a just-written MAT file as cnnx's and append the SHA-256 of its bytes as a last variable."""
+    stream.seek(0)
+    stream.write(_SEALED_HEADER)
+    size = stream.seek(0, os.SEEK_END)
+    digest = _sha256(stream, size)
+    stream.seek(0, os.SEEK_END)
+    stream.write(_digest_variable(digest))
+
+
+def verify_matconvnet(path):
+    """Check the SHA-256 that :func:`save_matconvnet` stores in every file it writes.
+
+    Returns True for an intact cnnx file, False for a file cnnx did not write (MATLAB's own,
+    or cnnx's before it stored checksums), which cannot be checked. Raises ValueError, naming
+    the file, when a cnnx file's bytes no longer match its checksum (damaged or truncated).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from cnnx.io import save_matconvnet, verify_matconvnet
+    >>> path = os.path.join(tempfile.mkdtemp(), 'net.mat')
+    >>> save_matconvnet({'layers': [{'type': 'relu'}], 'meta': {}}, path)
+    >>> verify_matconvnet(path)
+    True
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as stream:
+        if stream.read(len(_SEALED_HEADER)) != _SEALED_HEADER:
+            return False
+        size = stream.seek(0, os.SEEK_END)
+        if size >= 128 + _DIGEST_SIZE:
+            digest = _sha256(stream, size - _DIGEST_SIZE)
+            stream.seek(size - _DIGEST_SIZE)
+            if stream.read() == _digest_variable(digest):
+                return True
+    raise ValueError(f"load_matconvnet: {path} is damaged: its bytes do not match the SHA-256 checksum "
+                     "cnnx stored in it when it wrote the file (changed or truncated since)")

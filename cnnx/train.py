@@ -16,12 +16,30 @@ an uninterrupted one; the kernels give the same bits at any thread count.
 Files in ``exp_dir``:
 
 - ``net-epoch-N.mat``: the network, the solver state and the statistics after epoch N (MATLAB
-  variables ``net``, ``state`` and ``stats``, as MatConvNet). Written to a temporary file in the same
-  folder and renamed over the final name, so a crash never leaves a half-written checkpoint; a stray
-  ``.net-epoch-N.mat.*.tmp`` file is reported and ignored when resuming.
+  variables ``net``, ``state`` and ``stats``, as MatConvNet, plus the file's SHA-256 checksum, see
+  :func:`cnnx.io.save_matconvnet`). Written to a temporary file in the same folder and renamed over
+  the final name, so a crash never leaves a half-written checkpoint.
 - ``stats.json``: every statistic of every epoch, ``{"train": [{"epoch": 1, "objective": ...}, ...],
   "val": [...]}``.
 - ``net-train.png``: the train and validation curves, when matplotlib is installed.
+
+Resuming (``continue_``) trusts only what cnn_train wrote:
+
+- the temporary files of saves that a crash interrupted (``.net-epoch-N.mat.PID.XXXXXXXX.tmp``, the
+  same for ``stats.json`` and ``net-train.png``) are deleted, and their number printed; those of a
+  process still running are kept;
+- only names cnn_train writes count (``net-epoch-3.mat``; ``net-epoch-03.mat`` is named and left
+  alone). Starting from the highest epoch N, a checkpoint is used if its checksum matches, it can
+  be read and its statistics cover exactly N epochs. One that fails is renamed to
+  ``net-epoch-N.mat.rejected`` and the next older one is tried; what was skipped is printed;
+- the checkpoint must hold the network asked for (the same wrapper, layer types and parameter
+  shapes), else ValueError: a folder of another experiment is never trained on by mistake;
+- ``stats.json`` and ``net-train.png`` are rewritten from the checkpoint's statistics, since a run
+  may have died between saving the checkpoint and writing them.
+
+Without ``continue_``, the checkpoints already in ``exp_dir`` belong to an earlier run: they are
+deleted just before this run saves its first one (the newest first, so that a crash in between
+leaves a shorter, whole earlier run), and a later resume cannot pick them up.
 
 Examples
 --------
@@ -46,6 +64,7 @@ Logistic regression on two Gaussian classes, as MatConvNet's solver test:
 True
 """
 import copy
+import errno
 import json
 import math
 import numbers
@@ -56,7 +75,7 @@ import time
 
 import numpy as np
 
-from ._files import atomic_open
+from ._files import atomic_open, remove_stale_temporaries
 from ._options import Option, _key, parse_options
 
 __all__ = ["cnn_train"]
@@ -90,6 +109,7 @@ _DEFAULTS = {
     "post_epoch_fn": None,
     "plot_statistics": True,
     "progress": True,
+    "check_finite": True,
 }
 _OPTIONS = {name: Option("any", default, display=name) for name, default in _DEFAULTS.items()}
 
@@ -103,8 +123,10 @@ _SOLVER_DEFAULTS = {
     "rmsprop": {"epsilon": 1e-8, "rho": 0.99},
 }
 
-_CHECKPOINT = re.compile(r"net-epoch-(\d+)\.mat")
-_TEMP_CHECKPOINT = re.compile(r"\.net-epoch-\d+\.mat\..*\.tmp")
+# The files cnn_train writes in exp_dir; only names it writes count when resuming.
+_CHECKPOINT = re.compile(r"net-epoch-([1-9][0-9]*)\.mat")
+_WRITTEN = re.compile(r"net-epoch-[1-9][0-9]*\.mat|stats\.json|net-train\.png")
+_LOOKS_LIKE_CHECKPOINT = re.compile(r"\.?net-epoch-.*\.(mat|tmp)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,7 +228,7 @@ def _parse(args, kwargs, imdb, get_batch):
         raise TypeError(f"{_FNAME}: exp_dir must be a path or None, got {exp_dir!r}")
     opts["exp_dir"] = None if exp_dir is None else os.fspath(exp_dir)
     for name in ("continue_", "prefetch", "nesterov", "save_solver_state", "conserve_memory",
-                 "plot_statistics", "progress"):
+                 "plot_statistics", "progress", "check_finite"):
         opts[name] = _flag(name, opts[name])
     opts["batch_size"] = _integer("batch_size", opts["batch_size"], 1)
     opts["num_sub_batches"] = _integer("num_sub_batches", opts["num_sub_batches"], 1)
@@ -478,13 +500,19 @@ def _ones(count):
     return np.ones((1, count), dtype=np.float32)  # MatConvNet's ones(1, J, 'single')
 
 
+def _layer_label(index, layer):
+    """A SimpleNN layer as messages name it: ``layers[0] ('conv1')``."""
+    name = layer.get("name")
+    return f"layers[{index}]" + (f" ('{name}')" if isinstance(name, str) and name else "")
+
+
 def _multipliers(layer, field, count, index):
     values = np.asarray(layer[field], dtype=np.float64).reshape(-1)
     if values.size != count:
-        raise ValueError(f"{_FNAME}: layer {index + 1} ('{layer.get('name', '')}') has {count} weights but "
+        raise ValueError(f"{_FNAME}: {_layer_label(index, layer)} has {count} weights but "
                          f"{values.size} {field} multipliers")
     if not np.all(np.isfinite(values)):
-        raise ValueError(f"{_FNAME}: layer {index + 1} has a non-finite {field}")
+        raise ValueError(f"{_FNAME}: {_layer_label(index, layer)} has a non-finite {field}")
     return values
 
 
@@ -593,6 +621,16 @@ class _SimpleNNModel:
     def set_value(self, key, value):
         self.net["layers"][key[0]]["weights"][key[1]] = value
 
+    def describe_key(self, key):
+        l, j = key
+        return f"{_layer_label(l, self.net['layers'][l])} weights[{j}]"
+
+    def architecture(self):
+        """What must match for a checkpoint to continue this network: one line per layer."""
+        return ["a SimpleNN network"] + [
+            f"{_layer_label(l, layer)}: {layer['type']}" + _shapes_text(layer.get("weights") or [])
+            for l, layer in enumerate(self.net["layers"])]
+
     def end_phase(self):
         self._res = None
         self.net["layers"][-1]["class"] = self._original_class
@@ -618,7 +656,7 @@ class _SimpleNNModel:
             entries = _as_list(saved[l])
             for j, w in enumerate(layer.get("weights") or []):
                 if j < len(entries):
-                    states[(l, j)] = _restored_state(solver, entries[j], w, f"layer {l + 1} weight {j + 1}")
+                    states[(l, j)] = _restored_state(solver, entries[j], w, self.describe_key((l, j)))
         return states
 
 
@@ -707,6 +745,15 @@ class _DagNNModel:
     def set_value(self, key, value):
         self.net.params[key].value = value
 
+    def describe_key(self, key):
+        return f"parameter '{self.net.params[key].name}'"
+
+    def architecture(self):
+        """What must match for a checkpoint to continue this network: layers, then parameters."""
+        return (["a DagNN network"]
+                + [f"layer '{layer.name}': {layer.block.block_type()}" for layer in self.net.layers]
+                + [f"parameter '{param.name}'" + _shapes_text([param.value]) for param in self.net.params])
+
     def end_phase(self):
         self.net.reset()
         self.net.mode = self._mode
@@ -724,6 +771,12 @@ class _DagNNModel:
                              f"{len(params)}")
         return {p: _restored_state(solver, saved[p], param.value, f"parameter '{param.name}'")
                 for p, param in enumerate(params)}
+
+
+def _shapes_text(arrays):
+    """' with shapes 5x5x3x32, 32' (MATLAB's dropped singletons ignored), '' without arrays."""
+    shapes = ["x".join(str(d) for d in np.shape(a) if d != 1) or "1" for a in arrays if a is not None]
+    return f" with shapes {', '.join(shapes)}" if shapes else ""
 
 
 def _as_list(value):
@@ -789,39 +842,67 @@ def _write_stats_json(path, stats):
         for phase in ("train", "val")
     }
 
-    with atomic_open(path, "w") as stream:
+    with atomic_open(path, "w", _FNAME, "the statistics") as stream:
         json.dump(records, stream, indent=1)
 
 
-def _plot(path, stats):
-    """net-train.png: one panel per statistic, train and val against epoch. False without matplotlib."""
-    try:
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
-    except ImportError:
-        return False
-    names = []
-    for phase in ("train", "val"):
-        for entry in stats[phase]:
-            names += [k for k in entry if k not in ("num", "time") and k not in names]
-    if not names:
-        return True
-    fig = Figure(figsize=(4 * len(names), 3.5), layout="constrained")
-    epochs = np.arange(1, len(stats["train"]) + 1)
-    for i, name in enumerate(names):
-        ax = fig.add_subplot(1, len(names), i + 1)
+class _Plot:
+    """net-train.png: one panel per statistic, train and val against epoch.
+
+    The figure is kept from epoch to epoch and only its data change: building the axes and ticks
+    anew would cost most of the ~0.1 s a redraw takes. Without matplotlib there is no plot and
+    one note says so.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.layout = None
+        self.figure = None
+        self.lines = {}
+        self.told_no_matplotlib = False
+
+    def draw(self, stats):
+        try:
+            from matplotlib.figure import Figure
+            from matplotlib.ticker import MaxNLocator
+        except ImportError:
+            if not self.told_no_matplotlib:
+                _say("matplotlib is not installed, so there is no net-train.png (pip install matplotlib, or cnnx[plot])")
+            self.told_no_matplotlib = True
+            return
+        names = []
         for phase in ("train", "val"):
-            values = [entry.get(name, np.nan) for entry in stats[phase]]
-            if not np.all(np.isnan(values)):
-                ax.plot(epochs, values, "o-", label=phase)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_title(name)
-        ax.grid(True)
-        ax.legend()
-    with atomic_open(path, "wb") as stream:
-        fig.savefig(stream, format="png", dpi=80)
-    return True
+            for entry in stats[phase]:
+                names += [k for k in entry if k not in ("num", "time") and k not in names]
+        if not names:
+            return
+        series = {(name, phase): np.array([entry.get(name, np.nan) for entry in stats[phase]], dtype=float)
+                  for name in names for phase in ("train", "val")}
+        layout = [key for key, values in series.items() if not np.all(np.isnan(values))]
+        if layout != self.layout:
+            self.layout = layout
+            self.figure = Figure(figsize=(4 * len(names), 3.5))
+            # Fixed margins: a layout engine would double the cost of every redraw.
+            self.figure.subplots_adjust(left=0.2 / len(names), right=1 - 0.05 / len(names), bottom=0.15,
+                                        top=0.9, wspace=0.3)
+            self.lines = {}
+            for i, name in enumerate(names):
+                ax = self.figure.add_subplot(1, len(names), i + 1)
+                for phase in ("train", "val"):
+                    if (name, phase) in layout:
+                        self.lines[name, phase] = ax.plot([], [], "o-", label=phase)[0]
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.set_xlabel("epoch")
+                ax.set_title(name)
+                ax.grid(True)
+                ax.legend()
+        for key, line in self.lines.items():
+            line.set_data(np.arange(1, series[key].size + 1), series[key])
+        for ax in self.figure.axes:
+            ax.relim()
+            ax.autoscale_view()
+        with atomic_open(self.path, "wb", _FNAME, "the plot") as stream:
+            self.figure.savefig(stream, format="png", dpi=80)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -833,16 +914,56 @@ def _checkpoint_path(exp_dir, epoch):
     return os.path.join(exp_dir, f"net-epoch-{epoch}.mat")
 
 
-def _last_checkpoint(exp_dir):
-    """The largest N with a complete net-epoch-N.mat in exp_dir (0 if none), and stray temp files."""
-    last, strays = 0, []
+def _checkpoint_epochs(exp_dir):
+    """The epochs N of the files net-epoch-N.mat in exp_dir, ascending, and the names that only
+    look like checkpoints (``net-epoch-03.mat``, a temporary file of another program)."""
+    epochs, others = [], []
     for name in sorted(os.listdir(exp_dir)):
         match = _CHECKPOINT.fullmatch(name)
         if match:
-            last = max(last, int(match.group(1)))
-        elif _TEMP_CHECKPOINT.fullmatch(name):
-            strays.append(name)
-    return last, strays
+            epochs.append(int(match.group(1)))
+        elif _LOOKS_LIKE_CHECKPOINT.fullmatch(name):
+            others.append(name)
+    return sorted(epochs), others
+
+
+class _Unusable(Exception):
+    """A checkpoint that resuming skips: damaged, unreadable, or not this folder's epoch N."""
+
+
+def _resume(exp_dir, model, opts):
+    """(model, states, stats, epoch) from the newest usable checkpoint in exp_dir (epoch 0: none).
+
+    Cleans up first: the temporary files of interrupted saves are deleted. A checkpoint that fails
+    its checks is renamed to ``net-epoch-N.mat.rejected`` (so no later epoch overwrites it) and the
+    next older one is tried.
+    """
+    removed = remove_stale_temporaries(exp_dir, _WRITTEN)
+    if removed:
+        _say(f"deleted {len(removed)} temporary file{'s' * (len(removed) != 1)} left in {exp_dir} "
+             "by interrupted saves")
+    epochs, others = _checkpoint_epochs(exp_dir)
+    for name in others:
+        _say(f"ignoring {os.path.join(exp_dir, name)}: not a checkpoint name cnn_train writes "
+             "(net-epoch-N.mat); left as it is")
+    rejected = False
+    for epoch in reversed(epochs):
+        path = _checkpoint_path(exp_dir, epoch)
+        try:
+            loaded = _load_checkpoint(path, epoch, model, opts)
+        except _Unusable as reason:
+            os.replace(path, path + ".rejected")
+            _say(f"ignoring {path}: {reason}; renamed it to {os.path.basename(path)}.rejected")
+            rejected = True
+            continue
+        if rejected:
+            _say(f"resuming from epoch {epoch} ({path}), the newest checkpoint that passes its checks")
+        elif opts["progress"]:
+            _say(f"resuming by loading epoch {epoch} from {path}")
+        return (*loaded, epoch)
+    if rejected:
+        _say(f"no usable checkpoint in {exp_dir}: starting from epoch 1")
+    return model, {}, {"train": [], "val": []}, 0
 
 
 def _stats_from_saved(saved, path):
@@ -874,6 +995,10 @@ def _seed_epoch(seed, model):
     return np.random.default_rng([seed, 0])
 
 
+_STOPPED = ("stopped before saving this epoch, so the last checkpoint is intact (lower the learning rate, "
+            "or pass check_finite=False to train on regardless)")
+
+
 def _run_phase(model, phase, subset, epoch, rate, opts, imdb, get_batch, states):
     train = phase == "train"
     batch_size, subs = opts["batch_size"], opts["num_sub_batches"]
@@ -894,14 +1019,22 @@ def _run_phase(model, phase, subset, epoch, rate, opts, imdb, get_batch, states)
                 where = f"{phase} epoch {epoch}, batch {number}"
                 inputs = model.check_batch(get_batch(imdb, batch), batch, where)
                 model.evaluate(inputs, train, accumulate=s > 0)
+            statistics = model.statistics(num)
+            if opts["check_finite"]:
+                for name, value in statistics.items():
+                    if not math.isfinite(value):
+                        raise FloatingPointError(f"{_FNAME}: the {name} became {value} in {where}; {_STOPPED}")
             if train:
                 for key, slot in model.slots():
                     if key not in states:
                         states[key] = _initial_state(opts["solver"], slot.value)
                     value, states[key] = _updated(slot, states[key], this_batch, rate, opts)
+                    if opts["check_finite"] and not np.isfinite(value).all():
+                        raise FloatingPointError(f"{_FNAME}: {model.describe_key(key)} became NaN or infinite "
+                                                 f"in the update after {where}; {_STOPPED}")
                     model.set_value(key, value)
             elapsed = time.perf_counter() - start
-            stats = {**model.statistics(num), "num": num, "time": elapsed}
+            stats = {**statistics, "num": num, "time": elapsed}
             progress.update(number, stats, (t + this_batch) / max(elapsed, 1e-12))
     finally:
         progress.close()
@@ -925,30 +1058,78 @@ def _say(message):
     print(f"{_FNAME}: {message}", flush=True)
 
 
-def _load_checkpoint(path, opts):
-    """The checkpoint's network (as a model), solver states and statistics."""
-    from .io import load_matconvnet
+def _load_checkpoint(path, epoch, model, opts):
+    """The checkpoint's network (as a model), solver states and statistics.
+
+    Raises _Unusable for a file to skip (damaged, unreadable, statistics of another epoch count)
+    and ValueError for one that must stop the run (no statistics, a different network).
+    """
+    from .io import load_matconvnet, verify_matconvnet
 
     try:
+        if not verify_matconvnet(path):
+            _say(f"{path} has no cnnx checksum (written by MatConvNet or an older cnnx): loading it unchecked")
         net, extras = load_matconvnet(path, with_extra=True)
-    except (ValueError, TypeError, KeyError, OSError) as err:
-        raise ValueError(f"{_FNAME}: cannot read the checkpoint {path}: {err}") from err
+    except (ValueError, TypeError, KeyError) as err:  # its content; an OSError (no access) stops the run
+        raise _Unusable(f"it cannot be read ({err})") from None
     if "stats" not in extras:
         raise ValueError(f"{_FNAME}: the checkpoint {path} was only partially saved (it has no stats)")
+    try:
+        stats = _stats_from_saved(extras["stats"], path)
+    except ValueError as err:
+        raise _Unusable(str(err).removeprefix(f"{_FNAME}: ")) from None
+    if len(stats["train"]) != epoch:
+        raise _Unusable(f"its statistics cover {len(stats['train'])} epochs, not {epoch}, so it is not "
+                        f"this folder's checkpoint of epoch {epoch}")
     training = opts["train"].size > 0
     loaded = _make_model(net, opts, training)
+    _check_same_network(path, loaded, model)
     state = extras.get("state")
     saved = state.get("solverState") if isinstance(state, dict) else None
     states = loaded.restored_solver_state(saved, opts["solver"])
-    return loaded, states, _stats_from_saved(extras["stats"], path)
+    return loaded, states, stats
 
 
-def _save_checkpoint(path, model, states, stats, opts):
+def _check_same_network(path, loaded, model):
+    """ValueError unless the checkpoint holds the network asked for (wrapper, layers, shapes)."""
+    found, wanted = loaded.architecture(), model.architecture()
+    if found == wanted:
+        return
+    k = next((k for k, (a, b) in enumerate(zip(found, wanted)) if a != b), min(len(found), len(wanted)))
+    in_file = found[k] if k < len(found) else "nothing more"
+    asked = wanted[k] if k < len(wanted) else "nothing more"
+    raise ValueError(f"{_FNAME}: the checkpoint {path} holds another network than the one to train "
+                     f"(the checkpoint has {in_file}, net has {asked}); train it in another exp_dir, "
+                     "or pass continue_=False to start this one over")
+
+
+def _save_checkpoint(path, epoch, model, states, stats, opts):
     from .io import save_matconvnet
 
     solver_state = model.saved_solver_state(states) if opts["save_solver_state"] else None  # MATLAB []
     # save_matconvnet writes a temporary file in exp_dir and renames it: never a partial checkpoint
-    save_matconvnet(model.net, path, state={"solverState": solver_state}, stats=_saved_stats(stats))
+    try:
+        save_matconvnet(model.net, path, state={"solverState": solver_state}, stats=_saved_stats(stats))
+    except OSError as err:
+        last = f"net-epoch-{epoch - 1}.mat is the last complete one" if epoch > 1 else "there is none yet"
+        raise OSError(err.errno, f"{_FNAME}: could not save the checkpoint of epoch {epoch} "
+                                 f"({err.strerror}); {last}") from None
+
+
+def _write_statistics(exp_dir, stats, plot):
+    """stats.json, and net-train.png unless ``plot`` is None."""
+    _write_stats_json(os.path.join(exp_dir, "stats.json"), stats)
+    if plot is not None:
+        plot.draw(stats)
+
+
+def _make_exp_dir(exp_dir):
+    if os.path.exists(exp_dir) and not os.path.isdir(exp_dir):
+        raise NotADirectoryError(errno.ENOTDIR, f"{_FNAME}: exp_dir {exp_dir} is a file, not a folder")
+    try:
+        os.makedirs(exp_dir, exist_ok=True)
+    except OSError as err:
+        raise OSError(err.errno, f"{_FNAME}: cannot create exp_dir {exp_dir}: {err.strerror}") from None
 
 
 def cnn_train(net, imdb, get_batch, *args, **kwargs):
@@ -1003,9 +1184,10 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
         Folder of the checkpoints, ``stats.json`` and the plot (created if missing). None writes no
         files and does not resume.
     continue_ : True
-        Resume after the last complete ``net-epoch-N.mat`` in ``exp_dir`` (also spelled
-        ``resume``, or ``'continue'`` as a name/value pair). A checkpoint without ``stats`` is an
-        error ("only partially saved").
+        Resume after the newest usable ``net-epoch-N.mat`` in ``exp_dir`` (also spelled
+        ``resume``, or ``'continue'`` as a name/value pair); see the module's notes on resuming.
+        A checkpoint without ``stats`` is an error ("only partially saved"), and so is one that
+        holds another network. False starts over, replacing the earlier run's checkpoints.
     batch_size : 256
         Images per update. The last batch of an epoch may be smaller.
     num_sub_batches : 1
@@ -1065,6 +1247,10 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
     progress : True
         Show progress: a tqdm bar per epoch and set (running objective, errors and images per
         second) on a terminal, about ten plain lines per epoch and set otherwise.
+    check_finite : True
+        Stop with FloatingPointError, naming the epoch and the batch, as soon as a statistic (the
+        objective) or a parameter becomes NaN or infinite, before a checkpoint of the diverged
+        network is written. False trains on (MatConvNet's behaviour).
     prefetch : False
         Accepted for compatibility; ignored.
 
@@ -1088,7 +1274,12 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
     ValueError
         An option out of range (negative learning rate, batch size below 1, unknown solver...),
         a get_batch result of the wrong shape or with invalid labels (raised at the first batch,
-        before the network runs), or an unreadable or partial checkpoint.
+        before the network runs), a partial checkpoint, or a checkpoint of another network.
+    FloatingPointError
+        With ``check_finite``: the objective or a parameter became NaN or infinite.
+    OSError
+        ``exp_dir`` is a file or cannot be created, or a file cannot be written (a full disk):
+        the message names the file; every complete checkpoint stays as it was.
 
     Examples
     --------
@@ -1112,21 +1303,24 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
     stats = {"train": [], "val": []}
     states = {}
     start = 0
+    replaced = []  # continue_=False: the earlier run's checkpoints, replaced at the first save
+    plot = None
     if exp_dir is not None:
-        os.makedirs(exp_dir, exist_ok=True)
+        _make_exp_dir(exp_dir)
+        plot = _Plot(os.path.join(exp_dir, "net-train.png")) if opts["plot_statistics"] else None
         if opts["continue_"]:
-            start, strays = _last_checkpoint(exp_dir)
-            for name in strays:
-                _say(f"ignoring {os.path.join(exp_dir, name)}: an incomplete checkpoint left by an interrupted save")
-            if start > 0:
-                path = _checkpoint_path(exp_dir, start)
-                if opts["progress"]:
-                    _say(f"resuming by loading epoch {start} from {path}")
-                model, states, stats = _load_checkpoint(path, opts)
-                stats = {phase: stats[phase][:start] for phase in ("train", "val")}
+            model, states, stats, start = _resume(exp_dir, model, opts)
+            if start > 0:  # the run may have died before writing them: rewrite from the checkpoint
+                _write_statistics(exp_dir, stats, plot)
+                if start >= opts["num_epochs"] and opts["progress"]:
+                    _say(f"epoch {start} is done and num_epochs is {opts['num_epochs']}: nothing to train")
+        elif training:
+            replaced, _ = _checkpoint_epochs(exp_dir)
+            if replaced:
+                _say(f"continue_ is False: the {len(replaced)} checkpoints of the earlier run in {exp_dir} "
+                     "are deleted when this run saves its first")
 
     rates = list(opts["learning_rate"])
-    told_no_plot = False
     for epoch in range(start + 1, opts["num_epochs"] + 1):
         shuffle = _seed_epoch(opts["random_seed"] + epoch, model)
         rate = rates[min(epoch, len(rates)) - 1]
@@ -1139,13 +1333,12 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
 
         if exp_dir is not None:
             if training:
-                _save_checkpoint(_checkpoint_path(exp_dir, epoch), model, states, stats, opts)
-            _write_stats_json(os.path.join(exp_dir, "stats.json"), stats)
-            if opts["plot_statistics"] and not _plot(os.path.join(exp_dir, "net-train.png"), stats):
-                if not told_no_plot:
-                    _say("matplotlib is not installed, so there is no net-train.png "
-                         "(pip install matplotlib, or cnnx[plot])")
-                told_no_plot = True
+                # newest first, so that a crash in between leaves a shorter but whole earlier run
+                for old in sorted((e for e in replaced if e > epoch), reverse=True):
+                    os.remove(_checkpoint_path(exp_dir, old))
+                replaced = []
+                _save_checkpoint(_checkpoint_path(exp_dir, epoch), epoch, model, states, stats, opts)
+            _write_statistics(exp_dir, stats, plot)
 
         if opts["post_epoch_fn"] is not None:
             state = {"epoch": epoch, "learning_rate": rate, "stats": stats}

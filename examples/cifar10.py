@@ -37,7 +37,7 @@ def parse_args(argv):
                              "(default: data/cifar)")
     parser.add_argument("--exp-dir", default=None,
                         help="folder of the checkpoints, stats.json and plot "
-                             "(default: data/cifar-MODEL)")
+                             "(default: data/cifar-MODEL-NETWORK, as MatConvNet's)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="number of epochs (default: the model's schedule, 45 or 103)")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -51,7 +51,8 @@ def parse_args(argv):
     parser.add_argument("--no-contrast-normalization", dest="contrast_normalization",
                         action="store_false", help="skip contrast normalisation")
     parser.add_argument("--restart", action="store_true",
-                        help="start from epoch 1 instead of resuming from the last checkpoint")
+                        help="start from epoch 1 instead of resuming from the last checkpoint "
+                             "(the earlier run's checkpoints are deleted when the first new one is saved)")
     parser.add_argument("--subset", type=int, default=None, metavar="N",
                         help="train on the first N training images and validate on the first "
                              "N/5 test images (a quick run)")
@@ -65,7 +66,7 @@ def parse_args(argv):
     if args.learning_rate is not None and not args.learning_rate > 0:
         parser.error(f"--learning-rate must be positive, got {args.learning_rate}")
     if args.exp_dir is None:
-        args.exp_dir = os.path.join("data", f"cifar-{args.model}")
+        args.exp_dir = os.path.join("data", f"cifar-{args.model}-{args.network}")
     return args
 
 
@@ -83,7 +84,7 @@ def main(argv=None):
     try:
         imdb = cifar10.get_imdb(args.data_dir, whiten=args.whiten,
                                 contrast_normalization=args.contrast_normalization)
-    except RuntimeError as error:  # no network or a bad download: the message says what to do
+    except (RuntimeError, OSError) as error:  # offline, a bad download, a full disk: says what to do
         print(error, file=sys.stderr)
         return 1
     sets = imdb["images"]["set"]
@@ -104,17 +105,23 @@ def main(argv=None):
     print(f"cifar10: {args.model} ({args.network}), {len(train)} training and {len(val)} test "
           f"images, {cnnx.get_num_threads()} thread(s), experiment folder {args.exp_dir}")
     start = time.perf_counter()
-    _, stats = cnn_train(
-        net, imdb, get_batch,
-        exp_dir=args.exp_dir,
-        continue_=not args.restart,
-        batch_size=args.batch_size or schedule["batchSize"],
-        num_epochs=args.epochs or schedule["numEpochs"],
-        learning_rate=learning_rate,
-        weight_decay=schedule["weightDecay"],
-        train=train,
-        val=val,
-    )
+    try:
+        _, stats = cnn_train(
+            net, imdb, get_batch,
+            exp_dir=args.exp_dir,
+            continue_=not args.restart,
+            batch_size=args.batch_size or schedule["batchSize"],
+            num_epochs=args.epochs or schedule["numEpochs"],
+            learning_rate=learning_rate,
+            weight_decay=schedule["weightDecay"],
+            train=train,
+            val=val,
+        )
+    except (ValueError, OSError, FloatingPointError) as error:
+        # another network's checkpoints in --exp-dir, a full disk, a diverged run: the message
+        # says which file and what to do; every complete checkpoint is still there
+        print(error, file=sys.stderr)
+        return 1
     last = stats["val"][-1]
     # SimpleNN reports top1err and top5err; the DagNN its 'error' output (classerror = top-1).
     top1 = last["top1err"] if "top1err" in last else last["error"]

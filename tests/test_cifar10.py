@@ -491,3 +491,69 @@ def test_example_offline_says_where_to_put_the_archive(tmp_path, monkeypatch, ca
     assert code == 1
     assert "could not download" in err and str(data_dir) in err and "Traceback" not in err
     assert os.listdir(data_dir) == []
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("cifar10_example", ROOT / "examples" / "cifar10.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    return example
+
+
+@pytest.mark.parametrize("args, folder", [
+    ([], "cifar-lenet-simplenn"),
+    (["--model", "nin", "--network", "dagnn"], "cifar-nin-dagnn"),
+])
+def test_example_default_folder_names_model_and_wrapper(args, folder):
+    assert load_example().parse_args(args).exp_dir == os.path.join("data", folder)
+
+
+def run_example_failing(*args):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "cifar10.py"), "--threads", "1", *map(str, args)],
+        capture_output=True, text=True, env=example_env(), timeout=120, cwd=ROOT)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
+@pytest.mark.slow
+def test_example_refuses_a_folder_of_another_network_and_restart_clears_it(mini, tmp_path):
+    exp = tmp_path / "exp"
+    common = ["--data-dir", mini[0], "--exp-dir", exp, "--subset", 20, "--batch-size", 20]
+    run_example(*common, "--epochs", 2)
+    checkpoint = exp / "net-epoch-2.mat"
+    err = run_example_failing(*common, "--epochs", 3, "--model", "nin")
+    assert err.strip() == (
+        f"cnn_train: the checkpoint {checkpoint} holds another network than the one to train (the checkpoint "
+        "has layers[0] ('layer1'): conv with shapes 5x5x3x32, 32, net has layers[0] ('conv1'): conv with "
+        "shapes 5x5x3x192, 192); train it in another exp_dir, or pass continue_=False to start this one over")
+    err = run_example_failing(*common, "--epochs", 3, "--network", "dagnn")
+    assert "(the checkpoint has a SimpleNN network, net has a DagNN network)" in err
+    assert sorted(p.name for p in exp.glob("*.mat")) == ["net-epoch-1.mat", "net-epoch-2.mat"]
+
+    # --restart with another model replaces the old run, so the next plain run continues the new one
+    output = run_example(*common, "--epochs", 1, "--model", "nin", "--restart")
+    assert "nin (simplenn)" in output
+    assert sorted(p.name for p in exp.glob("*.mat")) == ["net-epoch-1.mat"]
+    assert final_error(run_example(*common, "--epochs", 2, "--model", "nin"))[0] == 2
+
+
+def test_example_with_a_full_disk_names_the_cache_in_one_line(mini, tmp_path, monkeypatch, capsys):
+    example = load_example()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / cifar10.ARCHIVE).write_bytes((mini[0] / cifar10.ARCHIVE).read_bytes())
+
+    def full(stream, **arrays):
+        stream.write(b"PK half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cifar10.np, "savez", full)
+    code = example.main(["--data-dir", str(data), "--exp-dir", str(tmp_path / "exp"), "--no-whiten"])
+    err = capsys.readouterr().err
+    cache = data / "imdb-v1-whiten0-contrast1.npz"
+    assert code == 1
+    assert err.strip() == (f"[Errno 28] cifar10.get_imdb: could not write the preprocessed-data cache {cache}: "
+                           "No space left on device; the file is unchanged")
+    assert sorted(os.listdir(data)) == [cifar10.ARCHIVE]

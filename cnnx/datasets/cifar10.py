@@ -81,7 +81,7 @@ def download(data_dir, url=URL, md5=MD5, timeout=60.0, progress=True):
     target = os.path.join(data_dir, ARCHIVE)
     where = f"download {url} yourself and put it in {os.path.abspath(data_dir)} as {ARCHIVE}"
     try:
-        with atomic_open(target, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with atomic_open(target, "wb", "cifar10", "the archive") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             digest = hashlib.md5()
             received = 0
             length = response.headers.get("Content-Length")
@@ -419,6 +419,9 @@ def get_imdb(data_dir, whiten=True, contrast_normalization=True, cache_dir=None,
         If the archive is missing and cannot be downloaded.
     ValueError
         If the archive does not hold the python version of CIFAR-10.
+    OSError
+        If the cache cannot be written (a full disk): the message names the file; nothing partial
+        is left.
 
     Examples
     --------
@@ -435,7 +438,7 @@ def get_imdb(data_dir, whiten=True, contrast_normalization=True, cache_dir=None,
     images, labels, sets, classes = load(data_dir, url=url, md5=md5, progress=progress)
     data = preprocess(images, sets, whiten=whiten, contrast_normalization=contrast_normalization)
     os.makedirs(os.fspath(cache_dir), exist_ok=True)
-    with atomic_open(cache, "wb") as out:
+    with atomic_open(cache, "wb", "cifar10.get_imdb", "the preprocessed-data cache") as out:
         np.savez(out, data=data, labels=labels, set=sets, classes=np.array(classes))
     return _imdb(data, labels, sets, classes)
 
