@@ -417,3 +417,31 @@ def test_extra_variables_cannot_take_the_checksums_name(data, tmp_path):
     with pytest.raises(ValueError, match=re.escape(
             "save_matconvnet: the variable name 'cnnx_sha256' is cnnx's own; use another")):
         save_matconvnet(net_of(data[1]), tmp_path / "net.mat", cnnx_sha256="0" * 64)
+
+
+def test_octave_reads_a_sealed_checkpoint_as_matlab_does(tmp_path):
+    """GNU Octave's MAT reader (MATLAB's format): the network, the statistics and the checksum load."""
+    import shutil
+
+    octave = shutil.which("octave-cli")
+    if octave is None:
+        pytest.skip("octave-cli is not installed (.ci/run installs it)")
+    from cnnx.models import cifar_lenet
+
+    net = cifar_lenet()
+    path = tmp_path / "net-epoch-1.mat"
+    save_matconvnet(net, path, state={"solverState": None}, stats={"train": [{"objective": 1.5, "num": 100}]})
+    script = (f"s = load('{path}', 'net', 'stats'); w = s.net.layers{{1}}.weights{{1}}; "
+              "printf('%d %s %s %.6f %g\\n', numel(s.net.layers), s.net.layers{1}.type, "
+              "mat2str(size(w)), sum(w(:)), s.stats.train{1}.objective); "
+              f"c = load('{path}', 'cnnx_sha256'); printf('%s\\n', c.cnnx_sha256);")
+    result = subprocess.run([octave, "--no-gui", "--quiet", "--eval", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    summary, digest = result.stdout.splitlines()[:2]
+    layers, kind, size, total, objective = re.fullmatch(r"(\d+) (\w+) (\[.*\]) (\S+) (\S+)", summary).groups()
+    w = net["layers"][0]["weights"][0]
+    assert (int(layers), kind, size) == (len(net["layers"]), "conv", "[5 5 3 32]")
+    assert float(total) == pytest.approx(float(np.sum(w, dtype=np.float64)), abs=1e-5)
+    assert float(objective) == 1.5
+    assert re.fullmatch(r"[0-9a-f]{64}", digest)
