@@ -5,8 +5,11 @@ import numpy as np
 
 from ._checks import as_float_array, common_dtype, shape4
 from ._ext import loss as _kernels
-from ._options import parse_options, take_derivative
+from ._options import Option, parse_options, take_derivative
 from ._threads import threads_for
+
+_OPTIONS = {"instance_weights": Option("any", None)}
+_DEFAULTS = {name: option.default for name, option in _OPTIONS.items()}
 
 
 def _label_array(fname, c, height, width, images):
@@ -31,6 +34,54 @@ def _label_array(fname, c, height, width, images):
     return np.asfortranarray(c, dtype=np.float64).reshape(dims, order="F")
 
 
+def instance_weights(fname, weights, height, width, images):
+    """InstanceWeights broadcast (MATLAB-style) to the H x W x 1 x N instances, or None for none.
+
+    N values (a vector) are one weight per image; any other array is broadcast to H x W x 1 x N
+    after padding its shape with trailing ones. Returns float64 of shape (1, N) when the weights
+    do not vary over the pixels, else (H*W, N) with the pixels in Fortran order.
+    """
+    if weights is None or (not isinstance(weights, np.ndarray) and np.size(weights) == 0):
+        return None  # None or MATLAB's []
+    arr = np.asarray(weights)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{fname}: InstanceWeights must be numeric, got a {arr.dtype} array")
+    if arr.ndim == 1 and arr.size == images:
+        arr = arr.reshape(1, 1, 1, images)
+    elif arr.ndim == 1 and arr.size != 1:
+        raise ValueError(
+            f"{fname}: InstanceWeights is a vector of {arr.size} values; give N = {images} (one per image) "
+            f"or an array broadcastable to H x W x 1 x N"
+        )
+    if arr.ndim > 4:
+        raise ValueError(f"{fname}: InstanceWeights must have at most 4 dimensions, got shape {arr.shape}")
+    arr4 = arr.reshape(arr.shape + (1,) * (4 - arr.ndim))
+    try:
+        full = np.broadcast_to(arr4, (height, width, 1, images))
+    except ValueError:
+        raise ValueError(
+            f"{fname}: InstanceWeights of shape {arr.shape} does not broadcast to the instances "
+            f"{height} x {width} x 1 x {images}"
+        ) from None
+    if arr4.shape[:2] == (1, 1):
+        return np.asfortranarray(full[0, 0], dtype=np.float64)  # (1, N): one weight per image
+    return np.asfortranarray(full, dtype=np.float64).reshape((height * width, images), order="F")
+
+
+def _weighted_labels(labels, weights):
+    """The (H*W or 1, 2, N) label array whose weights are the labels' own (1 unless given) times
+    the instance weights (1 or H*W, N)."""
+    pixels = max(labels.shape[0], weights.shape[0])
+    images = labels.shape[2]
+    out = np.empty((pixels, 2, images), dtype=np.float64, order="F")
+    out[:, 0, :] = labels[:, 0, :]
+    if labels.shape[1] == 2:
+        np.multiply(labels[:, 1, :], weights, out=out[:, 1, :])
+    else:
+        out[:, 1, :] = weights
+    return out
+
+
 def _bad_labels(labels, channels):
     """The labels that are not integers in 0..channels (the kernel only says whether there are any)."""
     classes = labels[:, 0, :]
@@ -45,12 +96,15 @@ def vl_nnsoftmaxloss(x, c, *args, **kwargs):
 
         loss = vl_nnsoftmaxloss(x, c)
         dzdx = vl_nnsoftmaxloss(x, c, dzdy)     # or vl_nnsoftmaxloss(x, c, dzdy=dzdy)
+        loss = vl_nnsoftmaxloss(x, c, 'instanceWeights', w)   # or instance_weights=w
+        dzdx = vl_nnsoftmaxloss(x, c, dzdy, 'instanceWeights', w)
 
     For every pixel (i, j) of every image n with class label ``c > 0`` and weight ``w`` (1 unless
     given), ``loss += w * (log sum_k exp x[i, j, k, n] - x[i, j, c, n])``, computed stably with the
     largest score subtracted and accumulated in double. Backward gives
     ``dzdx = (softmax(x) - onehot(c)) * w * dzdy``. Both come from one kernel that never stores
-    the softmax separately; the loss is the same bit for bit at any thread count.
+    the softmax separately; the loss is the same bit for bit at any thread count. The weight of a
+    pixel is the product of its weight in ``c`` (the H x W x 2 x N form) and its InstanceWeights.
 
     Parameters
     ----------
@@ -62,6 +116,11 @@ def vl_nnsoftmaxloss(x, c, *args, **kwargs):
         in the second channel, or (1, 1, 1 or 2, N), replicated over H and W.
     dzdy : scalar or 1-element ndarray (of x's dtype), optional
         Derivative of the objective with respect to the loss. None or ``[]`` means forward.
+    InstanceWeights : None
+        Weight of each pixel's loss and derivative, as in ``vl_nnloss``: N values (a vector, one
+        per image), or an array broadcast MATLAB-style (trailing dimensions of size 1) to
+        H x W x 1 x N, such as H x W x 1 x N, 1 x 1 x 1 x N or a scalar. Any real dtype.
+        None or ``[]`` means no weights. Pixels with label 0 stay ignored whatever their weight.
 
     Returns
     -------
@@ -73,11 +132,11 @@ def vl_nnsoftmaxloss(x, c, *args, **kwargs):
     Raises
     ------
     TypeError
-        If x is not float32/float64, c is not real numeric, dzdy's dtype differs from x's, or an
-        option is given (there are none).
+        If x is not float32/float64, c or InstanceWeights is not real numeric, dzdy's dtype
+        differs from x's, or an option is unknown.
     ValueError
-        If c has the wrong shape, a label is not an integer in 0..C, or dzdy has more than one
-        element.
+        If c has the wrong shape, a label is not an integer in 0..C, dzdy has more than one
+        element, or InstanceWeights does not broadcast to H x W x 1 x N.
 
     Notes
     -----
@@ -94,14 +153,18 @@ def vl_nnsoftmaxloss(x, c, *args, **kwargs):
     True
     >>> vl_nnsoftmaxloss(x, [1, 0], 1.0)[..., 0].ravel()  # first image; the second is ignored
     array([-0.75,  0.25,  0.25,  0.25], dtype=float32)
+    >>> float(vl_nnsoftmaxloss(x, [1, 3], 'instanceWeights', [0.5, 0])) == float(np.float32(0.5 * np.log(4)))
+    True
     """
     fname = "vl_nnsoftmaxloss"
     dzdy, args, kwargs = take_derivative(args, kwargs, fname)
-    if args or kwargs:
-        parse_options(fname, args, kwargs, {})  # there are no options: reports the unknown one
+    opts = parse_options(fname, args, kwargs, _OPTIONS) if args or kwargs else _DEFAULTS
     x = as_float_array(x, "X", fname)
     height, width, channels, images = shape4(x, "X", fname)
     labels = _label_array(fname, c, height, width, images)
+    weights = instance_weights(fname, opts["instance_weights"], height, width, images)
+    if weights is not None:
+        labels = _weighted_labels(labels, weights)
     dzdx = None
     scale = 1.0
     if dzdy is not None:

@@ -1,14 +1,14 @@
 """vl_nnloss: MatConvNet's general loss block, for the categorical losses 'softmaxlog' and 'classerror'.
 
-'softmaxlog' delegates its arithmetic to :func:`cnnx.vl_nnsoftmaxloss` (the Cython kernel); this module
-only checks labels and folds ignored labels and instance weights into that call. 'classerror' counts
+'softmaxlog' delegates its arithmetic to :func:`cnnx.vl_nnsoftmaxloss` (the Cython kernel), instance
+weights included; this module only checks the labels and the weights first, naming vl_nnloss. 'classerror' counts
 wrong top-1 predictions, which is cheap enough for NumPy.
 """
 import numpy as np
 
 from ._checks import as_float_array, shape4
 from ._options import Option, parse_options, take_derivative
-from .loss import vl_nnsoftmaxloss
+from .loss import instance_weights, vl_nnsoftmaxloss
 
 _FNAME = "vl_nnloss"
 _SUPPORTED = ("softmaxlog", "classerror")
@@ -94,22 +94,19 @@ def vl_nnloss(x, c, *args, **kwargs):
     x = as_float_array(x, "X", _FNAME)
     h, w, d, n = shape4(x, "X", _FNAME)
     labels = _labels(c, (h, w, d, n))
-    weights = _instance_weights(opts["instance_weights"], (h, w, n))
+    weights = instance_weights(_FNAME, opts["instance_weights"], h, w, n)
 
     if loss == "classerror":
         if dzdy is not None:
             return np.zeros(x.shape, dtype=x.dtype, order="F")
+        if weights is not None:  # (1 or H*W, N) -> (H, W, N)
+            per_pixel = (1, 1, n) if weights.shape[0] == 1 else (h, w, n)
+            weights = np.broadcast_to(weights.reshape(per_pixel, order="F"), (h, w, n))
         return _class_error(x.reshape(h, w, d, n), labels, weights)
 
-    if weights is None:
-        # vl_nnsoftmaxloss itself ignores labels <= 0 and takes N or H x W x 1 x N labels.
-        c = np.asarray(c)
-        return vl_nnsoftmaxloss(x, c) if dzdy is None else vl_nnsoftmaxloss(x, c, dzdy)
-    # Its H x W x 2 x N label form carries a per-pixel weight in the second channel.
-    weighted = np.empty((h, w, 2, n), dtype=np.float64, order="F")
-    weighted[:, :, 0, :] = labels
-    weighted[:, :, 1, :] = weights
-    return vl_nnsoftmaxloss(x, weighted) if dzdy is None else vl_nnsoftmaxloss(x, weighted, dzdy)
+    # vl_nnsoftmaxloss ignores label 0, takes N or H x W x 1 x N labels and the same InstanceWeights.
+    der = () if dzdy is None else (dzdy,)
+    return vl_nnsoftmaxloss(x, np.asarray(c), *der, instance_weights=opts["instance_weights"])
 
 
 def _loss_type(loss):
@@ -156,34 +153,6 @@ def _labels(c, xshape):
         bad = labels[(labels < 0) | (labels > d)].flat[0]
         raise ValueError(f"{_FNAME}: label {bad!r} is outside 0..{d} (0 ignores an instance, 1..D are classes)")
     return labels.astype(np.int64)
-
-
-def _instance_weights(weights, instances):
-    """Weights broadcast to (H, W, N) as float64, or None when there are none."""
-    if weights is None or (not isinstance(weights, np.ndarray) and np.size(weights) == 0):
-        return None
-    h, w, n = instances
-    arr = np.asarray(weights)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{_FNAME}: InstanceWeights must be numeric, got a {arr.dtype} array")
-    if arr.ndim == 1 and arr.size == n:
-        arr = arr.reshape(1, 1, 1, n)
-    elif arr.ndim == 1 and arr.size != 1:
-        raise ValueError(
-            f"{_FNAME}: InstanceWeights is a vector of {arr.size} values; give N = {n} (one per image) "
-            f"or an array broadcastable to H x W x 1 x N"
-        )
-    if arr.ndim > 4:
-        raise ValueError(f"{_FNAME}: InstanceWeights must have at most 4 dimensions, got shape {arr.shape}")
-    arr4 = arr.reshape(arr.shape + (1,) * (4 - arr.ndim))
-    try:
-        full = np.broadcast_to(arr4, (h, w, 1, n))
-    except ValueError:
-        raise ValueError(
-            f"{_FNAME}: InstanceWeights of shape {arr.shape} does not broadcast to the instances "
-            f"{h} x {w} x 1 x {n}"
-        ) from None
-    return full[:, :, 0, :].astype(np.float64)
 
 
 def _class_error(x4, labels, weights):

@@ -1,4 +1,5 @@
 """Tests of vl_nnsoftmaxloss against a NumPy reference, finite differences and PyTorch."""
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -256,6 +257,175 @@ def test_concurrent_calls_from_python_threads():
     for i, (loss, dzdx) in enumerate(got):
         assert loss == expected[i % 5][0]
         assert dzdx.tobytes() == expected[i % 5][1].tobytes()
+
+
+# ---------------------------------------------------------------- InstanceWeights
+def expand_instance_weights(w, shape):
+    """InstanceWeights as (H, W, N) float64: N values are one per image, anything else is broadcast
+    MATLAB-style (trailing singleton dimensions) to H x W x 1 x N."""
+    height, width, _, images = shape
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim == 1 and w.size == images:
+        w = w.reshape(1, 1, 1, images)
+    w = w.reshape(w.shape + (1,) * (4 - w.ndim))
+    return np.broadcast_to(w, (height, width, 1, images))[:, :, 0, :]
+
+
+def instance_weighted_reference(x, c, w, dzdy=None):
+    """The reference with the instance weights folded into the H x W x 2 x N label form."""
+    shape = x.shape + (1,) * (4 - x.ndim)
+    classes, weights = expand_labels(c, shape)
+    labels = np.stack([classes, weights * expand_instance_weights(w, shape)], axis=2)
+    return softmaxloss_reference(x, labels, dzdy)
+
+
+def make_instance_weights(form, shape, seed=0):
+    height, width, _, images = shape
+    rng = np.random.default_rng(seed)
+    if form == "scalar":
+        return 1.75
+    if form == "per_image":
+        return rng.uniform(0, 2, images)
+    if form == "per_image_4d":
+        return rng.uniform(0, 2, (1, 1, 1, images))
+    if form == "per_pixel":
+        return rng.uniform(0, 2, (height, width, 1, images))
+    if form == "per_pixel_int":
+        return rng.integers(0, 4, (height, width, 1, images))
+    raise ValueError(form)
+
+
+WEIGHT_FORMS = ["scalar", "per_image", "per_image_4d", "per_pixel", "per_pixel_int"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("form", ["per_image", "per_pixel", "weighted", "replicated_weighted"])
+@pytest.mark.parametrize("weight_form", WEIGHT_FORMS)
+@pytest.mark.parametrize("shape", [(1, 1, 10, 7), (4, 3, 5, 2)])
+def test_instance_weights_match_reference(dtype, form, weight_form, shape):
+    rng = np.random.default_rng(30)
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    c = make_labels(form, shape, seed=31)
+    w = make_instance_weights(weight_form, shape, seed=32)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    loss = vl_nnsoftmaxloss(x, c, "instanceWeights", w)
+    assert isinstance(loss, dtype)
+    np.testing.assert_allclose(loss, instance_weighted_reference(x, c, w), rtol=rtol)
+    dzdx = vl_nnsoftmaxloss(x, c, 0.7, "InstanceWeights", w)
+    assert dzdx.shape == x.shape and dzdx.dtype == dtype
+    np.testing.assert_allclose(dzdx, instance_weighted_reference(x, c, w, 0.7), rtol=rtol,
+                               atol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+def test_instance_weights_multiply_each_image():
+    # One weight per image: the loss is the weighted sum of the images' losses, and each image's
+    # derivative is its own derivative times its weight, exactly.
+    rng = np.random.default_rng(33)
+    x = rng.standard_normal((3, 2, 4, 3))
+    c = make_labels("per_pixel", x.shape, seed=34)
+    w = np.array([0.5, 0.0, 2.0])
+    per_image = [vl_nnsoftmaxloss(x[..., n], c[..., n]) for n in range(3)]
+    np.testing.assert_allclose(vl_nnsoftmaxloss(x, c, instance_weights=w), np.dot(w, per_image), rtol=1e-14)
+    dzdx = vl_nnsoftmaxloss(x, c, 1.0, instance_weights=w)
+    for n in range(3):
+        np.testing.assert_array_equal(dzdx[..., n], w[n] * vl_nnsoftmaxloss(x[..., n], c[..., n], 1.0))
+
+
+def test_instance_weights_call_forms():
+    rng = np.random.default_rng(35)
+    x = rng.standard_normal((3, 3, 4, 2)).astype(np.float32)
+    c = make_labels("per_pixel", x.shape, seed=36)
+    w = np.array([0.5, 3.0])
+    loss = vl_nnsoftmaxloss(x, c, "instanceWeights", w)
+    assert vl_nnsoftmaxloss(x, c, [], "InstanceWeights", w) == loss
+    assert vl_nnsoftmaxloss(x, c, instance_weights=w) == loss
+    assert vl_nnsoftmaxloss(x, c, instanceWeights=w) == loss
+    dzdx = vl_nnsoftmaxloss(x, c, 1.0, "instanceweights", w)
+    np.testing.assert_array_equal(vl_nnsoftmaxloss(x, c, dzdy=1.0, instance_weights=w), dzdx)
+    # [] (MATLAB's empty) means no weights; ones change nothing
+    assert vl_nnsoftmaxloss(x, c, "instanceWeights", []) == vl_nnsoftmaxloss(x, c)
+    assert vl_nnsoftmaxloss(x, c, instance_weights=np.ones(2)) == vl_nnsoftmaxloss(x, c)
+    np.testing.assert_array_equal(vl_nnsoftmaxloss(x, c, 1.0, instance_weights=None),
+                                  vl_nnsoftmaxloss(x, c, 1.0))
+
+
+def test_instance_weights_ignore_zero_labels_and_match_vl_nnloss():
+    from cnnx.nnloss import vl_nnloss
+    rng = np.random.default_rng(37)
+    x = rng.standard_normal((4, 3, 5, 2))
+    c = make_labels("per_pixel", x.shape, seed=38)
+    w = rng.uniform(0, 2, (4, 3, 1, 2))
+    w[c == 0] = np.nan  # ignored pixels contribute exactly 0, whatever their weight
+    loss = vl_nnsoftmaxloss(x, c, instance_weights=w)
+    assert np.isfinite(loss)
+    assert loss == vl_nnloss(x, c, instance_weights=w)
+    dzdx = vl_nnsoftmaxloss(x, c, 1.0, instance_weights=w)
+    assert np.all(dzdx[np.broadcast_to(c == 0, x.shape)] == 0)
+    np.testing.assert_array_equal(dzdx, vl_nnloss(x, c, 1.0, instance_weights=w))
+
+
+@pytest.mark.parametrize("form", ["per_image", "weighted", "replicated_weighted"])
+@pytest.mark.parametrize("weight_form", ["per_image", "per_pixel"])
+@pytest.mark.parametrize("shape", [(3, 2, 5, 2), (1, 1, 6, 4)])
+def test_instance_weights_derivative_float64(form, weight_form, shape):
+    rng = np.random.default_rng(39)
+    x = rng.standard_normal(shape)
+    c = make_labels(form, shape, seed=40)
+    w = make_instance_weights(weight_form, shape, seed=41)
+    dzdx = vl_nnsoftmaxloss(x, c, 0.8, instance_weights=w)
+    check_derivative(lambda t: vl_nnsoftmaxloss(t, c, instance_weights=w), x, 0.8, dzdx,
+                     method="central", rtol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, form, weight_form", [((40, 45, 7, 3), "weighted", "per_pixel"),
+                                                      ((40, 45, 7, 3), "per_image", "per_image"),
+                                                      ((1, 1, 10, 5000), "per_image", "per_image")])
+def test_instance_weights_identical_at_one_and_two_threads(dtype, shape, form, weight_form,
+                                                           restore_threads):
+    rng = np.random.default_rng(42)
+    x = rng.standard_normal(shape).astype(dtype)
+    c = make_labels(form, shape, seed=43)
+    w = make_instance_weights(weight_form, shape, seed=44)
+    results = []
+    for threads in (1, 2):
+        cnnx.set_num_threads(threads)
+        results.append((vl_nnsoftmaxloss(x, c, instance_weights=w),
+                        vl_nnsoftmaxloss(x, c, 1.0, instance_weights=w)))
+    assert results[0][0].tobytes() == results[1][0].tobytes()
+    assert results[0][1].tobytes() == results[1][1].tobytes()
+
+
+@pytest.mark.parametrize("w, error, message", [
+    ([1.0, 2.0, 3.0], ValueError,
+     "vl_nnsoftmaxloss: InstanceWeights is a vector of 3 values; give N = 2 (one per image) or an "
+     "array broadcastable to H x W x 1 x N"),
+    (np.ones((2, 3, 1, 2)), ValueError,
+     "vl_nnsoftmaxloss: InstanceWeights of shape (2, 3, 1, 2) does not broadcast to the instances "
+     "3 x 2 x 1 x 2"),
+    (np.ones((3, 2, 2, 2)), ValueError,
+     "vl_nnsoftmaxloss: InstanceWeights of shape (3, 2, 2, 2) does not broadcast to the instances "
+     "3 x 2 x 1 x 2"),
+    (np.ones((3, 2, 1, 2, 1)), ValueError,
+     "vl_nnsoftmaxloss: InstanceWeights must have at most 4 dimensions, got shape (3, 2, 1, 2, 1)"),
+    (np.zeros((0, 0)), ValueError,
+     "vl_nnsoftmaxloss: InstanceWeights of shape (0, 0) does not broadcast to the instances "
+     "3 x 2 x 1 x 2"),
+    (np.array(["a", "b"]), TypeError, "vl_nnsoftmaxloss: InstanceWeights must be numeric, got a <U1 array"),
+    (np.array([True, False]), TypeError, "vl_nnsoftmaxloss: InstanceWeights must be numeric, got a bool array"),
+])
+def test_instance_weights_errors(w, error, message):
+    x = np.zeros((3, 2, 4, 2), np.float32)
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        vl_nnsoftmaxloss(x, [1, 2], instance_weights=w)
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        vl_nnsoftmaxloss(x, [1, 2], 1.0, "InstanceWeights", w)
+
+
+def test_unknown_option_lists_instance_weights():
+    message = "vl_nnsoftmaxloss: unknown option 'normalise'. Valid options are: InstanceWeights"
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        vl_nnsoftmaxloss(np.zeros((1, 1, 3, 2)), [1, 2], "normalise", True)
 
 
 # ---------------------------------------------------------------- errors
