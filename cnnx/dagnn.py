@@ -23,6 +23,7 @@ Examples
 >>> net.get_var('input').der.shape
 (5, 5, 1, 2)
 """
+import contextlib
 import copy as _copy
 import math
 import sys
@@ -151,21 +152,63 @@ class DagLayer:
 # ------------------------------------------------------------------------------------------------
 
 
-def _property_error(owner, name, expected, value):
-    return ValueError(f"{owner}: {name} must be {expected}, got {value!r}")
+def _show(value):
+    """A value as an error message shows it: numbers plainly (``1.5``, ``nan``, ``[1, 1, 1]``)."""
+    if isinstance(value, (bool, np.bool_)):
+        return repr(bool(value))
+    if isinstance(value, (str, np.str_)):
+        return f"the string {str(value)!r}"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        number = value.item() if isinstance(value, np.generic) else value
+        return str(int(number)) if isinstance(number, float) and number.is_integer() else repr(number)
+    if isinstance(value, (list, tuple)) and 0 < len(value) <= 8 and all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+            for v in value):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "iuf" and value.size <= 8 and (value.ndim <= 1 or value.ndim == 2 and 1 in value.shape):
+            shown = [_show(v) for v in value.reshape(-1, order="F")]
+            return shown[0] if value.ndim == 0 else "[" + ", ".join(shown) + "]"
+        if value.dtype.kind == "U" and value.size == 1:
+            return _show(str(value.reshape(-1)[0]))
+        return f"a {'x'.join(str(d) for d in value.shape)} {value.dtype} array"
+    return repr(value)
 
 
-def _int_tuple(owner, name, value, lengths, minimum):
+def _property_error(owner, name, expected, value, kind=ValueError):
+    """``kind("Owner: name must be <expected>, got <value>")``, with its parts kept for re-wording.
+
+    :meth:`Layer.load` and :meth:`DagNN.loadobj` name the property as the caller or the file did
+    (``poolSize``, ``block.pad``) from the attribute ``cnnx_property = (owner, name, expected, value)``.
+    """
+    error = kind(f"{owner}: {name} must be {expected}, got {_show(value)}")
+    error.cnnx_property = (owner, name, expected, value)
+    return error
+
+
+def _whole_numbers(lengths, minimum):
+    counts = sorted(lengths)
+    sign = {0: "non-negative ", 1: "positive "}.get(minimum, "")
+    if counts == [1]:
+        return f"a {sign}whole number"
+    text = str(counts[0]) if len(counts) == 1 else ", ".join(str(c) for c in counts[:-1]) + f" or {counts[-1]}"
+    return f"{text} {sign}whole numbers"
+
+
+def _int_tuple(owner, name, value, lengths, minimum, expected=None, shown=None):
     """Whole numbers >= minimum as a tuple; ``lengths`` maps a given length to an expansion."""
-    arr = np.asarray(value)
+    expected = expected or _whole_numbers(lengths, minimum)
+    shown = value if shown is None else shown
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nested sequences
+        arr = np.asarray(None)
     if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{owner}: {name} must be numeric, got {value!r}")
+        raise _property_error(owner, name, expected, shown, TypeError)
     flat = arr.reshape(-1)
-    if flat.size not in lengths or not np.all(np.isfinite(flat)) or np.any(flat != np.trunc(flat)):
-        sizes = " or ".join(str(n) for n in lengths)
-        raise _property_error(owner, name, f"{sizes} whole numbers", value)
-    if np.any(flat < minimum):
-        raise _property_error(owner, name, f"at least {minimum}", value)
+    if (flat.size not in lengths or not np.all(np.isfinite(flat)) or np.any(flat != np.trunc(flat))
+            or np.any(flat < minimum)):
+        raise _property_error(owner, name, expected, shown)
     ints = [int(v) for v in flat]
     return tuple(ints[i] for i in lengths[flat.size])
 
@@ -174,16 +217,27 @@ _PAD4 = {1: (0, 0, 0, 0), 2: (0, 0, 1, 1), 4: (0, 1, 2, 3)}  # [p1 p2] means [p1
 _PAIR = {1: (0, 0), 2: (0, 1)}
 
 
-def _scalar(owner, name, value):
-    arr = np.asarray(value)
+def _scalar(owner, name, value, expected):
+    """The one number in ``value`` (a Python or NumPy number, or a 1-element array)."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        arr = np.asarray(None)
     if arr.size != 1 or arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+        raise _property_error(owner, name, expected, value, TypeError)
     return arr.reshape(-1)[0].item()
 
 
+def _real(owner, name, value, expected="a finite number", accept=math.isfinite):
+    number = float(_scalar(owner, name, value, expected))
+    if not accept(number):
+        raise _property_error(owner, name, expected, value)
+    return number
+
+
 def _bool(owner, name, value):
-    number = _scalar(owner, name, value)
-    if number not in (0, 1):
+    number = _scalar(owner, name, value, "true or false")
+    if number not in (0, 1):  # NaN is not either
         raise _property_error(owner, name, "true or false", value)
     return bool(number)
 
@@ -192,15 +246,19 @@ def _text(owner, name, value):
     if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size == 1:
         value = value.reshape(-1)[0]
     if not isinstance(value, str):
-        raise TypeError(f"{owner}: {name} must be a string, got {value!r}")
+        raise _property_error(owner, name, "a string", value, TypeError)
     return str(value)
 
 
 def _choice(owner, name, value, choices):
-    text = _text(owner, name, value)
-    if text.lower() not in choices:
-        raise _property_error(owner, name, "one of " + ", ".join(f"'{c}'" for c in choices), value)
-    return text.lower()
+    expected = "one of " + ", ".join(f"'{c}'" for c in choices)
+    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size == 1:
+        value = str(value.reshape(-1)[0])
+    if not isinstance(value, str):
+        raise _property_error(owner, name, expected, value, TypeError)
+    if value.lower() not in choices:
+        raise _property_error(owner, name, expected, value)
+    return value.lower()
 
 
 def _cell(value):
@@ -233,7 +291,7 @@ def _names(value, what):
     names = _cell(value)
     for name in names:
         if not isinstance(name, str) or not name:
-            raise TypeError(f"DagNN: {what} must be non-empty strings, got {name!r}")
+            raise _property_error("DagNN", what, "non-empty strings", name, TypeError)
     return names
 
 
@@ -333,7 +391,10 @@ class Layer:
         return {_camel(attr): _saved(getattr(self, attr)) for attr in self.saved_properties}
 
     def load(self, properties):
-        """Set properties from a dict (camelCase or snake_case names), as from :meth:`save`."""
+        """Set properties from a dict (camelCase or snake_case names), as from :meth:`save`.
+
+        A bad value raises the property's TypeError or ValueError, naming it as ``properties`` does.
+        """
         by_name = {}
         for attr in self.saved_properties:
             by_name[attr] = attr
@@ -342,8 +403,14 @@ class Layer:
             attr = by_name.get(key)
             if attr is None:
                 known = ", ".join(_camel(a) for a in self.saved_properties) or "none"
-                raise ValueError(f"{type(self).__name__}: no property '{key}' (properties: {known})")
-            setattr(self, attr, value)
+                raise ValueError(f"{type(self).__name__} has no property '{key}' (its properties: {known})")
+            try:
+                setattr(self, attr, value)
+            except (TypeError, ValueError) as error:
+                found = getattr(error, "cnnx_property", None)
+                if found is None or found[1] != attr or key == attr:
+                    raise
+                raise _property_error(found[0], key, found[2], found[3], type(error)) from None
 
     def _is_test_mode(self):
         return self.net is not None and self.net.mode == "test"
@@ -437,10 +504,14 @@ class Conv(_Filter):
     @size.setter
     def size(self, value):
         # MATLAB's size() drops trailing singleton dimensions: [5 5 3] is [5 5 3 1].
-        flat = np.asarray(value).reshape(-1)
-        if 2 <= flat.size < 4:
+        try:
+            flat = np.asarray(value).reshape(-1)
+        except (TypeError, ValueError):  # ragged nested sequences
+            flat = np.asarray([None], dtype=object)
+        if 2 <= flat.size < 4 and flat.dtype.kind in "biuf":
             flat = np.concatenate([flat, np.ones(4 - flat.size, dtype=flat.dtype)])
-        self._size = _int_tuple("Conv", "size", flat, {4: (0, 1, 2, 3)}, 0)
+        self._size = _int_tuple("Conv", "size", flat, {4: (0, 1, 2, 3)}, 0,
+                                expected="2 to 4 non-negative whole numbers [FH FW FC K]", shown=value)
 
     @property
     def has_bias(self):
@@ -537,7 +608,7 @@ class Pooling(_Filter):
     @_Filter.dilate.setter
     def dilate(self, value):
         # Inherited from dagnn.Filter and saved by MatConvNet, but vl_nnpool has no dilation.
-        dilate = _int_tuple("Pooling", "dilate", value, _PAIR, 1)
+        dilate = _int_tuple("Pooling", "dilate", value, _PAIR, 1, expected="1 (vl_nnpool has no dilation)")
         if dilate != (1, 1):
             raise _property_error("Pooling", "dilate", "1 (vl_nnpool has no dilation)", value)
         self._dilate = dilate
@@ -622,7 +693,7 @@ class ReLU(Layer):
 
     @leak.setter
     def leak(self, value):
-        self._leak = float(_scalar("ReLU", "leak", value))
+        self._leak = _real("ReLU", "leak", value)
 
     @property
     def use_short_circuit(self):
@@ -742,7 +813,7 @@ class DropOut(Layer):
 
     @rate.setter
     def rate(self, value):
-        self._rate = float(_scalar("DropOut", "rate", value))
+        self._rate = _real("DropOut", "rate", value, "a number in [0, 1)", lambda rate: 0 <= rate < 1)
 
     @property
     def frozen(self):
@@ -887,7 +958,7 @@ class Concat(Layer):
 
     @dim.setter
     def dim(self, value):
-        dim = _int_tuple("Concat", "dim", value, {1: (0,)}, 1)[0]
+        dim = _int_tuple("Concat", "dim", value, {1: (0,)}, 1, expected="1, 2, 3 or 4")[0]
         if dim > 4:
             raise _property_error("Concat", "dim", "1, 2, 3 or 4", value)
         self._dim = dim
@@ -1711,8 +1782,12 @@ class DagNN:
 
         Raises
         ------
-        ValueError
-            For an unknown block type or property, or params/vars that name nothing in the layers.
+        ValueError, TypeError
+            For an unknown block type or property, a property or field of the wrong type or value,
+            or params/vars that name nothing in the layers. The message names the entry by its
+            0-based index and name and the field, and says what was expected:
+            ``DagNN.loadobj: layers[0] ('conv1'): block.pad must be 1, 2 or 4 non-negative whole
+            numbers, got 1.5``.
 
         Examples
         --------
@@ -1735,51 +1810,71 @@ class DagNN:
         types = dict(_BLOCK_TYPES)
         types.update(blocks or {})
         net = cls()
-        for layer in layers:
-            type_name = _text("DagNN.loadobj", "a layer type", layer.get("type"))
-            block_class = types.get(type_name)
-            if block_class is None:
-                raise ValueError(f"DagNN.loadobj: layer '{layer.get('name')}' has unknown block type '{type_name}' "
-                                 f"(known: {', '.join(sorted(types))}; pass blocks={{type: class}} for others)")
-            block = block_class()
-            properties = layer.get("block")
-            block.load(properties if isinstance(properties, dict) else {})
-            net.add_layer(_text("DagNN.loadobj", "a layer name", layer.get("name")), block,
-                          _names(layer.get("inputs"), "inputs"), _names(layer.get("outputs"), "outputs"),
-                          _names(layer.get("params"), "params"))
+        for k, layer in enumerate(layers):
+            label = _label("layers", k, layer.get("name"))
+            with _naming(label):
+                name = _text("DagNN.loadobj", "name", layer.get("name"))
+                type_name = _text("DagNN.loadobj", "type", layer.get("type"))
+                block_class = types.get(type_name)
+                if block_class is None:
+                    raise ValueError(f"DagNN.loadobj: {label} has unknown block type '{type_name}' (known: "
+                                     f"{', '.join(sorted(types))}; pass blocks={{type: class}} for others)")
+                properties = layer.get("block")
+                if properties is not None and not isinstance(properties, dict):
+                    raise _property_error("DagNN.loadobj", "block", "a struct (a dict) of the block's properties",
+                                          properties, TypeError)
+                block = block_class()
+                with _naming(label, "block."):
+                    block.load(properties or {})
+                inputs, outputs, params = (_names(layer.get(f), f) for f in ("inputs", "outputs", "params"))
+                try:
+                    net.add_layer(name, block, inputs, outputs, params)
+                except (TypeError, ValueError) as error:
+                    reason = str(error)
+                    for prefix in ("DagNN.add_layer: ", "DagNN: ", f"layer '{name}': "):
+                        reason = reason.removeprefix(prefix)
+                    raise type(error)(f"DagNN.loadobj: {label}: {reason}") from None
         fields = {"value": "value", "learningRate": "learning_rate", "weightDecay": "weight_decay",
                   "trainMethod": "train_method"}
-        for saved in _record(s.get("params", []), "params"):
-            param = net._saved_target(net._param_index, net.params, "parameter", saved)
-            for key, value in saved.items():
-                if key == "name":
-                    continue
-                if key not in fields:
-                    raise ValueError(f"DagNN.loadobj: unknown parameter field '{key}'")
-                setattr(param, fields[key], _param_field(key, value))
-        for saved in _record(s.get("vars", []), "vars"):
-            var = net._saved_target(net._var_index, net.vars, "variable", saved)
-            for key, value in saved.items():
-                if key == "precious":
-                    var.precious = _bool("DagNN.loadobj", "precious", value)
-                elif key not in ("name", "value", "der", "fanin", "fanout"):
-                    raise ValueError(f"DagNN.loadobj: unknown variable field '{key}'")
+        for k, saved in enumerate(_record(s.get("params", []), "params")):
+            label = _label("params", k, saved.get("name"))
+            with _naming(label):
+                param = net.params[net._saved_target(net._param_index, label, saved)]
+                for key, value in saved.items():
+                    if key == "name":
+                        continue
+                    if key not in fields:
+                        raise ValueError(f"DagNN.loadobj: {label}: unknown field '{key}' (the fields of a "
+                                         f"parameter: name, {', '.join(fields)})")
+                    setattr(param, fields[key], _param_field(key, value))
+        for k, saved in enumerate(_record(s.get("vars", []), "vars")):
+            label = _label("vars", k, saved.get("name"))
+            with _naming(label):
+                var = net.vars[net._saved_target(net._var_index, label, saved)]
+                for key, value in saved.items():
+                    if key == "precious":
+                        var.precious = _bool("DagNN.loadobj", "precious", value)
+                    elif key not in ("name", "value", "der", "fanin", "fanout"):
+                        raise ValueError(f"DagNN.loadobj: {label}: unknown field '{key}' (the fields of a "
+                                         "variable: name, precious, value, der, fanin, fanout)")
         for key, value in s.items():
             if key == "meta":
                 net.meta = _copy.deepcopy(value) if value is not None else {}
             elif key == "conserveMemory":  # written by some MatConvNet versions
-                net.conserve_memory = _bool("DagNN.loadobj", "conserveMemory", value)
+                with _naming(None):
+                    net.conserve_memory = _bool("DagNN.loadobj", "conserveMemory", value)
             elif key not in ("vars", "params", "layers"):
                 warnings.warn(f"DagNN.loadobj: ignoring unknown field '{key}'", stacklevel=2)
         return net
 
     @staticmethod
-    def _saved_target(index, items, what, saved):
-        name = _text("DagNN.loadobj", f"a {what} name", saved.get("name"))
+    def _saved_target(index, label, saved):
+        """The index of the saved parameter or variable ``saved``, which must be used by a layer."""
+        name = _text("DagNN.loadobj", "name", saved.get("name"))
         i = index.get(name)
         if i is None:
-            raise ValueError(f"DagNN.loadobj: the saved {what} '{name}' is not used by any layer")
-        return items[i]
+            raise ValueError(f"DagNN.loadobj: {label} is not used by any layer")
+        return i
 
     def copy(self):
         """An independent copy (MatConvNet: ``loadobj(saveobj(net))``; values are copied)."""
@@ -1857,7 +1952,7 @@ class DagNN:
                 block, param_names = Loss(loss="softmaxlog"), []
                 inputs.append(dag._new_var_name("label"))
             else:
-                raise ValueError(f"DagNN.from_simplenn: layer {l} ('{name}') has type '{kind}', which has no "
+                raise ValueError(f"DagNN.from_simplenn: layers[{l - 1}] ('{name}') has type '{kind}', which has no "
                                  f"DagNN block (supported: conv, pool, relu, prelu, dropout, softmaxloss)")
             dag.add_layer(name, block, inputs, outputs, param_names)
             rates = np.ravel(layer["learningRate"]) if "learningRate" in layer else ()
@@ -1893,11 +1988,38 @@ class DagNN:
 
 def _param_field(key, value):
     if key == "value":
-        return None if value is None or (not isinstance(value, np.ndarray) and np.size(value) == 0) \
-            else np.array(value, order="K")
+        if value is None or (not isinstance(value, np.ndarray) and np.size(value) == 0):
+            return None
+        array = np.array(value, order="K") if not isinstance(value, np.ndarray) else value
+        if array.dtype not in (np.float32, np.float64):
+            raise _property_error("DagNN.loadobj", "value", "a float32 or float64 array", value, TypeError)
+        return np.array(array, order="K")
     if key == "trainMethod":
         return _choice("DagNN.loadobj", "trainMethod", value, ("gradient", "average"))
-    return float(_scalar("DagNN.loadobj", key, value))
+    return _real("DagNN.loadobj", key, value)
+
+
+def _label(what, index, name):
+    """``layers[2] ('conv2')``: an entry of a saved struct array by its 0-based index and name."""
+    return f"{what}[{index}]" + (f" ('{name}')" if isinstance(name, str) else "")
+
+
+@contextlib.contextmanager
+def _naming(label, prefix=""):
+    """Re-raise a property's error as ``DagNN.loadobj: <label>: <prefix><name> must be ...``."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        if type(error) not in (TypeError, ValueError):
+            raise  # a subclass may need other constructor arguments: leave it alone
+        found = getattr(error, "cnnx_property", None)
+        if found is None:
+            if label is None or str(error).startswith("DagNN.loadobj: "):
+                raise
+            raise type(error)(f"DagNN.loadobj: {label}: {error}") from None
+        _, name, expected, value = found
+        where = f"{label}: " if label is not None else ""
+        raise type(error)(f"DagNN.loadobj: {where}{prefix}{name} must be {expected}, got {_show(value)}") from None
 
 
 def _table(header, rows):

@@ -14,10 +14,16 @@ vectors -> 1-D arrays, ``[]`` -> None. Layer fields are converted by what they m
 their stored arrays with the trailing singleton dimensions MATLAB drops put back (a bank of one
 filter comes back FH x FW x FC x 1; biases stay 1 x K), ``pad``/``stride``/``pool``/... become ints
 or lists of ints, ``learningRate``/``weightDecay`` 1-D float arrays, ``precious`` a bool.
+
+A field that is not what it must be (``pad = 1.5``, NaN where a whole number belongs, a number
+where a string belongs, weights that are not single or double, complex numbers) is a ValueError
+naming the file, the layer (``layers[2] ('conv2')``, 0-based), the field, what was expected and
+what was found: nothing is rounded, cast or dropped on the way.
 """
 import hashlib
 import os
 import re
+import warnings
 from io import BytesIO
 
 import numpy as np
@@ -29,18 +35,31 @@ from .simplenn import LAYER_TYPES, vl_simplenn_tidy
 
 __all__ = ["load_matconvnet", "save_matconvnet", "verify_matconvnet"]
 
-_INT_FIELDS = {"pad", "stride", "dilate", "pool", "crop", "upsample", "numGroups"}
+# What each layer field means, for converting it (and saying what was expected when it cannot be):
+# int fields: the counts of whole numbers allowed and their layout.
+_INT_FIELDS = {
+    "pad": ((1, 4), " [TOP BOTTOM LEFT RIGHT]"), "crop": ((1, 4), " [TOP BOTTOM LEFT RIGHT]"),
+    "stride": ((1, 2), " [Y X]"), "dilate": ((1, 2), " [Y X]"), "upsample": ((1, 2), " [Y X]"),
+    "pool": ((1, 2), " [H W]"), "numGroups": ((1,), ""),
+}
 _FLOAT_FIELDS = {"leak", "rate", "epsilon"}
 _BOOL_FIELDS = {"precious"}
 _VECTOR_FIELDS = {"learningRate", "weightDecay"}
 _STRING_FIELDS = {"type", "name", "method"}
+_WEIGHT_FIELDS = {"filters", "biases"}  # MatConvNet's legacy conv layout; 'weights' is a cell of them
 
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}\Z")
+
+_ComplexWarning = np.exceptions.ComplexWarning if hasattr(np, "exceptions") else np.ComplexWarning
 
 
 # ------------------------------------------------------------------------------------------------
 # MATLAB -> Python
 # ------------------------------------------------------------------------------------------------
+
+
+class _Malformed(ValueError):
+    """A part of the file is not what it must be; load_matconvnet adds its name and the file's."""
 
 
 def _is_struct_array(value):
@@ -49,11 +68,11 @@ def _is_struct_array(value):
 
 
 def _struct_fields(value, where):
-    """The fields of a 1x1 struct (raw MATLAB values), or ValueError saying what was found."""
+    """The fields of a 1x1 struct (raw MATLAB values), or _Malformed saying what was found."""
     if _is_struct_array(value) and value.size == 1:
         value = value.flat[0]
     if not isinstance(value, mat_struct):
-        raise ValueError(f"load_matconvnet: {where} must be a 1x1 struct, found {_describe(value)}")
+        raise _Malformed(f"{where} must be a 1x1 struct, got {_describe(value)}")
     return {name: getattr(value, name) for name in value._fieldnames}
 
 
@@ -73,12 +92,36 @@ def _describe(value):
     return type(value).__name__
 
 
+def _number_text(number):
+    number = float(number)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def _got(value):
+    """A raw MATLAB value as an error message shows it: real numbers plainly (1.5, nan, [1, 1, 1])."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
+        if value.size == 0:
+            return "[]"
+        if value.size <= 8 and value.ndim <= 2 and 1 in value.shape:
+            numbers = [_number_text(v) for v in value.ravel(order="F")]
+            return numbers[0] if len(numbers) == 1 else "[" + ", ".join(numbers) + "]"
+    return _describe(value)
+
+
+def _real_numbers(value):
+    """The elements of a real numeric MATLAB value as a 1-D float64 array; None for anything else
+    (strings, cells, structs, logicals, complex numbers, [])."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf" and value.size > 0:
+        return value.ravel(order="F").astype(np.float64)
+    return None
+
+
 def _from_matlab(value, where):
     """Convert a raw loadmat value (mat_dtype, struct_as_record=False, no squeezing) to Python."""
     if isinstance(value, mat_struct):
         return {name: _from_matlab(getattr(value, name), f"{where}.{name}") for name in value._fieldnames}
     if isinstance(value, (MatlabFunction, MatlabOpaque, MatlabObject)):
-        raise ValueError(f"load_matconvnet: {where} is a MATLAB object or function handle, which cnnx cannot read")
+        raise _Malformed(f"{where} is a MATLAB object or function handle, which cnnx cannot read")
     if not isinstance(value, np.ndarray):
         return value
     if value.dtype.kind == "U":
@@ -86,9 +129,13 @@ def _from_matlab(value, where):
         return "" if not strings else strings[0] if len(strings) == 1 else strings
     if value.dtype == object:
         if _is_struct_array(value):
-            items = [_from_matlab(v, f"{where}({k + 1})") for k, v in enumerate(value.ravel(order="F"))]
-            return items[0] if len(items) == 1 else items
-        return [_from_matlab(v, f"{where}{{{k + 1}}}") for k, v in enumerate(value.ravel(order="F"))]
+            if value.size == 1:
+                return _from_matlab(value.flat[0], where)
+            return [_from_matlab(v, f"{where}[{k}]") for k, v in enumerate(value.ravel(order="F"))]
+        return [_from_matlab(v, f"{where}[{k}]") for k, v in enumerate(value.ravel(order="F"))]
+    if value.dtype.kind == "c":
+        raise _Malformed(f"{where} must be real numbers (cnnx does not read complex numbers), "
+                         f"got {_describe(value)}")
     if value.size == 0:
         return None
     if value.size == 1 and value.ndim <= 2:
@@ -105,11 +152,14 @@ def _from_matlab(value, where):
     return value
 
 
-def _numeric_array(value, where):
-    """A stored numeric array kept exactly as stored (MATLAB's 2-D or more), or None for []."""
-    if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
-        raise ValueError(f"load_matconvnet: {where} must be a numeric array, found {_describe(value)}")
-    return None if value.size == 0 else value
+def _weight_array(value, where):
+    """A stored weight kept exactly as stored (MATLAB's 2-D or more), or None for []."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufc" and value.size == 0:
+        return None
+    if not isinstance(value, np.ndarray) or value.dtype not in (np.float32, np.float64):
+        raise _Malformed(f"{where} must be a float32 or float64 array (MATLAB single or double), "
+                         f"got {_describe(value)}")
+    return value
 
 
 def _with_ndim(array, ndim):
@@ -119,44 +169,76 @@ def _with_ndim(array, ndim):
     return array.reshape(array.shape + (1,) * (ndim - array.ndim), order="F")
 
 
-def _layer_field(name, value, where):
-    if name == "weights":
+def _layer_field(field, value, label):
+    """Convert one field of a SimpleNN layer by what it means; ``label`` names the layer."""
+    where = f"{label}: {field}"
+    if field == "weights":
         if not (isinstance(value, np.ndarray) and value.dtype == object and not _is_struct_array(value)):
-            raise ValueError(f"load_matconvnet: {where} must be a cell array of arrays, found {_describe(value)}")
-        return [_numeric_array(w, f"{where}{{{k + 1}}}") for k, w in enumerate(value.ravel(order="F"))]
-    if name in ("filters", "biases"):
-        return _numeric_array(value, where)
+            raise _Malformed(f"{where} must be a cell array of arrays, got {_describe(value)}")
+        return [_weight_array(w, f"{where}[{k}]") for k, w in enumerate(value.ravel(order="F"))]
+    if field in _WEIGHT_FIELDS:
+        return _weight_array(value, where)
+    if field in _STRING_FIELDS:
+        if not (isinstance(value, np.ndarray) and value.dtype.kind == "U"):
+            raise _Malformed(f"{where} must be a string, got {_got(value)}")
+        return _from_matlab(value, where)
+    numbers = _real_numbers(value)
+    if field in _INT_FIELDS:
+        counts, layout = _INT_FIELDS[field]
+        many = " or ".join(str(n) for n in counts)
+        expected = ("a whole number" if counts == (1,) else f"{many} whole numbers") + layout
+        if (numbers is None or numbers.size not in counts or not np.all(np.isfinite(numbers))
+                or np.any(numbers != np.trunc(numbers))):
+            raise _Malformed(f"{where} must be {expected}, got {_got(value)}")
+        ints = [int(v) for v in numbers]
+        return ints[0] if len(ints) == 1 else ints
+    if field in _FLOAT_FIELDS:
+        if numbers is None or numbers.size != 1 or not np.isfinite(numbers[0]):
+            raise _Malformed(f"{where} must be a finite number, got {_got(value)}")
+        return float(numbers[0])
+    if field in _BOOL_FIELDS:
+        flag = value.ravel()[0] if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" \
+            and value.size == 1 else None
+        if flag is None or flag not in (0, 1):
+            raise _Malformed(f"{where} must be true or false (a logical, 0 or 1), got {_got(value)}")
+        return bool(flag)
+    if field in _VECTOR_FIELDS:
+        if numbers is None or not np.all(np.isfinite(numbers)):
+            raise _Malformed(f"{where} must be finite numbers, got {_got(value)}")
+        return numbers
     converted = _from_matlab(value, where)
     if converted is None:
-        return [] if name == "opts" else None
-    if name in _INT_FIELDS:
-        values = [int(v) for v in np.ravel(converted)]
-        return values[0] if len(values) == 1 else values
-    if name in _FLOAT_FIELDS:
-        return float(converted)
-    if name in _BOOL_FIELDS:
-        return bool(converted)
-    if name in _VECTOR_FIELDS:
-        return np.ravel(np.asarray(converted, dtype=np.float64))
-    if name in _STRING_FIELDS and not isinstance(converted, str):
-        raise ValueError(f"load_matconvnet: {where} must be a string, found {_describe(value)}")
+        return [] if field == "opts" else None
     return converted
 
 
-def _simplenn_layer(raw, index, path):
-    where = f"layers{{{index + 1}}}"
-    fields = _struct_fields(raw, f"{where} (layer {index})")
-    layer = {name: _layer_field(name, value, f"{where}.{name}") for name, value in fields.items()}
-    layer_type = layer.get("type")
-    label = f"layers[{index}]" + (f" ('{layer['name']}')" if isinstance(layer.get("name"), str) else "")
+def _label(what, index, name):
+    """``layers[2] ('conv2')``: an entry of a cell or struct array by its 0-based index and name."""
+    return f"{what}[{index}]" + (f" ('{name}')" if isinstance(name, str) else "")
+
+
+def _entry_name(fields, what, index):
+    """The name of a layer, parameter or variable (a string), or _Malformed."""
+    if "name" not in fields:
+        return None
+    raw = fields["name"]
+    if not (isinstance(raw, np.ndarray) and raw.dtype.kind == "U"):
+        raise _Malformed(f"{what}[{index}]: name must be a string, got {_got(raw)}")
+    return _from_matlab(raw, "name")
+
+
+def _simplenn_layer(raw, index):
+    fields = _struct_fields(raw, f"layers[{index}]")
+    label = _label("layers", index, _entry_name(fields, "layers", index))
+    layer_type = _layer_field("type", fields["type"], label) if "type" in fields else None
     if layer_type == "custom":
-        raise ValueError(f"load_matconvnet: {path}: {label} is a custom layer; its MATLAB functions cannot "
-                         "run in cnnx (build the layer in Python instead)")
+        raise _Malformed(f"{label} is a custom layer; its MATLAB functions cannot run in cnnx (build the layer "
+                         "in Python instead)")
     entry = LAYER_TYPES.get(layer_type)
     if entry is None:
         known = ", ".join(sorted(LAYER_TYPES))
-        raise ValueError(f"load_matconvnet: {path}: {label} has type '{layer_type}', which cnnx does not "
-                         f"implement (it implements: {known})")
+        raise _Malformed(f"{label} has type '{layer_type}', which cnnx does not implement (it implements: {known})")
+    layer = {field: _layer_field(field, value, label) for field, value in fields.items()}
     if "weights" in layer:
         layer["weights"] = [_with_ndim(w, entry.weight_ndims[k] if k < len(entry.weight_ndims) else 0)
                             for k, w in enumerate(layer["weights"])]
@@ -165,12 +247,11 @@ def _simplenn_layer(raw, index, path):
     return layer
 
 
-def _simplenn_from_matlab(fields, path):
+def _simplenn_from_matlab(fields):
     layers = fields["layers"]
     if not (isinstance(layers, np.ndarray) and layers.dtype == object and not _is_struct_array(layers)):
-        raise ValueError(f"load_matconvnet: {path}: a SimpleNN network's 'layers' must be a cell array of "
-                         f"structs, found {_describe(layers)}")
-    net = {"layers": [_simplenn_layer(raw, k, path) for k, raw in enumerate(layers.ravel(order="F"))]}
+        raise _Malformed(f"a SimpleNN network's 'layers' must be a cell array of structs, got {_describe(layers)}")
+    net = {"layers": [_simplenn_layer(raw, k) for k, raw in enumerate(layers.ravel(order="F"))]}
     for name, value in fields.items():
         if name != "layers":
             net[name] = _from_matlab(value, name)
@@ -179,7 +260,7 @@ def _simplenn_from_matlab(fields, path):
     try:
         vl_simplenn_tidy(net)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"load_matconvnet: {path}: {error}") from None
+        raise _Malformed(str(error).removeprefix("vl_simplenn_tidy: ")) from None
     return net
 
 
@@ -193,41 +274,80 @@ def _struct_list(value, where):
     if isinstance(value, np.ndarray) and value.size == 0:
         return []
     if not _is_struct_array(value):
-        raise ValueError(f"load_matconvnet: {where} must be a struct array, found {_describe(value)}")
-    return [_struct_fields(v, where) for v in value.ravel(order="F")]
+        raise _Malformed(f"{where} must be a struct array, got {_describe(value)}")
+    return [_struct_fields(v, f"{where}[{k}]") for k, v in enumerate(value.ravel(order="F"))]
 
 
 # DagNN blocks whose first parameter is a filter bank (4-D in full).
 _DAGNN_FILTER_BLOCKS = {"dagnn.Conv", "dagnn.ConvTranspose"}
 
 
-def _dagnn_from_matlab(fields, path):
+def _dagnn_from_matlab(fields):
     s = {"vars": [], "params": [], "layers": []}
-    for raw in _struct_list(fields["vars"], "net.vars"):
-        s["vars"].append({name: _from_matlab(v, f"vars.{name}") for name, v in raw.items()})
-    for raw in _struct_list(fields["params"], "net.params"):
-        param = {name: _from_matlab(v, f"params.{name}") for name, v in raw.items() if name != "value"}
-        if "value" in raw:
-            param["value"] = _numeric_array(raw["value"], f"params.value of '{param.get('name')}'")
-        s["params"].append(param)
-    for raw in _struct_list(fields["layers"], "net.layers"):
-        layer = {name: _from_matlab(v, f"layers.{name}") for name, v in raw.items()}
-        for name in ("inputs", "outputs", "params"):
-            if name in layer:
-                layer[name] = _as_list(layer[name])
-        s["layers"].append(layer)
+    for what in ("vars", "params", "layers"):
+        for k, raw in enumerate(_struct_list(fields[what], what)):
+            label = _label(what, k, _entry_name(raw, what, k))
+            entry = {name: _from_matlab(v, f"{label}: {name}") for name, v in raw.items() if name != "value"}
+            if what == "params" and "value" in raw:
+                entry["value"] = _weight_array(raw["value"], f"{label}: value")
+            if what == "layers":
+                for name in ("inputs", "outputs", "params"):
+                    if name in entry:
+                        entry[name] = _as_list(entry[name])
+            s[what].append(entry)
     by_name = {param.get("name"): param for param in s["params"]}
     for layer in s["layers"]:
         if layer.get("type") in _DAGNN_FILTER_BLOCKS and layer.get("params"):
             param = by_name.get(layer["params"][0])
-            if param is not None:
+            if param is not None and "value" in param:
                 param["value"] = _with_ndim(param["value"], 4)
     s["meta"] = _from_matlab(fields["meta"], "meta") if "meta" in fields else {}
     if s["meta"] is None:
         s["meta"] = {}
     from .dagnn import DagNN  # imported here: the DagNN module is only needed for DagNN files
 
-    return DagNN.loadobj(s)
+    try:
+        return DagNN.loadobj(s)
+    except (TypeError, ValueError) as error:
+        raise _Malformed(str(error).removeprefix("DagNN.loadobj: ")) from None
+
+
+def _loadmat(path, mat_dtype):
+    return scipy.io.loadmat(path, mat_dtype=mat_dtype, struct_as_record=False, squeeze_me=False,
+                            chars_as_strings=True)
+
+
+def _read_variables(path):
+    """The file's variables as loadmat gives them with ``mat_dtype`` (MATLAB's classes), except that
+    complex arrays stay complex (loadmat's ``mat_dtype`` would drop their imaginary parts, with only
+    a warning): those come from a second read without ``mat_dtype``, so that converting them fails
+    and names where they are."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", _ComplexWarning)
+            return _loadmat(path, True)
+    except _ComplexWarning:
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", _ComplexWarning)
+        variables = _loadmat(path, True)
+    as_stored = _loadmat(path, False)
+    return {name: _keep_complex(value, as_stored.get(name)) for name, value in variables.items()}
+
+
+def _keep_complex(value, stored):
+    """``value`` with the complex arrays of ``stored`` (the same value read without mat_dtype) put back."""
+    if isinstance(stored, np.ndarray) and stored.dtype.kind == "c":
+        single = isinstance(value, np.ndarray) and value.dtype == np.float32
+        return stored.astype(np.complex64 if single else np.complex128)
+    if isinstance(value, mat_struct) and isinstance(stored, mat_struct):
+        for name in value._fieldnames:
+            setattr(value, name, _keep_complex(getattr(value, name), getattr(stored, name, None)))
+    elif (isinstance(value, np.ndarray) and value.dtype == object and isinstance(stored, np.ndarray)
+          and stored.dtype == object and stored.shape == value.shape):
+        for index in np.ndindex(value.shape):
+            value[index] = _keep_complex(value[index], stored[index])
+    return value
 
 
 def load_matconvnet(path, with_extra=False):
@@ -261,7 +381,11 @@ def load_matconvnet(path, with_extra=False):
         If the file is MATLAB v7.3 (HDF5), not a ``.mat`` file, holds no network, or holds a layer
         cnnx does not implement; the message says what was found. Also if the file was written by
         :func:`save_matconvnet` and its bytes no longer match the checksum stored in it (see
-        :func:`verify_matconvnet`).
+        :func:`verify_matconvnet`). Also for a field that is not what it must be (``pad = 1.5``,
+        a string for a number, weights that are not single or double, complex numbers anywhere
+        it reads): the message names the file, the layer (its 0-based index and name), the field,
+        what was expected and what was found, e.g. ``load_matconvnet: net.mat: layers[2] ('conv2'):
+        pad must be 1 or 4 whole numbers [TOP BOTTOM LEFT RIGHT], got 1.5``.
 
     Examples
     --------
@@ -284,21 +408,26 @@ def load_matconvnet(path, with_extra=False):
                          "re-save it in MATLAB with save(file, '-struct', 'net', '-v7')")
     verify_matconvnet(path)
     try:
-        variables = scipy.io.loadmat(path, mat_dtype=True, struct_as_record=False, squeeze_me=False,
-                                     chars_as_strings=True)
+        variables = _read_variables(path)
     except Exception as error:
         raise ValueError(f"load_matconvnet: cannot read {path} as a .mat file ({error})") from None
     variables = {k: v for k, v in variables.items() if not k.startswith("__") and k != "cnnx_sha256"}
+    try:
+        return _network_from_matlab(variables, path, with_extra)
+    except _Malformed as error:
+        raise ValueError(f"load_matconvnet: {path}: {error}") from None
 
+
+def _network_from_matlab(variables, path, with_extra):
     if "net" in variables:
-        fields = _struct_fields(variables.pop("net"), f"{path}: the variable 'net'")
+        fields = _struct_fields(variables.pop("net"), "the variable 'net'")
         extra_raw, found = variables, "the variable 'net' has fields"
     else:
         fields, extra_raw, found = variables, {}, "found variables"
     if "vars" in fields and "params" in fields and "layers" in fields:
-        net = _dagnn_from_matlab(fields, path)
+        net = _dagnn_from_matlab(fields)
     elif "layers" in fields:
-        net = _simplenn_from_matlab(fields, path)
+        net = _simplenn_from_matlab(fields)
     else:
         names = ", ".join(sorted(fields)) or "none"
         raise ValueError(f"load_matconvnet: {path} holds no MatConvNet network: expected 'layers' (SimpleNN) "

@@ -1,6 +1,7 @@
 """DagNN (spec 4): building, evaluation, derivatives, memory, SimpleNN equivalence, save/load."""
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -363,6 +364,12 @@ def test_from_simplenn_canonical_names():
 def test_from_simplenn_rejects_types_without_a_block():
     net = {"layers": [{"type": "custom", "forward": lambda *a: None, "backward": lambda *a: None}]}
     with pytest.raises(ValueError, match="custom"):
+        DagNN.from_simplenn(net)
+    net = {"layers": [{"type": "relu"}, {"type": "custom", "name": "mine", "forward": lambda *a: None,
+                                         "backward": lambda *a: None}]}
+    with pytest.raises(ValueError, match=re.escape(
+            "DagNN.from_simplenn: layers[1] ('mine') has type 'custom', which has no DagNN block (supported: "
+            "conv, pool, relu, prelu, dropout, softmaxloss)")):
         DagNN.from_simplenn(net)
 
 
@@ -806,6 +813,42 @@ def test_block_property_errors(make, error, message):
         make()
 
 
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: Conv(pad=[1, 2, 3]), ValueError,
+         "Conv: pad must be 1, 2 or 4 non-negative whole numbers, got [1, 2, 3]"),
+        (lambda: Conv(pad=1.5), ValueError, "Conv: pad must be 1, 2 or 4 non-negative whole numbers, got 1.5"),
+        (lambda: Conv(pad=math.nan), ValueError, "Conv: pad must be 1, 2 or 4 non-negative whole numbers, got nan"),
+        (lambda: Conv(pad="abc"), TypeError,
+         "Conv: pad must be 1, 2 or 4 non-negative whole numbers, got the string 'abc'"),
+        (lambda: Conv(stride=np.array([0.0, 1.0])), ValueError,
+         "Conv: stride must be 1 or 2 positive whole numbers, got [0, 1]"),
+        (lambda: Conv(size=[3, 3, 1.5, 2]), ValueError,
+         "Conv: size must be 2 to 4 non-negative whole numbers [FH FW FC K], got [3, 3, 1.5, 2]"),
+        (lambda: Conv(size=[[3, 3], [1]]), TypeError,
+         "Conv: size must be 2 to 4 non-negative whole numbers [FH FW FC K], got [[3, 3], [1]]"),
+        (lambda: Conv(has_bias=math.nan), ValueError, "Conv: has_bias must be true or false, got nan"),
+        (lambda: ReLU(leak=math.nan), ValueError, "ReLU: leak must be a finite number, got nan"),
+        (lambda: ReLU(leak=[0.1, 0.2]), TypeError, "ReLU: leak must be a finite number, got [0.1, 0.2]"),
+        (lambda: DropOut(rate=1.0), ValueError, "DropOut: rate must be a number in [0, 1), got 1"),
+        (lambda: DropOut(rate=-0.5), ValueError, "DropOut: rate must be a number in [0, 1), got -0.5"),
+        (lambda: Pooling(method=3), TypeError, "Pooling: method must be one of 'max', 'avg', got 3"),
+        (lambda: Concat(dim=5), ValueError, "Concat: dim must be 1, 2, 3 or 4, got 5"),
+        (lambda: Pooling().load({"poolSize": [2, 2, 2]}), ValueError,
+         "Pooling: poolSize must be 1 or 2 positive whole numbers, got [2, 2, 2]"),
+        (lambda: Pooling().load({"pool_size": 0}), ValueError,
+         "Pooling: pool_size must be 1 or 2 positive whole numbers, got 0"),
+        (lambda: ReLU().load({"alpha": 1}), ValueError,
+         "ReLU has no property 'alpha' (its properties: useShortCircuit, leak, opts)"),
+    ],
+)
+def test_block_property_messages_say_what_is_expected(make, error, message):
+    with pytest.raises(error, match=re.escape(message)) as info:
+        make()
+    assert str(info.value) == message
+
+
 # ------------------------------------------------------------------------------------------------
 # Errors
 # ------------------------------------------------------------------------------------------------
@@ -869,6 +912,56 @@ def test_eval_errors():
         net.eval({"x": x})
 
 
+@pytest.mark.parametrize("edit, error, message", [
+    (lambda s: s["layers"][1]["block"].update(loss="hinge"), ValueError,
+     "layers[1] ('loss'): block.loss must be one of 'softmaxlog', 'classerror', got the string 'hinge'"),
+    (lambda s: s["layers"][0]["block"].update(leak=math.inf), ValueError,
+     "layers[0] ('relu'): block.leak must be a finite number, got inf"),
+    (lambda s: s["layers"][0].update(block=[1.0]), TypeError,
+     "layers[0] ('relu'): block must be a struct (a dict) of the block's properties, got [1]"),
+    (lambda s: s["layers"][0].update(name=None), TypeError, "layers[0]: name must be a string, got None"),
+    (lambda s: s["layers"][1].update(outputs=["objective", ""]), TypeError,
+     "layers[1] ('loss'): outputs must be non-empty strings, got the string ''"),
+    (lambda s: s["layers"][1].update(outputs=["y"]), ValueError,
+     "layers[1] ('loss'): variable 'y' is already the output of layer 'relu'; a variable has one producer"),
+    (lambda s: s["vars"][0].update(precious=math.nan), ValueError,
+     "vars[0] ('x'): precious must be true or false, got nan"),
+    (lambda s: s["vars"][1].update(color="red"), ValueError,
+     "vars[1] ('y'): unknown field 'color' (the fields of a variable: name, precious, value, der, fanin, fanout)"),
+    (lambda s: s.update(conserveMemory=2.0), ValueError, "conserveMemory must be true or false, got 2"),
+])
+def test_loadobj_names_the_entry_and_the_field(edit, error, message):
+    s = small_net().saveobj()
+    edit(s)
+    with pytest.raises(error, match=re.escape(f"DagNN.loadobj: {message}")) as info:
+        DagNN.loadobj(s)
+    assert str(info.value) == f"DagNN.loadobj: {message}"
+
+
+def test_loadobj_checks_parameter_fields():
+    net = DagNN()
+    net.add_layer("conv", Conv(size=(1, 1, 2, 3)), "x", "y", ["f", "b"])
+    good = net.saveobj()
+    for field, value, error, message in [
+        ("value", np.ones((1, 1, 2, 3), np.int64), TypeError,
+         "value must be a float32 or float64 array, got a 1x1x2x3 int64 array"),
+        ("value", [1, 2, 3], TypeError, "value must be a float32 or float64 array, got [1, 2, 3]"),
+        ("learningRate", math.nan, ValueError, "learningRate must be a finite number, got nan"),
+        ("weightDecay", "none", TypeError, "weightDecay must be a finite number, got the string 'none'"),
+        ("trainMethod", "adam", ValueError,
+         "trainMethod must be one of 'gradient', 'average', got the string 'adam'"),
+        ("momentum", 0.9, ValueError, "unknown field 'momentum' (the fields of a parameter: name, value, "
+                                      "learningRate, weightDecay, trainMethod)"),
+    ]:
+        s = {**good, "params": [dict(p) for p in good["params"]]}
+        s["params"][1][field] = value
+        with pytest.raises(error, match=re.escape(f"DagNN.loadobj: params[1] ('b'): {message}")):
+            DagNN.loadobj(s)
+    s = {**good, "params": [dict(p) for p in good["params"]]}
+    s["params"][0]["value"] = np.ones((1, 1, 2, 3), np.float32)
+    assert DagNN.loadobj(s).get_param("f").value.dtype == np.float32
+
+
 def test_a_block_returning_the_wrong_number_of_values_is_named():
     class TwoOutputs(Layer):
         def forward(self, inputs, params):
@@ -883,15 +976,20 @@ def test_a_block_returning_the_wrong_number_of_values_is_named():
 def test_loadobj_errors():
     s = small_net().saveobj()
     s["layers"][0]["type"] = "dagnn.Mystery"
-    with pytest.raises(ValueError, match="Mystery"):
+    with pytest.raises(ValueError, match=re.escape(
+            "DagNN.loadobj: layers[0] ('relu') has unknown block type 'dagnn.Mystery' (known: dagnn.Concat, "
+            "dagnn.Conv, dagnn.DropOut, dagnn.Loss, dagnn.PReLU, dagnn.Pooling, dagnn.ReLU, dagnn.Sum; pass "
+            "blocks={type: class} for others)")):
         DagNN.loadobj(s)
     s = small_net().saveobj()
     s["layers"][0]["block"]["alpha"] = 1.0
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=re.escape(
+            "DagNN.loadobj: layers[0] ('relu'): ReLU has no property 'alpha' (its properties: useShortCircuit, "
+            "leak, opts)")):
         DagNN.loadobj(s)
     s = small_net().saveobj()
     s["params"] = [{"name": "ghost", "value": np.ones(2)}]
-    with pytest.raises(ValueError, match="ghost"):
+    with pytest.raises(ValueError, match=re.escape("DagNN.loadobj: params[0] ('ghost') is not used by any layer")):
         DagNN.loadobj(s)
     s = every_block_net().saveobj()
     with pytest.raises(ValueError, match="tests.Scale"):

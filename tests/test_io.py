@@ -1,6 +1,7 @@
 """MatConvNet .mat model files: MATLAB-layout files load and evaluate like the same net built in
 Python, SimpleNN save/load round trips are exact, extras come back, and bad files fail clearly."""
 import os
+import re
 import stat
 import sys
 import types
@@ -10,7 +11,7 @@ import pytest
 import scipy.io
 
 from cnnx.io import load_matconvnet, save_matconvnet
-from cnnx.simplenn import vl_simplenn, vl_simplenn_tidy
+from cnnx.simplenn import LAYER_TYPES, vl_simplenn, vl_simplenn_tidy
 
 LABELS = np.array([2.0, 1.0])
 
@@ -305,24 +306,34 @@ def test_missing_file(tmp_path):
         load_matconvnet(tmp_path / "absent.mat")
 
 
+NO_NETWORK = ("load_matconvnet: {path} holds no MatConvNet network: expected 'layers' (SimpleNN) or 'vars', "
+              "'params' and 'layers' (DagNN); ")
+
+
 @pytest.mark.parametrize("variables, message", [
-    ({"x": np.ones((2, 2)), "y": "text"}, r"holds no MatConvNet network.*found variables: x, y"),
-    ({"net": np.ones((1, 3))}, r"the variable 'net' must be a 1x1 struct, found a 1x3 float64 array"),
-    ({"net": {"weights": np.ones(2), "meta": {}}}, r"the variable 'net' has fields: meta, weights"),
-    ({"net": {"layers": np.ones((1, 2))}}, r"'layers' must be a cell array of structs, found a 1x2 float64"),
+    ({"x": np.ones((2, 2)), "y": "text"}, NO_NETWORK + "found variables: x, y"),
+    ({"net": np.ones((1, 3))},
+     "load_matconvnet: {path}: the variable 'net' must be a 1x1 struct, got a 1x3 float64 array"),
+    ({"net": {"weights": np.ones(2), "meta": {}}}, NO_NETWORK + "the variable 'net' has fields: meta, weights"),
+    ({"net": {"layers": np.ones((1, 2))}},
+     "load_matconvnet: {path}: a SimpleNN network's 'layers' must be a cell array of structs, got a 1x2 float64 array"),
     ({"net": {"layers": cell({"type": "lrn", "name": "norm1", "param": row(5, 1, 2e-5, 0.75)})}},
-     r"layers\[0\] \('norm1'\) has type 'lrn', which cnnx does not implement \(it implements: conv,"),
+     "load_matconvnet: {path}: layers[0] ('norm1') has type 'lrn', which cnnx does not implement (it implements: "
+     "{known})"),
     ({"net": {"layers": cell({"type": "relu"}, {"type": "custom", "name": "mine"})}},
-     r"layers\[1\] \('mine'\) is a custom layer"),
+     "load_matconvnet: {path}: layers[1] ('mine') is a custom layer; its MATLAB functions cannot run in cnnx "
+     "(build the layer in Python instead)"),
     ({"net": {"layers": cell({"type": "conv", "weights": cell(np.ones((3, 3, 2, 4)), row(1, 2))})}},
-     r"layers\[0\].*biases weights\[1\] must have one element per filter \(4\)"),
+     "load_matconvnet: {path}: layers[0]: the biases weights[1] must have one element per filter (4), "
+     "got shape (1, 2)"),
     ({"net": {"layers": cell({"type": "conv", "weights": "F"})}},
-     r"layers\{1\}\.weights must be a cell array of arrays, found the string 'F'"),
+     "load_matconvnet: {path}: layers[0]: weights must be a cell array of arrays, got the string 'F'"),
 ])
 def test_files_that_are_not_cnnx_networks(tmp_path, variables, message):
     path = tmp_path / "bad.mat"
     scipy.io.savemat(path, variables)
-    with pytest.raises(ValueError, match=message):
+    known = ", ".join(sorted(LAYER_TYPES))  # other tests may register types of their own
+    with pytest.raises(ValueError, match=re.escape(message.format(path=path, known=known))):
         load_matconvnet(path)
 
 
@@ -419,3 +430,296 @@ def test_dagnn_struct_arrays_must_have_uniform_fields(tmp_path, fake_dagnn):
     s = {"vars": [{"name": "a", "precious": False}, {"name": "b"}], "params": [], "layers": [], "meta": {}}
     with pytest.raises(ValueError, match=r"\['vars'\]\[1\] has fields \['name'\]"):
         save_matconvnet(fake_dagnn(s), tmp_path / "d.mat")
+
+
+# ------------------------------------------------------------------------------------------------
+# Malformed fields: one ValueError naming the file, the layer (0-based index and name), the field,
+# what was expected and what was found. Files are written in MatConvNet's layout by scipy.
+# ------------------------------------------------------------------------------------------------
+
+F = np.ones((3, 3, 2, 4), np.float32)
+B = np.zeros((1, 4), np.float32)
+
+
+def simplenn_file_with(path, field, value, layer_type="conv"):
+    """A SimpleNN file of three layers whose third, 'conv2' (or a pool or relu layer 'layer3'),
+    has ``field = value``; ``value=None`` removes the field."""
+    third = {"conv": {"name": "conv2", "type": "conv", "weights": cell(F, B), "pad": row(1)},
+             "pool": {"name": "pool2", "type": "pool", "pool": row(2), "method": "max"},
+             "relu": {"name": "relu2", "type": "relu"},
+             "dropout": {"name": "drop2", "type": "dropout"}}[layer_type]
+    if value is None:
+        del third[field]
+    else:
+        third[field] = value
+    layers = cell({"name": "conv1", "type": "conv", "weights": cell(np.ones((1, 1, 2, 2), np.float32), row(0, 0)
+                                                                   .astype(np.float32))},
+                  {"name": "relu1", "type": "relu"}, third)
+    scipy.io.savemat(path, {"net": {"layers": layers, "meta": {}}})
+
+
+INT_PAD = "pad must be 1 or 4 whole numbers [TOP BOTTOM LEFT RIGHT]"
+PAIR = "must be 1 or 2 whole numbers [Y X]"
+FLOAT32_64 = "must be a float32 or float64 array (MATLAB single or double)"
+
+
+@pytest.mark.parametrize("layer_type, field, value, message", [
+    # int fields
+    ("conv", "pad", "abc", f"{INT_PAD}, got the string 'abc'"),
+    ("conv", "pad", row(np.nan), f"{INT_PAD}, got nan"),
+    ("conv", "pad", row(np.inf), f"{INT_PAD}, got inf"),
+    ("conv", "pad", row(1.5), f"{INT_PAD}, got 1.5"),
+    ("conv", "pad", row(1, 1, 1), f"{INT_PAD}, got [1, 1, 1]"),
+    ("conv", "pad", row(1, 2), f"{INT_PAD}, got [1, 2]"),
+    ("conv", "pad", row(0, 1, np.nan, 1), f"{INT_PAD}, got [0, 1, nan, 1]"),
+    ("conv", "pad", np.zeros((0, 0)), f"{INT_PAD}, got []"),
+    ("conv", "pad", cell("a"), f"{INT_PAD}, got a 1x1 cell array"),
+    ("conv", "pad", {"a": row(1)}, f"{INT_PAD}, got a 1x1 struct array"),
+    ("conv", "pad", np.array([[True]]), f"{INT_PAD}, got a 1x1 logical array"),
+    ("conv", "pad", np.array([[1 + 1j]]), f"{INT_PAD}, got a 1x1 complex128 array"),
+    ("conv", "stride", row(2.5), f"stride {PAIR}, got 2.5"),
+    ("conv", "stride", row(1, 2, 3), f"stride {PAIR}, got [1, 2, 3]"),
+    ("conv", "stride", "2", f"stride {PAIR}, got the string '2'"),
+    ("conv", "dilate", row(-np.inf), f"dilate {PAIR}, got -inf"),
+    ("conv", "numGroups", row(1.5), "numGroups must be a whole number, got 1.5"),
+    ("conv", "numGroups", row(1, 1), "numGroups must be a whole number, got [1, 1]"),
+    ("conv", "crop", row(np.nan), "crop must be 1 or 4 whole numbers [TOP BOTTOM LEFT RIGHT], got nan"),
+    ("conv", "upsample", row(0.5), f"upsample {PAIR}, got 0.5"),
+    ("pool", "pool", row(2, 2, 2), "pool must be 1 or 2 whole numbers [H W], got [2, 2, 2]"),
+    ("pool", "pool", "big", "pool must be 1 or 2 whole numbers [H W], got the string 'big'"),
+    # float fields
+    ("relu", "leak", "x", "leak must be a finite number, got the string 'x'"),
+    ("relu", "leak", row(np.nan), "leak must be a finite number, got nan"),
+    ("relu", "leak", row(np.inf), "leak must be a finite number, got inf"),
+    ("relu", "leak", row(0.1, 0.2), "leak must be a finite number, got [0.1, 0.2]"),
+    ("relu", "leak", np.array([[0.1j]]), "leak must be a finite number, got a 1x1 complex128 array"),
+    ("dropout", "rate", "half", "rate must be a finite number, got the string 'half'"),
+    ("dropout", "rate", row(np.nan), "rate must be a finite number, got nan"),
+    ("relu", "epsilon", cell(1e-4), "epsilon must be a finite number, got a 1x1 cell array"),
+    # bool fields
+    ("relu", "precious", "x", "precious must be true or false (a logical, 0 or 1), got the string 'x'"),
+    ("relu", "precious", row(2), "precious must be true or false (a logical, 0 or 1), got 2"),
+    ("relu", "precious", row(np.nan), "precious must be true or false (a logical, 0 or 1), got nan"),
+    ("relu", "precious", np.array([[True, False]]),
+     "precious must be true or false (a logical, 0 or 1), got a 1x2 logical array"),
+    # vector fields
+    ("conv", "learningRate", "x", "learningRate must be finite numbers, got the string 'x'"),
+    ("conv", "learningRate", row(1, np.nan), "learningRate must be finite numbers, got [1, nan]"),
+    ("conv", "learningRate", np.array([[1, 2j]]), "learningRate must be finite numbers, got a 1x2 complex128 array"),
+    ("conv", "weightDecay", row(np.inf, 0), "weightDecay must be finite numbers, got [inf, 0]"),
+    ("conv", "weightDecay", cell(row(1), row(0)), "weightDecay must be finite numbers, got a 1x2 cell array"),
+    ("conv", "weightDecay", np.zeros((0, 0)), "weightDecay must be finite numbers, got []"),
+    # string fields
+    ("conv", "type", row(1), "type must be a string, got 1"),
+    ("pool", "method", row(1), "method must be a string, got 1"),
+    ("pool", "method", cell("max"), "method must be a string, got a 1x1 cell array"),
+    # weights
+    ("conv", "weights", "F", "weights must be a cell array of arrays, got the string 'F'"),
+    ("conv", "weights", {"f": F}, "weights must be a cell array of arrays, got a 1x1 struct array"),
+    ("conv", "weights", cell(F * (1 + 1j), B), f"weights[0] {FLOAT32_64}, got a 3x3x2x4 complex64 array"),
+    ("conv", "weights", cell(F, B * 1j), f"weights[1] {FLOAT32_64}, got a 1x4 complex64 array"),
+    ("conv", "weights", cell(F.astype(np.float64) * 1j, B), f"weights[0] {FLOAT32_64}, got a 3x3x2x4 complex128 array"),
+    ("conv", "weights", cell("abc", B), f"weights[0] {FLOAT32_64}, got the string 'abc'"),
+    ("conv", "weights", cell(F.astype(np.int32), B), f"weights[0] {FLOAT32_64}, got a 3x3x2x4 int32 array"),
+    ("conv", "weights", cell(F > 0, B), f"weights[0] {FLOAT32_64}, got a 3x3x2x4 logical array"),
+    ("conv", "weights", cell(cell(F), B), f"weights[0] {FLOAT32_64}, got a 1x1 cell array"),
+    ("conv", "weights", cell(F, {"b": B}), f"weights[1] {FLOAT32_64}, got a 1x1 struct array"),
+])
+def test_malformed_simplenn_fields(tmp_path, layer_type, field, value, message):
+    path = tmp_path / "bad.mat"
+    simplenn_file_with(path, field, value, layer_type)
+    name = {"conv": "conv2", "pool": "pool2", "relu": "relu2", "dropout": "drop2"}[layer_type]
+    full = f"load_matconvnet: {path}: layers[2] ('{name}'): {message}"
+    with pytest.raises(ValueError, match=re.escape(full)) as info:
+        load_matconvnet(path)
+    assert str(info.value) == full
+
+
+def test_malformed_layer_name_and_struct(tmp_path):
+    path = tmp_path / "bad.mat"
+    simplenn_file_with(path, "name", row(3))
+    with pytest.raises(ValueError, match=re.escape(f"load_matconvnet: {path}: layers[2]: name must be a string, "
+                                                   "got 3")):
+        load_matconvnet(path)
+    scipy.io.savemat(path, {"net": {"layers": cell({"type": "relu"}, row(1, 2))}})
+    with pytest.raises(ValueError, match=re.escape(f"load_matconvnet: {path}: layers[1] must be a 1x1 struct, "
+                                                   "got a 1x2 float64 array")):
+        load_matconvnet(path)
+
+
+def test_legacy_filters_and_biases_must_be_real_arrays(tmp_path):
+    path = tmp_path / "old.mat"
+    layers = cell({"type": "conv", "name": "c", "filters": F * 1j, "biases": B})
+    scipy.io.savemat(path, {"layers": layers})
+    with pytest.raises(ValueError, match=re.escape(f"load_matconvnet: {path}: layers[0] ('c'): filters {FLOAT32_64}, "
+                                                   "got a 3x3x2x4 complex64 array")):
+        load_matconvnet(path)
+    scipy.io.savemat(path, {"layers": cell({"type": "conv", "name": "c", "filters": F, "biases": "b"})})
+    with pytest.raises(ValueError, match=re.escape(f"load_matconvnet: {path}: layers[0] ('c'): biases {FLOAT32_64}, "
+                                                   "got the string 'b'")):
+        load_matconvnet(path)
+
+
+@pytest.mark.parametrize("layer_type, field, value, message", [
+    # What the field-by-field conversion lets through, vl_simplenn_tidy's checks catch, named the same way.
+    ("conv", "pad", row(-1), "Pad must be non-negative, got [-1, -1, -1, -1]"),
+    ("conv", "stride", row(0), "Stride must be at least 1, got [0, 0]"),
+    ("dropout", "rate", row(1.5), "Rate must be a number in [0, 1), got 1.5"),
+    ("pool", "pool", None, "missing field 'pool' (the pooling window size, scalar or [PH, PW])"),
+])
+def test_malformed_simplenn_values_checked_by_tidy(tmp_path, layer_type, field, value, message):
+    path = tmp_path / "bad.mat"
+    simplenn_file_with(path, field, value, layer_type)
+    name = {"conv": "conv2", "pool": "pool2", "relu": "relu2", "dropout": "drop2"}[layer_type]
+    with pytest.raises(ValueError, match=re.escape(f"load_matconvnet: {path}: layers[2] ('{name}'): {message}")):
+        load_matconvnet(path)
+
+
+def test_complex_numbers_outside_the_layers(tmp_path):
+    path = tmp_path / "net.mat"
+    meta = {"normalization": {"averageImage": np.ones((2, 2)) * (1 + 2j)}}
+    scipy.io.savemat(path, {"net": {"layers": cell({"type": "relu", "name": "relu1"}), "meta": meta}})
+    with pytest.raises(ValueError, match=re.escape(
+            f"load_matconvnet: {path}: meta.normalization.averageImage must be real numbers (cnnx does not read "
+            "complex numbers), got a 2x2 complex128 array")):
+        load_matconvnet(path)
+    # Complex numbers in another variable only matter when that variable is asked for.
+    scipy.io.savemat(path, {"net": {"layers": cell({"type": "relu", "name": "relu1"})},
+                            "state": {"x": cell("a", np.array([[1j]]))}})
+    assert load_matconvnet(path)["layers"][0]["name"] == "relu1"
+    with pytest.raises(ValueError, match=re.escape(
+            f"load_matconvnet: {path}: state.x[1] must be real numbers (cnnx does not read complex numbers), "
+            "got a 1x1 complex128 array")):
+        load_matconvnet(path, with_extra=True)
+
+
+# DagNN files, read by the real DagNN.loadobj.
+
+
+def dagnn_file(path, change=None):
+    """A DagNN file in MatConvNet's saveobj layout (conv1, relu1, pool1, drop1); ``change(s)``
+    edits the dict of Python lists of dicts before it is written as struct arrays."""
+    rng = np.random.default_rng(7)
+    s = {
+        "vars": [{"name": n, "precious": np.array([[False]])} for n in ("input", "x1", "x2", "x3", "x4")],
+        "params": [{"name": "conv1f", "value": randn(rng, 3, 3, 2), "learningRate": row(1), "weightDecay": row(1),
+                    "trainMethod": "gradient"},
+                   {"name": "conv1b", "value": randn(rng, 1, 1), "learningRate": row(2), "weightDecay": row(0),
+                    "trainMethod": "gradient"}],
+        "layers": [
+            {"name": "conv1", "type": "dagnn.Conv", "inputs": cell("input"), "outputs": cell("x1"),
+             "params": cell("conv1f", "conv1b"),
+             "block": {"size": row(3, 3, 2, 1), "hasBias": np.array([[True]]), "opts": cell("cuDNN"),
+                       "pad": row(1), "stride": row(1), "dilate": row(1)}},
+            {"name": "relu1", "type": "dagnn.ReLU", "inputs": cell("x1"), "outputs": cell("x2"),
+             "params": empty_cell(), "block": {"useShortCircuit": np.array([[True]]), "leak": row(0.1),
+                                               "opts": empty_cell()}},
+            {"name": "pool1", "type": "dagnn.Pooling", "inputs": cell("x2"), "outputs": cell("x3"),
+             "params": empty_cell(), "block": {"method": "avg", "poolSize": row(2, 2), "opts": empty_cell(),
+                                               "pad": row(0), "stride": row(2), "dilate": row(1)}},
+            {"name": "drop1", "type": "dagnn.DropOut", "inputs": cell("x3"), "outputs": cell("x4"),
+             "params": empty_cell(), "block": {"rate": row(0.5), "frozen": np.array([[False]])}},
+        ],
+        "meta": {"inputSize": row(8, 8, 2)},
+    }
+    if change is not None:
+        change(s)
+    net = {"vars": matlab_struct_array(s["vars"]), "params": matlab_struct_array(s["params"]),
+           "layers": matlab_struct_array(s["layers"]), "meta": s["meta"]}
+    scipy.io.savemat(path, {"net": net})
+
+
+def test_dagnn_file_loads_into_a_dagnn(tmp_path):
+    from cnnx.dagnn import DagNN
+
+    dagnn_file(tmp_path / "dag.mat")
+    net = load_matconvnet(tmp_path / "dag.mat")
+    assert isinstance(net, DagNN)
+    assert [layer.name for layer in net.layers] == ["conv1", "relu1", "pool1", "drop1"]
+    conv, relu, pool, drop = (layer.block for layer in net.layers)
+    assert conv.size == (3, 3, 2, 1) and conv.pad == (1, 1, 1, 1) and conv.has_bias is True
+    assert relu.leak == 0.1 and pool.method == "avg" and pool.pool_size == (2, 2) and drop.rate == 0.5
+    assert net.get_param("conv1f").value.shape == (3, 3, 2, 1) and net.get_param("conv1b").learning_rate == 2.0
+
+
+def set_block(layer, field, value):
+    def change(s):
+        s["layers"][layer]["block"][field] = value
+    return change
+
+
+def set_entry(kind, index, field, value):
+    def change(s):
+        s[kind][index][field] = value
+    return change
+
+
+DAG_PAD = "block.pad must be 1, 2 or 4 non-negative whole numbers"
+
+
+@pytest.mark.parametrize("change, message", [
+    (set_block(0, "pad", "abc"), f"layers[0] ('conv1'): {DAG_PAD}, got the string 'abc'"),
+    (set_block(0, "pad", row(np.nan)), f"layers[0] ('conv1'): {DAG_PAD}, got nan"),
+    (set_block(0, "pad", row(np.inf)), f"layers[0] ('conv1'): {DAG_PAD}, got inf"),
+    (set_block(0, "pad", row(1.5)), f"layers[0] ('conv1'): {DAG_PAD}, got 1.5"),
+    (set_block(0, "pad", row(1, 1, 1)), f"layers[0] ('conv1'): {DAG_PAD}, got [1, 1, 1]"),
+    (set_block(0, "pad", row(-1)), f"layers[0] ('conv1'): {DAG_PAD}, got -1"),
+    (set_block(0, "pad", np.array([[1 + 1j]])),
+     "layers[0] ('conv1'): block.pad must be real numbers (cnnx does not read complex numbers), "
+     "got a 1x1 complex128 array"),
+    (set_block(0, "stride", row(0)), "layers[0] ('conv1'): block.stride must be 1 or 2 positive whole numbers, got 0"),
+    (set_block(0, "dilate", row(1.5, 1)),
+     "layers[0] ('conv1'): block.dilate must be 1 or 2 positive whole numbers, got [1.5, 1]"),
+    (set_block(0, "size", "abc"),
+     "layers[0] ('conv1'): block.size must be 2 to 4 non-negative whole numbers [FH FW FC K], got the string 'abc'"),
+    (set_block(0, "size", row(3, 3, np.nan, 1)),
+     "layers[0] ('conv1'): block.size must be 2 to 4 non-negative whole numbers [FH FW FC K], got [3, 3, nan, 1]"),
+    (set_block(0, "hasBias", row(2)), "layers[0] ('conv1'): block.hasBias must be true or false, got 2"),
+    (set_block(0, "hasBias", "yes"), "layers[0] ('conv1'): block.hasBias must be true or false, got the string 'yes'"),
+    (set_block(1, "leak", "x"), "layers[1] ('relu1'): block.leak must be a finite number, got the string 'x'"),
+    (set_block(1, "leak", row(np.nan)), "layers[1] ('relu1'): block.leak must be a finite number, got nan"),
+    (set_block(1, "useShortCircuit", row(np.nan)),
+     "layers[1] ('relu1'): block.useShortCircuit must be true or false, got nan"),
+    (set_block(1, "alpha", row(1)),
+     "layers[1] ('relu1'): ReLU has no property 'alpha' (its properties: useShortCircuit, leak, opts)"),
+    (set_block(2, "method", row(1)), "layers[2] ('pool1'): block.method must be one of 'max', 'avg', got 1"),
+    (set_block(2, "method", "median"),
+     "layers[2] ('pool1'): block.method must be one of 'max', 'avg', got the string 'median'"),
+    (set_block(2, "poolSize", row(2, 2, 2)),
+     "layers[2] ('pool1'): block.poolSize must be 1 or 2 positive whole numbers, got [2, 2, 2]"),
+    (set_block(2, "dilate", row(2)), "layers[2] ('pool1'): block.dilate must be 1 (vl_nnpool has no dilation), got 2"),
+    (set_block(3, "rate", row(1.5)), "layers[3] ('drop1'): block.rate must be a number in [0, 1), got 1.5"),
+    (set_block(3, "rate", row(np.nan)), "layers[3] ('drop1'): block.rate must be a number in [0, 1), got nan"),
+    (set_block(3, "frozen", "no"), "layers[3] ('drop1'): block.frozen must be true or false, got the string 'no'"),
+    (set_entry("layers", 0, "block", row(3)),
+     "layers[0] ('conv1'): block must be a struct (a dict) of the block's properties, got 3"),
+    (set_entry("layers", 0, "name", row(3)), "layers[0]: name must be a string, got 3"),
+    (set_entry("layers", 1, "type", row(3)), "layers[1] ('relu1'): type must be a string, got 3"),
+    (set_entry("layers", 1, "type", "dagnn.BatchNorm"),
+     "layers[1] ('relu1') has unknown block type 'dagnn.BatchNorm' (known: dagnn.Concat, dagnn.Conv, "
+     "dagnn.DropOut, dagnn.Loss, dagnn.PReLU, dagnn.Pooling, dagnn.ReLU, dagnn.Sum; pass "
+     "blocks={type: class} for others)"),
+    (set_entry("layers", 1, "inputs", cell(row(3))), "layers[1] ('relu1'): inputs must be non-empty strings, got 3"),
+    (set_entry("params", 0, "value", F * 1j),
+     f"params[0] ('conv1f'): value {FLOAT32_64}, got a 3x3x2x4 complex64 array"),
+    (set_entry("params", 0, "value", "abc"), f"params[0] ('conv1f'): value {FLOAT32_64}, got the string 'abc'"),
+    (set_entry("params", 0, "value", F.astype(np.int32)),
+     f"params[0] ('conv1f'): value {FLOAT32_64}, got a 3x3x2x4 int32 array"),
+    (set_entry("params", 1, "value", np.array([[True]])),
+     f"params[1] ('conv1b'): value {FLOAT32_64}, got a 1x1 logical array"),
+    (set_entry("params", 1, "learningRate", row(np.nan)),
+     "params[1] ('conv1b'): learningRate must be a finite number, got nan"),
+    (set_entry("params", 1, "weightDecay", "x"),
+     "params[1] ('conv1b'): weightDecay must be a finite number, got the string 'x'"),
+    (set_entry("params", 1, "trainMethod", "sgd"),
+     "params[1] ('conv1b'): trainMethod must be one of 'gradient', 'average', got the string 'sgd'"),
+    (set_entry("params", 1, "name", "ghost"), "params[1] ('ghost') is not used by any layer"),
+    (set_entry("vars", 1, "precious", "x"), "vars[1] ('x1'): precious must be true or false, got the string 'x'"),
+    (set_entry("vars", 2, "precious", row(2)), "vars[2] ('x2'): precious must be true or false, got 2"),
+])
+def test_malformed_dagnn_fields(tmp_path, change, message):
+    path = tmp_path / "bad.mat"
+    dagnn_file(path, change)
+    with pytest.raises(ValueError, match=re.escape(f"load_matconvnet: {path}: {message}")) as info:
+        load_matconvnet(path)
+    assert str(info.value) == f"load_matconvnet: {path}: {message}"
