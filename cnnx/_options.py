@@ -5,6 +5,7 @@ keywords (``pad=1``) or, after the array arguments, as MatConvNet name/value pai
 names match case-insensitively and ignoring underscores, so ``'NoDerData'`` is ``no_der_data``.
 Flags (``kind='flag'``) take no value in the name/value form, as in MatConvNet's MEX files.
 """
+import math
 import numbers
 import operator
 
@@ -16,7 +17,8 @@ class Option:
 
     kind is one of 'flag', 'pad4' (scalar or [top, bottom, left, right], each >= 0),
     'pair' (scalar or [y, x], each >= 1), 'pair0' (as pair, each >= 0), 'int' (>= 0),
-    'float', 'choice' (case-insensitive string from ``choices``) or 'any'.
+    'float', 'choice' (case-insensitive string from ``choices``) or 'any'. Integers must be
+    whole numbers below ``INT_OPTION_LIMIT`` (2^62); floats must fit a double.
     """
 
     def __init__(self, kind, default=None, choices=None, display=None):
@@ -121,14 +123,41 @@ def parse_options(fname, args, kwargs, spec):
     return out
 
 
+# Integer option values (pads, strides, dilations, pool sizes) must stay below this: the kernels
+# index with 64-bit integers, and a sum of two such values must not overflow.
+INT_OPTION_LIMIT = 2**62
+
+
 def _as_ints(fname, label, value):
-    arr = np.asarray(value)
-    if arr.dtype == object or arr.dtype.kind not in "biuf" or arr.dtype.kind == "b" and arr.size != 1:
+    """The whole numbers in ``value`` (a number, an array or a list of numbers) as exact Python ints.
+
+    Each element is converted on its own, so that a list mixing Python and NumPy integers is not
+    rounded through float64 on the way; a single logical counts as 0 or 1.
+    """
+    try:
+        arr = np.asarray(value, dtype=object) if isinstance(value, (list, tuple)) else np.asarray(value)
+    except ValueError:
+        arr = np.asarray(None)
+    items = arr.reshape(-1).tolist() if arr.dtype.kind in "biufO" else None
+    if items is None or any(isinstance(v, (bool, np.bool_)) for v in items) and len(items) != 1:
         raise TypeError(f"{fname}: {label} must be numeric, got {value!r}")
-    flat = arr.reshape(-1)
-    if not np.all(np.isfinite(flat)) or np.any(flat != np.trunc(flat)):
-        raise ValueError(f"{fname}: {label} must hold whole numbers, got {value!r}")
-    return [int(v) for v in flat]
+    out = []
+    for v in items:
+        if isinstance(v, (bool, np.bool_, numbers.Integral)):
+            out.append(int(v))
+        elif isinstance(v, numbers.Real):
+            v = float(v)
+            if not (math.isfinite(v) and v == math.trunc(v)):
+                raise ValueError(f"{fname}: {label} must hold whole numbers, got {value!r}")
+            out.append(int(v))
+        else:
+            raise TypeError(f"{fname}: {label} must be numeric, got {value!r}")
+    return out
+
+
+def _check_limit(fname, label, vals, value):
+    if max(vals) >= INT_OPTION_LIMIT:
+        raise ValueError(f"{fname}: {label} must be less than 2^62, got {value!r}")
 
 
 def validate_value(fname, label, option, value):
@@ -140,6 +169,8 @@ def validate_value(fname, label, option, value):
     if kind == "flag":
         if not isinstance(value, (bool, np.bool_, numbers.Integral)):
             raise TypeError(f"{fname}: {label} must be true or false, got {value!r}")
+        if value not in (0, 1):
+            raise ValueError(f"{fname}: {label} must be true or false (or 1 or 0), got {value!r}")
         return bool(value)
     if kind == "pad4":
         vals = _as_ints(fname, label, value)
@@ -149,6 +180,7 @@ def validate_value(fname, label, option, value):
             raise ValueError(f"{fname}: {label} must have 1 or 4 elements [TOP BOTTOM LEFT RIGHT], got {len(vals)}")
         if min(vals) < 0:
             raise ValueError(f"{fname}: {label} must be non-negative, got {vals}")
+        _check_limit(fname, label, vals, value)
         return tuple(vals)
     if kind in ("pair", "pair0"):
         vals = _as_ints(fname, label, value)
@@ -159,15 +191,21 @@ def validate_value(fname, label, option, value):
         lowest = 1 if kind == "pair" else 0
         if min(vals) < lowest:
             raise ValueError(f"{fname}: {label} must be at least {lowest}, got {vals}")
+        _check_limit(fname, label, vals, value)
         return tuple(vals)
     if kind == "int":
         vals = _as_ints(fname, label, value)
         if len(vals) != 1 or vals[0] < 0:
             raise ValueError(f"{fname}: {label} must be a non-negative integer, got {value!r}")
+        _check_limit(fname, label, vals, value)
         return vals[0]
     if kind == "float":
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"{fname}: {label} must be a real number, got {value!r}")
         try:
             number = float(operator.index(value)) if isinstance(value, numbers.Integral) else float(value)
+        except OverflowError:  # an int beyond double's range
+            raise ValueError(f"{fname}: {label} must be a finite real number, got {value!r}") from None
         except (TypeError, ValueError):
             raise TypeError(f"{fname}: {label} must be a real number, got {value!r}") from None
         return number

@@ -1,6 +1,4 @@
 """Rectified linear units: ``vl_nnrelu`` (ReLU / leaky ReLU, as MatConvNet) and ``vl_nnprelu``."""
-import math
-
 import numpy as np
 
 from ._checks import as_float_array, common_dtype, like, shape4
@@ -9,6 +7,8 @@ from ._options import Option, parse_options, take_derivative
 from ._threads import threads_for
 
 _RELU_OPTIONS = {"leak": Option("float", 0.0)}
+# Up to 2^52, leak + (1 - leak), the kernel's (and MatConvNet's) slope for x > 0, is exactly 1.
+_MAX_LEAK = 2.0**52
 
 def vl_nnrelu(x, *args, **kwargs):
     """Rectified linear unit, optionally leaky.
@@ -31,8 +31,8 @@ def vl_nnrelu(x, *args, **kwargs):
     dzdy : ndarray, shape and dtype of x, optional
         Derivative of the objective with respect to the output. None or ``[]`` means forward.
     Leak : 0
-        Slope for x <= 0. Must be finite and non-negative (a negative leak would break the
-        ``y``-for-``x`` substitution above).
+        Slope for x <= 0, from 0 to 2^52 (a negative leak would break the ``y``-for-``x``
+        substitution above; beyond 2^52 the slope 1 of x > 0 would be lost to rounding).
 
     Returns
     -------
@@ -43,7 +43,8 @@ def vl_nnrelu(x, *args, **kwargs):
     TypeError
         If x or dzdy is not float32/float64, their dtypes differ, or an option is unknown.
     ValueError
-        If dzdy's shape differs from x's, or Leak is negative or not finite.
+        If dzdy's shape differs from x's, or Leak is NaN or outside [0, 2^52]. (An empty x gives
+        an empty result.)
 
     Notes
     -----
@@ -65,8 +66,8 @@ def vl_nnrelu(x, *args, **kwargs):
     fname = "vl_nnrelu"
     dzdy, args, kwargs = take_derivative(args, kwargs, fname)
     leak = parse_options(fname, args, kwargs, _RELU_OPTIONS)["leak"] if args or kwargs else 0.0
-    if not (math.isfinite(leak) and leak >= 0):
-        raise ValueError(f"{fname}: Leak must be a finite non-negative number, got {leak!r}")
+    if not 0 <= leak <= _MAX_LEAK:  # also refuses NaN and inf
+        raise ValueError(f"{fname}: Leak must be a number from 0 to 2^52, got {leak!r}")
     x = as_float_array(x, "X", fname)
     n_threads = threads_for(x.size)
     out = np.empty(x.shape, dtype=x.dtype, order="F")
@@ -113,7 +114,7 @@ def vl_nnprelu(x, a, *args, **kwargs):
         If x, a or dzdy is not float32/float64, their dtypes differ, or an option is given.
     ValueError
         If x does not have 2 to 4 dimensions, a has neither 1 nor C elements, or dzdy's shape
-        differs from x's.
+        differs from x's. (An empty x gives an empty y and, summed over no elements, a zero dzda.)
 
     Examples
     --------

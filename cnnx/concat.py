@@ -51,8 +51,10 @@ def vl_nnconcat(inputs, dim=3, *args, **kwargs):
     TypeError
         If an array is not float32/float64, the dtypes differ, or an option is unknown.
     ValueError
-        If ``dim`` is not 1..4, there are no inputs, the inputs disagree in a dimension other
-        than ``dim``, or ``dzdy`` does not have the shape of the output.
+        If ``dim`` is not 1..4 (NaN, inf and fractions included), there are no inputs, an
+        InputSizes entry is not a list of whole non-negative numbers, the inputs disagree in a
+        dimension other than ``dim``, or ``dzdy`` does not have the shape of the output. Inputs
+        with zero-size dimensions are concatenated like any others.
 
     Examples
     --------
@@ -79,7 +81,7 @@ def vl_nnconcat(inputs, dim=3, *args, **kwargs):
 def _axis(dim):
     if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer, float, np.floating)):
         raise TypeError(f"{_FNAME}: DIM must be an integer from 1 to 4, got {dim!r}")
-    if dim != int(dim) or not 1 <= int(dim) <= 4:
+    if dim not in (1, 2, 3, 4):  # also NaN, inf and huge values
         raise ValueError(f"{_FNAME}: DIM must be an integer from 1 to 4, got {dim!r}")
     return int(dim) - 1
 
@@ -144,8 +146,12 @@ def _backward(inputs, axis, dzdy, input_sizes):
 
 
 def _size_tuple(size, i):
-    arr = np.asarray(size)
-    if arr.ndim != 1 or arr.dtype.kind not in "iuf" or np.any(arr < 0) or np.any(arr != np.trunc(arr)):
+    try:
+        arr = np.asarray(size)
+    except ValueError:  # ragged
+        arr = np.asarray(None)
+    if (arr.ndim != 1 or arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr)) or np.any(arr < 0)
+            or np.any(arr != np.trunc(arr))):
         raise ValueError(f"{_FNAME}: InputSizes[{i}] must be a list of non-negative integers, got {size!r}")
     return tuple(int(v) for v in arr)
 

@@ -11,7 +11,7 @@ from ._checks import (
     shape4,
 )
 from ._ext import conv as _kernel
-from ._options import Option, parse_options, take_derivative
+from ._options import INT_OPTION_LIMIT, Option, parse_options, take_derivative
 from ._threads import blas_single_threaded, get_num_threads
 
 _FNAME = "vl_nnconv"
@@ -112,12 +112,15 @@ def vl_nnconv(x, f, b, *args, **kwargs):
         Subsampling step, a scalar or [SY, SX], each >= 1.
     Dilate : 1
         Filter dilation, a scalar or [DY, DX], each >= 1; must be 1 without filters.
+        Pad, Stride and Dilate hold whole numbers below 2^62, and H + PT + PB and W + PL + PR
+        must stay below 2^62 too.
     NoDerData : false
         Flag: backward skips the derivative of x and returns None for it.
     NoDerFilters : false
         Flag: backward skips the derivative of f and returns None for it.
     NoDerBiases : false
-        Flag: backward skips the derivative of b and returns None for it.
+        Flag: backward skips the derivative of b and returns None for it. Flags take true,
+        false, 1 or 0.
 
     Returns
     -------
@@ -133,8 +136,10 @@ def vl_nnconv(x, f, b, *args, **kwargs):
         Arrays that are not float32/float64, arrays of different dtypes, an unknown option.
     ValueError
         Wrong number of dimensions, channels of x and f that do not fit (C not a multiple of FC,
-        K not a multiple of G), a negative pad, a stride or dilation below 1, filters larger than
-        the padded input, a bias or dzdy of the wrong size, or sizes too large to index.
+        K not a multiple of G), a negative pad, a stride or dilation below 1, option values that
+        are not whole numbers below 2^62 (NaN, inf, 1.5, 2**63), filters larger than the padded
+        input, a bias or dzdy of the wrong size, or sizes too large to index (or, for BLAS, above
+        2^31 - 1).
 
     Examples
     --------
@@ -180,6 +185,9 @@ def vl_nnconv(x, f, b, *args, **kwargs):
     if b is not None and b.size != K:
         raise ValueError(f"{_FNAME}: B has {b.size} elements but there are {K} filters")
 
+    if H + pt + pb >= INT_OPTION_LIMIT or W + pl + pr >= INT_OPTION_LIMIT:
+        raise ValueError(
+            f"{_FNAME}: X with padding is {H + pt + pb} x {W + pl + pr}; each must be less than 2^62")
     ext_y = (FH - 1) * dil_y + 1
     ext_x = (FW - 1) * dil_x + 1
     if H + pt + pb < ext_y or W + pl + pr < ext_x:

@@ -50,7 +50,7 @@ def vl_nnpool(x, pool, *args, **kwargs):
         Input. A 2-D or 3-D array is taken as N = 1 (and C = 1), as MATLAB drops trailing
         singleton dimensions. Any memory order is accepted.
     pool : int or sequence of 2 ints
-        Window size, ``PH`` (square) or ``[PH, PW]``, each at least 1.
+        Window size, ``PH`` (square) or ``[PH, PW]``, each from 1 to 2^31 - 2.
     dzdy : array_like, (YH, YW, C, N), optional
         Derivative of the objective with respect to the output: the first positional argument
         after ``pool`` (unless it is a string) or the keyword ``dzdy``. Same dtype as ``x``. ``None``
@@ -59,7 +59,7 @@ def vl_nnpool(x, pool, *args, **kwargs):
         ``P`` or ``[PT, PB, PL, PR]`` (top, bottom, left, right), each at least 0 and smaller than
         the pool size in its direction.
     Stride : 1
-        ``S`` or ``[SY, SX]``, each at least 1.
+        ``S`` or ``[SY, SX]``, each at least 1 and below 2^62.
     Method : 'max'
         ``'max'`` or ``'avg'``.
 
@@ -79,10 +79,11 @@ def vl_nnpool(x, pool, *args, **kwargs):
         If ``x`` or ``dzdy`` is not a float32/float64 array (integer, bool, complex), their dtypes
         differ, an option is unknown or given twice, or ``dzdy`` is given twice.
     ValueError
-        If ``x`` or ``dzdy`` does not have 2 to 4 dimensions, ``x`` has zero height or width, the
-        pool, stride or pad are out of range (pool < 1, stride < 1, pad < 0, pad >= pool), the
-        pool is larger than the padded input, ``dzdy`` does not have the output's shape, or the
-        method is not 'max' or 'avg'.
+        If ``x`` or ``dzdy`` does not have 2 to 4 dimensions, ``x`` has zero height or width (zero
+        channels or images give an empty result), the pool, stride or pad are out of range
+        (pool < 1 or above 2^31 - 2, stride < 1, pad < 0, pad >= pool, values that are not whole
+        numbers below 2^62), the pool is larger than the padded input, ``dzdy`` does not have
+        the output's shape, or the method is not 'max' or 'avg'.
 
     Examples
     --------

@@ -1,0 +1,225 @@
+"""Every block, every option: values that cannot be represented (huge integers, NaN, inf, fractions
+where an integer is expected, ...) give a ValueError or TypeError naming the function and the
+argument and saying what was expected, raised in Python before any kernel runs.
+"""
+import re
+
+import numpy as np
+import pytest
+
+import cnnx.activations
+import cnnx.conv
+import cnnx.dropout
+import cnnx.loss
+import cnnx.pool
+from cnnx import vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu, vl_nnsoftmaxloss
+from cnnx.concat import vl_nnconcat
+from cnnx.nnloss import vl_nnloss
+
+NAN, INF = float("nan"), float("inf")
+
+
+def zeros(*shape):
+    return np.zeros(shape, np.float32, order="F")
+
+
+X = zeros(5, 5, 4, 2)
+F = zeros(3, 3, 4, 6)
+B = zeros(6)
+DY = zeros(3, 3, 6, 2)  # vl_nnconv(X, F, B)'s shape
+PY = zeros(3, 3, 4, 2)  # vl_nnpool(X, 3)'s shape
+MASK = np.full(X.shape, 2, np.float32)
+
+
+class _NoKernel:
+    """Stands in for a kernel module: any call fails the test."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __getattr__(self, attr):
+        raise AssertionError(f"the {self.name} kernel ({attr}) ran before the error was raised")
+
+
+@pytest.fixture
+def no_kernels(monkeypatch):
+    """Errors must come from Python, before any kernel is entered."""
+    monkeypatch.setattr(cnnx.conv, "_kernel", _NoKernel("conv"))
+    monkeypatch.setattr(cnnx.pool, "_kernel", _NoKernel("pool"))
+    monkeypatch.setattr(cnnx.activations, "_kernels", _NoKernel("activations"))
+    monkeypatch.setattr(cnnx.dropout, "_kernels", _NoKernel("dropout"))
+    monkeypatch.setattr(cnnx.loss, "_kernels", _NoKernel("loss"))
+
+
+CASES = []
+
+
+def case(ident, call, error, message):
+    CASES.append(pytest.param(call, error, message, id=ident))
+
+
+# ------------------------------------------------------------------------------------------------
+# Integer options: vl_nnconv's Pad, Stride, Dilate; vl_nnpool's Pad, Stride and POOL
+# ------------------------------------------------------------------------------------------------
+
+def integer_values(label, kind):
+    """(value, error, message after 'fname: ') for an option of kind 'pad4' or 'pair'."""
+    n = 4 if kind == "pad4" else 2
+    lower = "must be non-negative" if kind == "pad4" else "must be at least 1"
+    shape = "[TOP BOTTOM LEFT RIGHT]" if kind == "pad4" else "[Y X]"
+    huge_list = [0, 0, 0, 2**63] if kind == "pad4" else [1, 2**63]
+    too_big = [2**63, 2**64, np.uint64(2**63), 2**62, 1e300, huge_list, np.array(huge_list)]
+    out = [(v, ValueError, f"{label} must be less than 2^62, got {v!r}") for v in too_big]
+    out += [(v, ValueError, f"{label} must hold whole numbers, got {v!r}")
+            for v in (NAN, INF, -INF, 1.5, np.float32(2.5), [1, NAN] * (n // 2))]
+    out += [
+        (-2**63, ValueError, f"{label} {lower}, got {[-2**63] * n}"),
+        (-2**64, ValueError, f"{label} {lower}, got {[-2**64] * n}"),
+        ("2", TypeError, f"{label} must be numeric, got '2'"),
+        ([1, "2"], TypeError, f"{label} must be numeric, got [1, '2']"),
+        ([[1, 2], [3]], TypeError, f"{label} must be numeric, got [[1, 2], [3]]"),
+        (None, TypeError, f"{label} must be numeric, got None"),
+        ([True, False], TypeError, f"{label} must be numeric, got [True, False]"),
+        ([], ValueError, f"{label} must have 1 or {n} elements {shape}, got 0"),
+        (np.zeros((0, 2)), ValueError, f"{label} must have 1 or {n} elements {shape}, got 0"),
+        ([1, 1, 1], ValueError, f"{label} must have 1 or {n} elements {shape}, got 3"),
+    ]
+    return out
+
+
+for option, label, kind in (("pad", "Pad", "pad4"), ("stride", "Stride", "pair"), ("dilate", "Dilate", "pair")):
+    for i, (value, error, message) in enumerate(integer_values(label, kind)):
+        case(f"conv-{option}-{i}-forward", lambda v=value, o=option: vl_nnconv(X, F, B, **{o: v}),
+             error, f"vl_nnconv: {message}")
+        case(f"conv-{option}-{i}-backward", lambda v=value, lab=label: vl_nnconv(X, F, B, DY, lab, v),
+             error, f"vl_nnconv: {message}")
+for option, label, kind in (("pad", "Pad", "pad4"), ("stride", "Stride", "pair")):
+    for i, (value, error, message) in enumerate(integer_values(label, kind)):
+        case(f"pool-{option}-{i}-forward", lambda v=value, o=option: vl_nnpool(X, 3, **{o: v}),
+             error, f"vl_nnpool: {message}")
+        case(f"pool-{option}-{i}-backward", lambda v=value, lab=label: vl_nnpool(X, 3, PY, lab, v),
+             error, f"vl_nnpool: {message}")
+for i, (value, error, message) in enumerate(integer_values("POOL", "pair")):
+    case(f"pool-POOL-{i}-forward", lambda v=value: vl_nnpool(X, v), error, f"vl_nnpool: {message}")
+    case(f"pool-POOL-{i}-backward", lambda v=value: vl_nnpool(X, v, PY), error, f"vl_nnpool: {message}")
+
+# Values that fit the options but not the problem: 2^31 where the kernels need 32-bit sizes, padded
+# sizes beyond the 64-bit indices, and filters dilated beyond the input.
+case("conv-pad-2^31-blas", lambda: vl_nnconv(X, F, B, pad=[2**31, 2**31, 0, 0]), ValueError,
+     f"vl_nnconv: the im2row matrix has a dimension of {3 * (2**32 + 3)}, more than BLAS can take (2^31 - 1)")
+case("conv-pad-2^31-elements", lambda: vl_nnconv(X, F, B, pad=2**31), ValueError,
+     f"vl_nnconv: Y would have {(2**32 + 3) ** 2 * 12} elements, more than can be indexed")
+case("conv-padded-beyond-2^62",
+     lambda: vl_nnconv(X, F, B, pad=[2**62 - 1, 2**62 - 1, 0, 0], stride=2**62 - 1), ValueError,
+     f"vl_nnconv: X with padding is {5 + 2**63 - 2} x 5; each must be less than 2^62")
+case("conv-dilate-2^31", lambda: vl_nnconv(X, F, B, dilate=2**31), ValueError,
+     f"vl_nnconv: F ({2**32 + 1} x {2**32 + 1} with dilation) is larger than X (5 x 5 including padding)")
+case("pool-POOL-2^31", lambda: vl_nnpool(X, 2**31), ValueError,
+     "vl_nnpool: POOL [2147483648, 2147483648] is too large (at most 2147483646)")
+case("pool-pad-2^31", lambda: vl_nnpool(X, 3, pad=2**31), ValueError,
+     "vl_nnpool: Pad [2147483648, 2147483648, 2147483648, 2147483648] must be smaller than POOL [3, 3] "
+     "(top and bottom below PH, left and right below PW)")
+
+# ------------------------------------------------------------------------------------------------
+# Flags, choices and other options
+# ------------------------------------------------------------------------------------------------
+
+for option, label in (("no_der_data", "NoDerData"), ("no_der_filters", "NoDerFilters"),
+                      ("no_der_biases", "NoDerBiases")):
+    for value in (2, -1, 2**63, np.int64(7)):
+        case(f"conv-{option}-{value!r}", lambda v=value, o=option: vl_nnconv(X, F, B, DY, **{o: v}),
+             ValueError, f"vl_nnconv: {label} must be true or false (or 1 or 0), got {value!r}")
+    for value in (NAN, 1.5, 1.0, "yes", None, [True]):
+        case(f"conv-{option}-{value!r}", lambda v=value, o=option: vl_nnconv(X, F, B, DY, **{o: v}),
+             TypeError, f"vl_nnconv: {label} must be true or false, got {value!r}")
+
+for value in ("median", 2, None, NAN):
+    case(f"pool-method-{value!r}", lambda v=value: vl_nnpool(X, 3, method=v), ValueError,
+         f"vl_nnpool: Method must be one of 'max', 'avg', got {value!r}")
+
+for value in (NAN, INF, -INF, -0.5, 2.0**52 * 2, 1e300, 2**63, -2**63):
+    shown = float(value)
+    case(f"relu-leak-{value!r}", lambda v=value: vl_nnrelu(X, leak=v), ValueError,
+         f"vl_nnrelu: Leak must be a number from 0 to 2^52, got {shown!r}")
+    case(f"relu-leak-{value!r}-backward", lambda v=value: vl_nnrelu(X, X, "Leak", v), ValueError,
+         f"vl_nnrelu: Leak must be a number from 0 to 2^52, got {shown!r}")
+for value in (2**1024, -2**1024):
+    case(f"relu-leak-{value // 2**1000}*2^1000", lambda v=value: vl_nnrelu(X, leak=v), ValueError,
+         f"vl_nnrelu: Leak must be a finite real number, got {value!r}")
+for value in ("0.1", [0.1, 0.2], None, b"1"):
+    case(f"relu-leak-{value!r}", lambda v=value: vl_nnrelu(X, leak=v), TypeError,
+         f"vl_nnrelu: Leak must be a real number, got {value!r}")
+
+for value in (NAN, INF, -INF, -0.5, 1.0, 1, True, 2**63, -2**63, 1e300):
+    shown = float(value)
+    case(f"dropout-rate-{value!r}", lambda v=value: vl_nndropout(X, rate=v), ValueError,
+         f"vl_nndropout: Rate must be in [0, 1), got {shown!r}")
+case("dropout-rate-2^1024", lambda: vl_nndropout(X, "rate", 2**1024), ValueError,
+     f"vl_nndropout: Rate must be a finite real number, got {2**1024!r}")
+case("dropout-rate-str", lambda: vl_nndropout(X, rate="0.5"), TypeError,
+     "vl_nndropout: Rate must be a real number, got '0.5'")
+for value in (2**64, -1, -2**63, 2**100):
+    case(f"dropout-seed-{value!r}", lambda v=value: vl_nndropout(X, seed=v), ValueError,
+         f"vl_nndropout: Seed must be in [0, 2^64), got {value}")
+for value in (1.5, NAN, INF, True, np.bool_(False), "1", 1.0):
+    case(f"dropout-seed-{value!r}", lambda v=value: vl_nndropout(X, seed=v), TypeError,
+         f"vl_nndropout: Seed must be an integer, got {value!r}")
+
+for value in (2**63, -2**63, 2**64, NAN, INF, -INF, 1.5, 0, 5, 1e300):
+    case(f"concat-dim-{value!r}", lambda v=value: vl_nnconcat([X, X], v), ValueError,
+         f"vl_nnconcat: DIM must be an integer from 1 to 4, got {value!r}")
+for value in (True, "3", None, [3]):
+    case(f"concat-dim-{value!r}", lambda v=value: vl_nnconcat([X, X], v), TypeError,
+         f"vl_nnconcat: DIM must be an integer from 1 to 4, got {value!r}")
+for value in (INF, NAN, -1, 1.5, -2**63, 2**64, "2"):
+    sizes = [[5, 5, 4, value], [5, 5, 4, 2]]
+    case(f"concat-input-sizes-{value!r}",
+         lambda s=sizes: vl_nnconcat(None, 3, zeros(5, 5, 8, 2), "InputSizes", s), ValueError,
+         f"vl_nnconcat: InputSizes[0] must be a list of non-negative integers, got {sizes[0]!r}")
+case("concat-input-sizes-ragged", lambda: vl_nnconcat(None, 3, zeros(5, 5, 8, 2), input_sizes=[[5, [5], 4, 2]]),
+     ValueError, "vl_nnconcat: InputSizes[0] must be a list of non-negative integers, got [5, [5], 4, 2]")
+
+for value in (3, None, NAN):
+    case(f"nnloss-loss-{value!r}", lambda v=value: vl_nnloss(X, [1, 2], loss=v), TypeError,
+         f"vl_nnloss: Loss must be a string, got {value!r}")
+for fn, fname in ((vl_nnsoftmaxloss, "vl_nnsoftmaxloss"), (vl_nnloss, "vl_nnloss")):
+    for value in (np.array([2**64, 1], dtype=object), np.array(["a", "b"]), np.array([True, False])):
+        case(f"{fname}-weights-{value.dtype}", lambda v=value, fn=fn: fn(X, [1, 2], instance_weights=v),
+             TypeError, f"{fname}: InstanceWeights must be numeric, got a {value.dtype} array")
+
+for fn, fname in ((vl_nnprelu, "vl_nnprelu"),):
+    case(f"{fname}-no-options", lambda fn=fn: fn(X, zeros(4), "Leak", 0.1), TypeError,
+         f"{fname}: unknown option 'Leak'; {fname} takes no options")
+
+@pytest.mark.parametrize("call, error, message", CASES)
+def test_error_names_function_and_argument(call, error, message, no_kernels):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        call()
+
+
+# ------------------------------------------------------------------------------------------------
+# What is accepted at the edges
+# ------------------------------------------------------------------------------------------------
+
+def test_largest_option_values_work():
+    x = np.arange(100, dtype=np.float64).reshape(5, 5, 4, 1, order="F")
+    f = np.ones((3, 3, 4, 2))
+    limit = 2**62 - 1
+    # a stride beyond the input keeps the first window only
+    np.testing.assert_array_equal(vl_nnconv(x, f, None, stride=limit), vl_nnconv(x, f, None, stride=5))
+    np.testing.assert_array_equal(vl_nnpool(x, 2, stride=[limit, np.uint64(limit)]), vl_nnpool(x, 2, stride=9))
+    y = vl_nnpool(x, 2, stride=limit)
+    np.testing.assert_array_equal(vl_nnpool(x, 2, np.ones_like(y), stride=limit),
+                                  vl_nnpool(x, 2, np.ones_like(y), stride=9))
+    dx, df, _ = vl_nnconv(x, f, None, np.ones((1, 1, 2, 1)), stride=limit)
+    dx5, df5, _ = vl_nnconv(x, f, None, np.ones((1, 1, 2, 1)), stride=5)
+    np.testing.assert_array_equal(dx, dx5)
+    np.testing.assert_array_equal(df, df5)
+    assert vl_nnrelu(-np.ones(3), leak=2**52)[0] == -2**52
+    assert vl_nnrelu(np.ones(3), leak=2**52)[0] == 1  # the slope of x > 0 is still exactly 1
+
+
+@pytest.mark.parametrize("value", [True, False, 1, 0, np.bool_(True), np.int8(1)])
+def test_flags_take_booleans_and_0_or_1(value):
+    dx, df, db = vl_nnconv(X, F, B, DY, no_der_data=value)
+    assert (dx is None) == bool(value) and df is not None and db is not None
