@@ -24,6 +24,15 @@ def as_float_array(value, name, fname, allow_none=False):
     return arr
 
 
+def is_placeholder(value):
+    """Whether ``value`` is MATLAB's empty placeholder ``[]``: None, an empty list, or an empty
+    array of shape (0,) or (0, 0) (how ``[]`` arrives from a .mat file).
+
+    Other arrays with a zero dimension are not placeholders: for a block they are wrong sizes.
+    """
+    return value is None or (np.size(value) == 0 and np.shape(value) in ((0,), (0, 0)))
+
+
 def common_dtype(fname, **arrays):
     """Return the one dtype shared by all non-None ``arrays``; TypeError naming the odd one out."""
     dtype = None

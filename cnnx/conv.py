@@ -7,6 +7,7 @@ from ._checks import (
     check_elements,
     common_dtype,
     fortran4,
+    is_placeholder,
     out_shape,
     shape4,
 )
@@ -58,10 +59,6 @@ _FC_ROWS = 64
 _MAX_PARTS = 8
 
 
-def _is_empty(value):
-    return value is None or np.size(value) == 0
-
-
 def _block_cols(rows, cols, width, dtype):
     """Columns of a rows x cols grid per block so that a block's (pixels x width) matrix takes at
     most _BLOCK_BYTES (at least one column)."""
@@ -97,13 +94,15 @@ def vl_nnconv(x, f, b, *args, **kwargs):
     ----------
     x : ndarray, (H, W, C, N)
         Images, float32 or float64. A 2-D or 3-D array is one image (N = 1); results derived from it
-        are then 3-D.
+        are then 3-D. H, W and C must be at least 1; N = 0 images give empty results (and zero
+        filter and bias derivatives).
     f : ndarray, (FH, FW, FC, K), or None
-        Filter bank. FC must divide C: the G = C / FC groups of FC channels each get K / G filters
-        (K must be a multiple of G). None (or an empty array) is the identity bank: the block then
-        only pads, subsamples and adds biases, and needs C biases.
+        Filter bank, each dimension at least 1. FC must divide C: the G = C / FC groups of FC
+        channels each get K / G filters (K must be a multiple of G). None or MATLAB's empty ``[]``
+        (also a 0 or 0 x 0 array) is the identity bank: the block then only pads, subsamples and
+        adds biases, and needs C biases. Any other array with a zero dimension is an error.
     b : ndarray with K elements (any shape), or None
-        Biases; None or empty for none.
+        Biases; None or ``[]`` (a 0 or 0 x 0 array) for none.
     dzdy : ndarray, (YH, YW, K, N), optional
         Derivative of the objective with respect to the output. Given, the call runs backward.
     Pad : 0
@@ -135,11 +134,11 @@ def vl_nnconv(x, f, b, *args, **kwargs):
     TypeError
         Arrays that are not float32/float64, arrays of different dtypes, an unknown option.
     ValueError
-        Wrong number of dimensions, channels of x and f that do not fit (C not a multiple of FC,
-        K not a multiple of G), a negative pad, a stride or dilation below 1, option values that
-        are not whole numbers below 2^62 (NaN, inf, 1.5, 2**63), filters larger than the padded
-        input, a bias or dzdy of the wrong size, or sizes too large to index (or, for BLAS, above
-        2^31 - 1).
+        Wrong number of dimensions, x with zero height, width or channels, f with a zero
+        dimension, channels of x and f that do not fit (C not a multiple of FC, K not a multiple
+        of G), a negative pad, a stride or dilation below 1, option values that are not whole
+        numbers below 2^62 (NaN, inf, 1.5, 2**63), filters larger than the padded input, a bias
+        or dzdy of the wrong size, or sizes too large to index (or, for BLAS, above 2^31 - 1).
 
     Examples
     --------
@@ -161,13 +160,16 @@ def vl_nnconv(x, f, b, *args, **kwargs):
     dil_y, dil_x = opts["dilate"]
 
     x = as_float_array(x, "X", _FNAME)
-    f = None if _is_empty(f) else as_float_array(f, "F", _FNAME)
-    b_shape = None if _is_empty(b) else np.shape(b)
-    b = None if b_shape is None else as_float_array(b, "B", _FNAME)
+    f = None if is_placeholder(f) else as_float_array(f, "F", _FNAME)
+    b = None if is_placeholder(b) else as_float_array(b, "B", _FNAME)
+    b_shape = None if b is None else b.shape
     dzdy = as_float_array(dzdy, "DZDY", _FNAME, allow_none=True)
     dtype = common_dtype(_FNAME, X=x, F=f, B=b, DZDY=dzdy)
 
     H, W, C, N = shape4(x, "X", _FNAME)
+    if min(H, W, C) == 0:
+        raise ValueError(
+            f"{_FNAME}: X has shape {x.shape}; H, W and C must be at least 1 (only N may be 0)")
     identity = f is None
     if identity:
         if (dil_y, dil_x) != (1, 1):
@@ -175,7 +177,11 @@ def vl_nnconv(x, f, b, *args, **kwargs):
         FH, FW, FC, K = 1, 1, C, C
     else:
         FH, FW, FC, K = shape4(f, "F", _FNAME)
-        if C % FC or C == 0:
+        if min(FH, FW, FC, K) == 0:
+            raise ValueError(
+                f"{_FNAME}: F has shape {f.shape}; FH, FW, FC and K must be at least 1 "
+                "(None or [] is the identity filter bank)")
+        if C % FC:
             raise ValueError(
                 f"{_FNAME}: F has {FC} channels but X has {C} (C must be a multiple of FC)")
         groups = C // FC
@@ -183,7 +189,11 @@ def vl_nnconv(x, f, b, *args, **kwargs):
             raise ValueError(
                 f"{_FNAME}: F has {K} filters, not a multiple of the {groups} groups (C / FC)")
     if b is not None and b.size != K:
-        raise ValueError(f"{_FNAME}: B has {b.size} elements but there are {K} filters")
+        if identity:
+            raise ValueError(f"{_FNAME}: B has {b.size} elements but the identity filter bank "
+                             f"(F empty) has C = {K} filters")
+        raise ValueError(
+            f"{_FNAME}: B has {b.size} elements but there are {K} filters (None or [] for no biases)")
 
     if H + pt + pb >= INT_OPTION_LIMIT or W + pl + pr >= INT_OPTION_LIMIT:
         raise ValueError(

@@ -87,7 +87,8 @@ def vl_nndropout(x, *args, **kwargs):
     Notes
     -----
     Without a mask MatConvNet's backward call warns and draws a fresh one, which gives a derivative
-    that does not belong to the forward pass; here it is an error.
+    that does not belong to the forward pass; here it is an error. An empty x (with an empty mask,
+    if one is given) gives empty results.
 
     Examples
     --------

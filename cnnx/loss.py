@@ -63,8 +63,8 @@ def instance_weights(fname, weights, height, width, images):
             f"{fname}: InstanceWeights of shape {arr.shape} does not broadcast to the instances "
             f"{height} x {width} x 1 x {images}"
         ) from None
-    if arr4.shape[:2] == (1, 1):
-        return np.asfortranarray(full[0, 0], dtype=np.float64)  # (1, N): one weight per image
+    if arr4.shape[:2] == (1, 1):  # (1, N): one weight per image
+        return np.asfortranarray(np.broadcast_to(arr4.reshape(1, -1), (1, images)), dtype=np.float64)
     return np.asfortranarray(full, dtype=np.float64).reshape((height * width, images), order="F")
 
 
@@ -142,7 +142,8 @@ def vl_nnsoftmaxloss(x, c, *args, **kwargs):
     -----
     MatConvNet marks skipped pixels with any ``c <= 0``; here only 0 does, and negative labels
     are errors. Ignored pixels contribute exactly 0 to the loss and the gradient, even where x is
-    inf or NaN; elsewhere NaN and inf propagate.
+    inf or NaN; elsewhere NaN and inf propagate. A loss over no pixels (H, W or N = 0) or no
+    classes (C = 0, where every label must be 0) is 0, with an empty derivative.
 
     Examples
     --------

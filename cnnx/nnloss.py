@@ -75,7 +75,8 @@ def vl_nnloss(x, c, *args, **kwargs):
         If X is not float32/float64, C or the weights are not numeric, or an option is unknown.
     ValueError
         If C's shape does not fit X (N labels, or H x W x 1 x N), a label is not a whole number in
-        0..D, the weights do not broadcast, or LOSS is not a supported type.
+        0..D, the weights do not broadcast, or LOSS is not a supported type. (An X with no pixels,
+        images or classes is no error: its loss is 0, and every label must then be 0.)
 
     Examples
     --------
@@ -156,6 +157,8 @@ def _labels(c, xshape):
 
 
 def _class_error(x4, labels, weights):
+    if x4.shape[2] == 0:  # no classes: every label is 0 (checked), nothing counts
+        return x4.dtype.type(0)
     # The first maximum, with NaN never winning, as MATLAB's max does.
     scores = np.where(np.isnan(x4), -np.inf, x4)
     predicted = np.argmax(scores, axis=2) + 1

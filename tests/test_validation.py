@@ -1,6 +1,10 @@
 """Every block, every option: values that cannot be represented (huge integers, NaN, inf, fractions
-where an integer is expected, ...) give a ValueError or TypeError naming the function and the
-argument and saying what was expected, raised in Python before any kernel runs.
+where an integer is expected, ...) and zero-size arrays give a ValueError or TypeError naming the
+function and the argument and saying what was expected, raised in Python before any kernel runs.
+
+Where a zero-size input has an obvious result (no images, an elementwise block on an empty array,
+a loss summed over no pixels, a concatenation with an empty part) the block returns it instead;
+those results are checked at the end.
 """
 import re
 
@@ -191,6 +195,99 @@ for fn, fname in ((vl_nnprelu, "vl_nnprelu"),):
     case(f"{fname}-no-options", lambda fn=fn: fn(X, zeros(4), "Leak", 0.1), TypeError,
          f"{fname}: unknown option 'Leak'; {fname} takes no options")
 
+# ------------------------------------------------------------------------------------------------
+# Zero-size dimensions
+# ------------------------------------------------------------------------------------------------
+
+for shape in ((0, 5, 4, 2), (5, 0, 4, 2), (5, 5, 0, 2), (0, 0), (5, 0), (0, 5, 4)):
+    for f, fid in ((F, "F"), (None, "identity")):
+        case(f"conv-x{shape}-{fid}", lambda s=shape, f=f: vl_nnconv(zeros(*s), f, None, pad=2), ValueError,
+             f"vl_nnconv: X has shape {shape}; H, W and C must be at least 1 (only N may be 0)")
+    case(f"conv-x{shape}-backward", lambda s=shape: vl_nnconv(zeros(*s), F, B, DY), ValueError,
+         f"vl_nnconv: X has shape {shape}; H, W and C must be at least 1 (only N may be 0)")
+# The fuzzer's case: no channels in X and F; the biases are not to blame.
+case("conv-no-channels", lambda: vl_nnconv(X[:, :, :0], F[:, :, :0], B), ValueError,
+     "vl_nnconv: X has shape (5, 5, 0, 2); H, W and C must be at least 1 (only N may be 0)")
+for shape in ((0, 3, 4, 6), (3, 0, 4, 6), (3, 3, 0, 6), (3, 3, 4, 0), (0, 3), (3, 0), (1, 0, 4), (0, 0, 0, 0)):
+    for b, bid in ((B, "B"), (None, "no-B")):
+        case(f"conv-f{shape}-{bid}", lambda s=shape, b=b: vl_nnconv(X, zeros(*s), b), ValueError,
+             f"vl_nnconv: F has shape {shape}; FH, FW, FC and K must be at least 1 "
+             "(None or [] is the identity filter bank)")
+    case(f"conv-f{shape}-backward", lambda s=shape: vl_nnconv(X, zeros(*s), B, DY), ValueError,
+         f"vl_nnconv: F has shape {shape}; FH, FW, FC and K must be at least 1 "
+         "(None or [] is the identity filter bank)")
+for shape in ((6, 0), (1, 0), (0, 6), (0, 0, 0)):
+    case(f"conv-b{shape}", lambda s=shape: vl_nnconv(X, F, zeros(*s)), ValueError,
+         "vl_nnconv: B has 0 elements but there are 6 filters (None or [] for no biases)")
+case("conv-b-identity", lambda: vl_nnconv(X, None, B), ValueError,
+     "vl_nnconv: B has 6 elements but the identity filter bank (F empty) has C = 4 filters")
+for shape in ((0,), (0, 0), (3, 3, 6, 0), (0, 3, 6, 2)):
+    message = (f"vl_nnconv: DZDY must have 2 to 4 dimensions (H x W x C x N), got 1 ({shape})"
+               if len(shape) == 1 else f"vl_nnconv: DZDY has shape {shape} but Y has shape (3, 3, 6, 2)")
+    case(f"conv-dzdy{shape}", lambda s=shape: vl_nnconv(X, F, B, zeros(*s)), ValueError, message)
+
+for shape in ((0, 5, 4, 2), (5, 0, 4, 2), (0, 0), (5, 0, 0, 0)):
+    case(f"pool-x{shape}", lambda s=shape: vl_nnpool(zeros(*s), 1), ValueError,
+         f"vl_nnpool: X has zero height or width ({shape}); there is nothing to pool")
+    case(f"pool-x{shape}-backward", lambda s=shape: vl_nnpool(zeros(*s), 1, zeros(*s)), ValueError,
+         f"vl_nnpool: X has zero height or width ({shape}); there is nothing to pool")
+for shape in ((0,), (0, 0), (3, 3, 4, 0), (3, 0, 4, 2)):
+    message = (f"vl_nnpool: DZDY must have 2 to 4 dimensions (H x W x C x N), got 1 ({shape})"
+               if len(shape) == 1 else
+               f"vl_nnpool: DZDY has shape {shape} but the output of the pooling is (3, 3, 4, 2)")
+    case(f"pool-dzdy{shape}", lambda s=shape: vl_nnpool(X, 3, zeros(*s)), ValueError, message)
+
+for shape in ((0,), (0, 0), (5, 5, 4, 0)):
+    case(f"relu-dzdy{shape}", lambda s=shape: vl_nnrelu(X, zeros(*s)), ValueError,
+         f"vl_nnrelu: DZDY has shape {shape} but X has shape (5, 5, 4, 2)")
+    case(f"prelu-dzdy{shape}", lambda s=shape: vl_nnprelu(X, zeros(4), zeros(*s)), ValueError,
+         f"vl_nnprelu: DZDY has shape {shape} but X has shape (5, 5, 4, 2)")
+    case(f"dropout-dzdy{shape}", lambda s=shape: vl_nndropout(X, zeros(*s), mask=MASK), ValueError,
+         f"vl_nndropout: DZDY has shape {shape} but X has shape (5, 5, 4, 2)")
+    case(f"dropout-mask{shape}", lambda s=shape: vl_nndropout(X, mask=zeros(*s)), ValueError,
+         f"vl_nndropout: MASK has shape {shape} but X has shape (5, 5, 4, 2)")
+    case(f"dropout-mask{shape}-backward", lambda s=shape: vl_nndropout(X, X, mask=zeros(*s)), ValueError,
+         f"vl_nndropout: MASK has shape {shape} but X has shape (5, 5, 4, 2)")
+for shape in ((0,), (0, 0), (4, 0)):
+    case(f"prelu-a{shape}", lambda s=shape: vl_nnprelu(X, zeros(*s)), ValueError,
+         "vl_nnprelu: A has 0 elements but X has 4 channels (need 1 or C)")
+case("dropout-backward-no-mask", lambda: vl_nndropout(X, X, mask=[]), ValueError,
+     "vl_nndropout: the backward call needs the forward pass's MASK ('mask', mask)")
+
+for c in (np.zeros(0), np.zeros((0, 0)), np.zeros((5, 5, 1, 0)), np.zeros((0, 5, 1, 2))):
+    case(f"softmaxloss-c{c.shape}", lambda c=c: vl_nnsoftmaxloss(X, c), ValueError,
+         "vl_nnsoftmaxloss: labels c must have N = 2 elements or shape H x W x {1,2} x N "
+         f"(or 1 x 1 x {{1,2}} x N) with H x W = 5 x 5, got shape {c.shape}")
+    case(f"nnloss-c{c.shape}", lambda c=c: vl_nnloss(X, c), ValueError,
+         f"vl_nnloss: C has shape {c.shape} but X is 5 x 5 x 4 x 2; labels must be N values or an "
+         "H x W x 1 x N array")
+for shape in ((0,), (0, 0), (1, 0)):
+    case(f"softmaxloss-dzdy{shape}", lambda s=shape: vl_nnsoftmaxloss(X, [1, 2], zeros(*s)), ValueError,
+         f"vl_nnsoftmaxloss: DZDY must be a scalar (1 element), got shape {shape}")
+for fn, fname in ((vl_nnsoftmaxloss, "vl_nnsoftmaxloss"), (vl_nnloss, "vl_nnloss")):
+    case(f"{fname}-weights(0,)", lambda fn=fn: fn(X, [1, 2], instance_weights=np.zeros(0)), ValueError,
+         f"{fname}: InstanceWeights is a vector of 0 values; give N = 2 (one per image) or an array "
+         "broadcastable to H x W x 1 x N")
+    for shape in ((0, 0), (5, 5, 1, 0), (0, 1, 1, 2)):
+        case(f"{fname}-weights{shape}", lambda fn=fn, s=shape: fn(X, [1, 2], instance_weights=np.zeros(s)),
+             ValueError, f"{fname}: InstanceWeights of shape {shape} does not broadcast to the instances "
+             "5 x 5 x 1 x 2")
+
+case("concat-no-inputs", lambda: vl_nnconcat([], 3), ValueError,
+     "vl_nnconcat: INPUTS is empty; there is nothing to concatenate")
+case("concat-no-sizes", lambda: vl_nnconcat(None, 3, X, input_sizes=[]), ValueError,
+     "vl_nnconcat: InputSizes is empty")
+case("concat-empty-size", lambda: vl_nnconcat(None, 3, X, input_sizes=[[]]), ValueError,
+     "vl_nnconcat: input 0 must have 2 to 4 dimensions (H x W x C x N), got ()")
+case("concat-backward-nothing", lambda: vl_nnconcat([], 3, X), ValueError,
+     "vl_nnconcat: backward needs INPUTS or the InputSizes option")
+for shape in ((0,), (5, 5, 0, 2)):
+    message = (f"vl_nnconcat: DZDY must have 2 to 4 dimensions (H x W x C x N), got 1 ({shape})"
+               if len(shape) == 1 else
+               f"vl_nnconcat: DZDY has shape {shape} but the concatenation has shape (5, 5, 8, 2)")
+    case(f"concat-dzdy{shape}", lambda s=shape: vl_nnconcat([X, X], 3, zeros(*s)), ValueError, message)
+
+
 @pytest.mark.parametrize("call, error, message", CASES)
 def test_error_names_function_and_argument(call, error, message, no_kernels):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
@@ -223,3 +320,50 @@ def test_largest_option_values_work():
 def test_flags_take_booleans_and_0_or_1(value):
     dx, df, db = vl_nnconv(X, F, B, DY, no_der_data=value)
     assert (dx is None) == bool(value) and df is not None and db is not None
+
+
+def test_placeholders_mean_none():
+    # MATLAB's [] (None, an empty list, a 0 or 0 x 0 array) is the identity bank / no biases
+    expected = vl_nnconv(X, None, None, pad=1)
+    for empty in (None, [], np.zeros(0, np.float32), np.zeros((0, 0), np.float32)):
+        np.testing.assert_array_equal(vl_nnconv(X, empty, empty, pad=1), expected)
+    np.testing.assert_array_equal(vl_nnconv(X, F, np.zeros((0, 0), np.float32)), vl_nnconv(X, F, None))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_images(dtype):
+    x = np.zeros((5, 5, 4, 0), dtype)
+    f, b = np.ones((3, 3, 4, 6), dtype), np.ones((1, 6), dtype)
+    y = vl_nnconv(x, f, b, pad=1)
+    assert y.shape == (5, 5, 6, 0) and y.dtype == dtype
+    dx, df, db = vl_nnconv(x, f, b, y, pad=1)
+    assert dx.shape == x.shape and df.shape == f.shape and db.shape == b.shape
+    assert not df.any() and not db.any()
+    assert vl_nnconv(x, None, None, stride=2).shape == (3, 3, 4, 0)
+    assert vl_nnpool(x, 2).shape == (4, 4, 4, 0)
+    assert vl_nnpool(x, 2, np.zeros((4, 4, 4, 0), dtype)).shape == x.shape
+    assert vl_nnsoftmaxloss(x, np.zeros(0)) == 0
+    assert vl_nnsoftmaxloss(x, np.zeros(0), 1.0, instance_weights=np.zeros(0)).shape == x.shape
+    assert vl_nnloss(x, np.zeros(0), loss="classerror", instance_weights=np.zeros(0)) == 0
+    assert vl_nnconcat([x, x], 4).shape == x.shape
+    assert vl_nnconcat([x, np.ones((5, 5, 4, 1), dtype)], 4).shape == (5, 5, 4, 1)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 2, 2), (3, 0, 2, 2), (3, 3, 0, 2), (3, 3, 2, 0)])
+def test_elementwise_blocks_and_losses_on_empty_arrays(shape):
+    x = np.zeros(shape, np.float64)
+    a = np.full(shape[2], 0.1)
+    for out in (vl_nnrelu(x), vl_nnrelu(x, x, leak=0.1), vl_nnprelu(x, a), vl_nnprelu(x, a, x)[0],
+                vl_nndropout(x, seed=1)[0], vl_nndropout(x, mask=x)[0], vl_nndropout(x, x, mask=x)):
+        assert out.shape == shape
+    dzda = vl_nnprelu(x, a, x)[1]
+    np.testing.assert_array_equal(dzda, np.zeros_like(a))  # a sum over no elements
+    assert vl_nnprelu(x, np.ones(1), x)[1].shape == (1,)
+    # a loss over no pixels, images or classes is 0 (every label is then 0: ignored)
+    labels = np.zeros(shape[3])
+    for loss in ("softmaxlog", "classerror"):
+        assert vl_nnloss(x, labels, loss=loss) == 0
+        assert vl_nnloss(x, labels, loss=loss, instance_weights=np.ones(shape[3])) == 0
+    assert vl_nnsoftmaxloss(x, labels) == 0
+    assert vl_nnsoftmaxloss(x, labels, 1.0, instance_weights=np.ones(shape[3])).shape == shape
+    assert vl_nnconcat([x, x], 1).shape == (2 * shape[0],) + shape[1:]
