@@ -12,9 +12,15 @@ _OPTIONS = {"instance_weights": Option("any", None)}
 _DEFAULTS = {name: option.default for name, option in _OPTIONS.items()}
 
 
-def _label_array(fname, c, height, width, images):
+def _label_array(fname, c, height, width, channels, images):
     """Labels as a Fortran float64 (H*W or 1, 1 or 2, N) array: classes, then optional weights."""
     c = np.asarray(c)
+    if c.dtype == object and c.size and all(isinstance(v, int) and not isinstance(v, bool) for v in c.flat):
+        # Python ints beyond 64 bits: numbers, out of range
+        raise ValueError(
+            f"{fname}: labels c must be integers in 0..C (C = {channels} classes, 0 = ignore), "
+            f"got {max(c.flat, key=abs)!r}"
+        )
     if c.dtype.kind not in "iuf":
         raise TypeError(f"{fname}: labels c must be a real numeric array, got {c.dtype}")
     if c.size == images:
@@ -162,7 +168,7 @@ def vl_nnsoftmaxloss(x, c, *args, **kwargs):
     opts = parse_options(fname, args, kwargs, _OPTIONS) if args or kwargs else _DEFAULTS
     x = as_float_array(x, "X", fname)
     height, width, channels, images = shape4(x, "X", fname)
-    labels = _label_array(fname, c, height, width, images)
+    labels = _label_array(fname, c, height, width, channels, images)
     weights = instance_weights(fname, opts["instance_weights"], height, width, images)
     if weights is not None:
         labels = _weighted_labels(labels, weights)
@@ -170,7 +176,10 @@ def vl_nnsoftmaxloss(x, c, *args, **kwargs):
     scale = 1.0
     if dzdy is not None:
         if isinstance(dzdy, numbers.Real) and not isinstance(dzdy, (bool, np.generic)):
-            scale = float(dzdy)
+            try:
+                scale = float(dzdy)
+            except OverflowError:  # an int beyond double's range
+                raise ValueError(f"{fname}: DZDY must be a finite number, got {dzdy!r}") from None
         else:
             dzdy = as_float_array(dzdy, "DZDY", fname)
             common_dtype(fname, X=x, DZDY=dzdy)

@@ -126,6 +126,10 @@ def _labels(c, xshape):
     """Labels as an (H, W, N) int64 array after checking their shape and values."""
     h, w, d, n = xshape
     arr = np.asarray(c)
+    if arr.dtype == object and arr.size and all(isinstance(v, int) and not isinstance(v, bool) for v in arr.flat):
+        # Python ints beyond 64 bits: numbers, out of range
+        raise ValueError(f"{_FNAME}: label {max(arr.flat, key=abs)!r} is outside 0..{d} "
+                         "(0 ignores an instance, 1..D are classes)")
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{_FNAME}: C must hold numeric class labels, got a {arr.dtype} array")
     if arr.size == n:
@@ -149,9 +153,9 @@ def _labels(c, xshape):
     if labels.dtype.kind == "f":
         bad = ~np.isfinite(labels) | (labels != np.trunc(labels))
         if np.any(bad):
-            raise ValueError(f"{_FNAME}: C must hold whole numbers, found {labels[bad].flat[0]!r}")
+            raise ValueError(f"{_FNAME}: C must hold whole numbers, found {labels[bad].flat[0].item()!r}")
     if labels.size and (labels.min() < 0 or labels.max() > d):
-        bad = labels[(labels < 0) | (labels > d)].flat[0]
+        bad = labels[(labels < 0) | (labels > d)].flat[0].item()
         raise ValueError(f"{_FNAME}: label {bad!r} is outside 0..{d} (0 ignores an instance, 1..D are classes)")
     return labels.astype(np.int64)
 

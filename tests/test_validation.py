@@ -191,6 +191,31 @@ for fn, fname in ((vl_nnsoftmaxloss, "vl_nnsoftmaxloss"), (vl_nnloss, "vl_nnloss
         case(f"{fname}-weights-{value.dtype}", lambda v=value, fn=fn: fn(X, [1, 2], instance_weights=v),
              TypeError, f"{fname}: InstanceWeights must be numeric, got a {value.dtype} array")
 
+LABEL_CASES = []
+SOFTMAXLOSS_LABELS = "vl_nnsoftmaxloss: labels c must be integers in 0..C (C = 4 classes, 0 = ignore), got "
+NNLOSS_RANGE = "is outside 0..4 (0 ignores an instance, 1..D are classes)"
+for ident, c, soft, nnloss in [
+    ("2^63", [1, 2**63], "9.223372036854776e+18", f"label 9.223372036854776e+18 {NNLOSS_RANGE}"),
+    ("uint64", np.array([1, 2**63], np.uint64), "9.223372036854776e+18", f"label 9223372036854775808 {NNLOSS_RANGE}"),
+    ("-2^63", [1, -2**63], "-9.223372036854776e+18", f"label -9223372036854775808 {NNLOSS_RANGE}"),
+    ("2^64", [1, 2**64], "18446744073709551616", f"label 18446744073709551616 {NNLOSS_RANGE}"),
+    ("-2^101", [2**100, -2**101], "-2535301200456458802993406410752",
+     f"label -2535301200456458802993406410752 {NNLOSS_RANGE}"),
+    ("nan", [1, NAN], "nan", "C must hold whole numbers, found nan"),
+    ("inf", [1, INF], "inf", "C must hold whole numbers, found inf"),
+    ("1.5", [1, 1.5], "1.5", "C must hold whole numbers, found 1.5"),
+    ("5", [1, 5], "5.0", f"label 5 {NNLOSS_RANGE}"),
+]:
+    # vl_nnsoftmaxloss checks label values in its kernel, on the way (the kernel writes nothing
+    # the caller sees before the error); a label too large for any integer type is refused before.
+    LABEL_CASES.append(pytest.param(lambda c=c: vl_nnsoftmaxloss(X, c), SOFTMAXLOSS_LABELS + soft,
+                                    id=f"softmaxloss-{ident}"))
+    LABEL_CASES.append(pytest.param(lambda c=c: vl_nnsoftmaxloss(X, c, 1.0), SOFTMAXLOSS_LABELS + soft,
+                                    id=f"softmaxloss-{ident}-backward"))
+    case(f"nnloss-label-{ident}", lambda c=c: vl_nnloss(X, c), ValueError, f"vl_nnloss: {nnloss}")
+case("softmaxloss-dzdy-2^1024", lambda: vl_nnsoftmaxloss(X, [1, 2], 2**1024), ValueError,
+     f"vl_nnsoftmaxloss: DZDY must be a finite number, got {2**1024!r}")
+
 for fn, fname in ((vl_nnprelu, "vl_nnprelu"),):
     case(f"{fname}-no-options", lambda fn=fn: fn(X, zeros(4), "Leak", 0.1), TypeError,
          f"{fname}: unknown option 'Leak'; {fname} takes no options")
@@ -291,6 +316,12 @@ for shape in ((0,), (5, 5, 0, 2)):
 @pytest.mark.parametrize("call, error, message", CASES)
 def test_error_names_function_and_argument(call, error, message, no_kernels):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        call()
+
+
+@pytest.mark.parametrize("call, message", LABEL_CASES)
+def test_label_values_name_the_labels(call, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         call()
 
 
