@@ -401,7 +401,7 @@ def test_a_file_size_limit_is_reported_once_with_the_file(data, tmp_path):
     imdb, init_w = data
     np.savez(tmp_path / "data.npz", x=imdb["x"], y=imdb["y"], w=init_w)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "CNNX_NUM_THREADS": "1"})
+                            env={**os.environ, "CNNX_NUM_THREADS": "1"}, cwd=tmp_path)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last == (f"OSError: [Errno {errno.EFBIG}] cnn_train: could not save the checkpoint of epoch 2 "
