@@ -13,6 +13,7 @@ from ._checks import (
 )
 from ._ext import conv as _kernel
 from ._options import INT_OPTION_LIMIT, Option, parse_options, take_derivative
+from ._shapes import window_output_size
 from ._threads import blas_single_threaded, get_num_threads
 
 _FNAME = "vl_nnconv"
@@ -204,8 +205,7 @@ def vl_nnconv(x, f, b, *args, **kwargs):
         raise ValueError(
             f"{_FNAME}: F ({ext_y} x {ext_x} with dilation) is larger than X "
             f"({H + pt + pb} x {W + pl + pr} including padding)")
-    YH = (H + pt + pb - ext_y) // sy + 1
-    YW = (W + pl + pr - ext_x) // sx + 1
+    YH, YW = window_output_size(H, W, (FH, FW), (pt, pb, pl, pr), (sy, sx), (dil_y, dil_x))
     y_shape = (YH, YW, K, N)
     check_elements(_FNAME, "Y", *y_shape)
     P = YH * YW

@@ -5,39 +5,12 @@ import numpy as np
 
 from ._checks import as_float_array, common_dtype, shape4
 from ._ext import loss as _kernels
+from ._labels import check_label_values, parse_labels
 from ._options import Option, parse_options, take_derivative
 from ._threads import threads_for
 
 _OPTIONS = {"instance_weights": Option("any", None)}
 _DEFAULTS = {name: option.default for name, option in _OPTIONS.items()}
-
-
-def _label_array(fname, c, height, width, channels, images):
-    """Labels as a Fortran float64 (H*W or 1, 1 or 2, N) array: classes, then optional weights."""
-    c = np.asarray(c)
-    if c.dtype == object and c.size and all(isinstance(v, int) and not isinstance(v, bool) for v in c.flat):
-        # Python ints beyond 64 bits: numbers, out of range
-        raise ValueError(
-            f"{fname}: labels c must be integers in 0..C (C = {channels} classes, 0 = ignore), "
-            f"got {max(c.flat, key=abs)!r}"
-        )
-    if c.dtype.kind not in "iuf":
-        raise TypeError(f"{fname}: labels c must be a real numeric array, got {c.dtype}")
-    if c.size == images:
-        dims = (1, 1, images)  # one label per image
-    else:
-        c_height, c_width, depth, c_images = shape4(c, "labels c", fname) if c.ndim >= 2 else (0, 0, 0, 0)
-        if (
-            depth not in (1, 2)
-            or c_images != images
-            or (c_height, c_width) not in ((height, width), (1, 1))
-        ):
-            raise ValueError(
-                f"{fname}: labels c must have N = {images} elements or shape H x W x {{1,2}} x N "
-                f"(or 1 x 1 x {{1,2}} x N) with H x W = {height} x {width}, got shape {c.shape}"
-            )
-        dims = (c_height * c_width, depth, images)
-    return np.asfortranarray(c, dtype=np.float64).reshape(dims, order="F")
 
 
 def instance_weights(fname, weights, height, width, images):
@@ -86,13 +59,6 @@ def _weighted_labels(labels, weights):
     else:
         out[:, 1, :] = weights
     return out
-
-
-def _bad_labels(labels, channels):
-    """The labels that are not integers in 0..channels (the kernel only says whether there are any)."""
-    classes = labels[:, 0, :]
-    valid = (classes >= 0) & (classes <= channels) & (classes == np.floor(classes))
-    return classes[~valid]
 
 
 def vl_nnsoftmaxloss(x, c, *args, **kwargs):
@@ -168,7 +134,7 @@ def vl_nnsoftmaxloss(x, c, *args, **kwargs):
     opts = parse_options(fname, args, kwargs, _OPTIONS) if args or kwargs else _DEFAULTS
     x = as_float_array(x, "X", fname)
     height, width, channels, images = shape4(x, "X", fname)
-    labels = _label_array(fname, c, height, width, channels, images)
+    labels = parse_labels(fname, c, height, width, channels, images, weights=True, check_values=False)
     weights = instance_weights(fname, opts["instance_weights"], height, width, images)
     if weights is not None:
         labels = _weighted_labels(labels, weights)
@@ -195,10 +161,6 @@ def vl_nnsoftmaxloss(x, c, *args, **kwargs):
         scale,
         threads_for(x.size),
     )
-    bad = _bad_labels(labels, channels) if not valid or x.size == 0 else ()  # empty x: no kernel check
-    if len(bad):
-        raise ValueError(
-            f"{fname}: labels c must be integers in 0..C (C = {channels} classes, 0 = ignore), "
-            f"got {float(bad[0])!r}"
-        )
+    if not valid or x.size == 0:  # the kernel found a bad label (an empty x: it checked none)
+        check_label_values(fname, labels, channels)
     return x.dtype.type(loss) if dzdx is None else dzdx

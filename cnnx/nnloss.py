@@ -7,6 +7,7 @@ wrong top-1 predictions, which is cheap enough for NumPy.
 import numpy as np
 
 from ._checks import as_float_array, shape4
+from ._labels import parse_labels
 from ._options import Option, parse_options, take_derivative
 from .loss import instance_weights, vl_nnsoftmaxloss
 
@@ -94,7 +95,7 @@ def vl_nnloss(x, c, *args, **kwargs):
 
     x = as_float_array(x, "X", _FNAME)
     h, w, d, n = shape4(x, "X", _FNAME)
-    labels = _labels(c, (h, w, d, n))
+    labels = parse_labels(_FNAME, c, h, w, d, n)  # (1 or H*W, 1, N)
     weights = instance_weights(_FNAME, opts["instance_weights"], h, w, n)
 
     if loss == "classerror":
@@ -103,7 +104,8 @@ def vl_nnloss(x, c, *args, **kwargs):
         if weights is not None:  # (1 or H*W, N) -> (H, W, N)
             per_pixel = (1, 1, n) if weights.shape[0] == 1 else (h, w, n)
             weights = np.broadcast_to(weights.reshape(per_pixel, order="F"), (h, w, n))
-        return _class_error(x.reshape(h, w, d, n), labels, weights)
+        labels = np.broadcast_to(labels, (h * w, 1, n)).reshape((h, w, n), order="F")
+        return _class_error(x.reshape(h, w, d, n), labels.astype(np.int64), weights)
 
     # vl_nnsoftmaxloss ignores label 0, takes N or H x W x 1 x N labels and the same InstanceWeights.
     der = () if dzdy is None else (dzdy,)
@@ -120,44 +122,6 @@ def _loss_type(loss):
     if name in _UNSUPPORTED:
         raise ValueError(f"{_FNAME}: Loss '{loss}' is not implemented in cnnx; supported: {supported}")
     raise ValueError(f"{_FNAME}: unknown Loss '{loss}'; supported: {supported}")
-
-
-def _labels(c, xshape):
-    """Labels as an (H, W, N) int64 array after checking their shape and values."""
-    h, w, d, n = xshape
-    arr = np.asarray(c)
-    if arr.dtype == object and arr.size and all(isinstance(v, int) and not isinstance(v, bool) for v in arr.flat):
-        # Python ints beyond 64 bits: numbers, out of range
-        raise ValueError(f"{_FNAME}: label {max(arr.flat, key=abs)!r} is outside 0..{d} "
-                         "(0 ignores an instance, 1..D are classes)")
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{_FNAME}: C must hold numeric class labels, got a {arr.dtype} array")
-    if arr.size == n:
-        per_image = arr.reshape(n)
-        labels = np.broadcast_to(per_image, (h, w, n))
-    else:
-        if arr.ndim > 4:
-            raise ValueError(f"{_FNAME}: C must have at most 4 dimensions, got shape {arr.shape}")
-        shape = arr.shape + (1,) * (4 - arr.ndim)
-        if shape[2] != 1:
-            raise ValueError(
-                f"{_FNAME}: C has {shape[2]} channels; categorical losses take one label per pixel "
-                f"(H x W x 1 x N)"
-            )
-        if (shape[0], shape[1], shape[3]) != (h, w, n):
-            raise ValueError(
-                f"{_FNAME}: C has shape {arr.shape} but X is {h} x {w} x {d} x {n}; labels must be N values "
-                f"or an H x W x 1 x N array"
-            )
-        labels = arr.reshape(shape)[:, :, 0, :]
-    if labels.dtype.kind == "f":
-        bad = ~np.isfinite(labels) | (labels != np.trunc(labels))
-        if np.any(bad):
-            raise ValueError(f"{_FNAME}: C must hold whole numbers, found {labels[bad].flat[0].item()!r}")
-    if labels.size and (labels.min() < 0 or labels.max() > d):
-        bad = labels[(labels < 0) | (labels > d)].flat[0].item()
-        raise ValueError(f"{_FNAME}: label {bad!r} is outside 0..{d} (0 ignores an instance, 1..D are classes)")
-    return labels.astype(np.int64)
 
 
 def _class_error(x4, labels, weights):

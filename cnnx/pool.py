@@ -4,6 +4,7 @@ import numpy as np
 from ._checks import as_float_array, check_elements, common_dtype, fortran4, out_shape, shape4
 from ._ext import pool as _kernel
 from ._options import Option, parse_options, take_derivative, validate_value
+from ._shapes import window_output_size
 from ._threads import get_num_threads
 
 _FNAME = "vl_nnpool"
@@ -125,8 +126,7 @@ def vl_nnpool(x, pool, *args, **kwargs):
         raise ValueError(
             f"{_FNAME}: POOL {[pool_y, pool_x]} is larger than X with padding ({padded_h} x {padded_w})"
         )
-    out_h = (padded_h - pool_y) // stride_y + 1
-    out_w = (padded_w - pool_x) // stride_x + 1
+    out_h, out_w = window_output_size(height, width, (pool_y, pool_x), opts["pad"], opts["stride"])
     check_elements(_FNAME, "the output", out_h, out_w, channels, images)
     planes = channels * images
     geometry = (height, width, out_h, out_w, pool_y, pool_x, stride_y, stride_x, pad_top, pad_left)

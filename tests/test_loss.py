@@ -178,7 +178,9 @@ def test_empty_inputs():
     assert vl_nnsoftmaxloss(np.zeros((2, 2, 3, 0), dtype=np.float32), np.zeros(0)) == 0
     assert vl_nnsoftmaxloss(np.zeros((2, 2, 3, 0)), np.zeros(0), 1.0).shape == (2, 2, 3, 0)
     assert vl_nnsoftmaxloss(np.zeros((2, 2, 0, 3)), np.zeros(3)) == 0  # no classes: all ignored
-    with pytest.raises(ValueError, match=r"C = 0 classes"):
+    message = ("vl_nnsoftmaxloss: labels C must be whole numbers in 0..0 (1..C are the C = 0 classes, "
+               "0 ignores an instance), got 1")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         vl_nnsoftmaxloss(np.zeros((2, 2, 0, 3)), np.ones(3))
 
 
@@ -434,18 +436,24 @@ def test_labels_outside_range_are_errors(bad):
     x = np.zeros((2, 2, 5, 3), dtype=np.float32)
     c = np.ones((2, 2, 1, 3))
     c[1, 0, 0, 2] = bad
-    with pytest.raises(ValueError, match=r"0\.\.C \(C = 5 classes, 0 = ignore\), got " + str(float(bad))):
+    shown = repr(int(bad)) if float(bad).is_integer() else repr(float(bad))
+    message = ("vl_nnsoftmaxloss: labels C must be whole numbers in 0..5 (1..C are the C = 5 classes, "
+               f"0 ignores an instance), got {shown}")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         vl_nnsoftmaxloss(x, c)
-    with pytest.raises(ValueError, match=r"0\.\.C"):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         vl_nnsoftmaxloss(x, c, 1.0)
-    with pytest.raises(ValueError, match=r"0\.\.C"):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         vl_nnsoftmaxloss(x, [1, bad, 2])
 
 
 @pytest.mark.parametrize("shape", [(2, 2, 3, 3), (3, 2, 1, 3), (2, 2, 1, 2), (2, 2, 1, 3, 2), (4,), (2, 1, 1, 3)])
 def test_wrongly_shaped_labels_are_errors(shape):
     x = np.zeros((2, 2, 5, 3), dtype=np.float32)
-    with pytest.raises(ValueError, match="labels c"):
+    message = (f"vl_nnsoftmaxloss: labels C have shape {shape} but X is 2 x 2 x 5 x 3; give N labels "
+               "(one per image), an H x W x 1 x N array, or H x W x 2 x N or 1 x 1 x 2 x N with weights "
+               "in the second channel")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         vl_nnsoftmaxloss(x, np.ones(shape))
 
 
@@ -456,9 +464,9 @@ def test_other_errors_name_the_argument():
         vl_nnsoftmaxloss(np.zeros((2, 2, 5, 3), dtype=np.int32), c)
     with pytest.raises(TypeError, match="X"):
         vl_nnsoftmaxloss(np.zeros((2, 2, 5, 3), dtype=np.complex64), c)
-    with pytest.raises(TypeError, match="labels c"):
+    with pytest.raises(TypeError, match=re.escape("vl_nnsoftmaxloss: labels C must be real numbers, got a bool array")):
         vl_nnsoftmaxloss(x, np.ones(3, dtype=bool))
-    with pytest.raises(TypeError, match="labels c"):
+    with pytest.raises(TypeError, match=re.escape("vl_nnsoftmaxloss: labels C must be real numbers, got a complex128 array")):
         vl_nnsoftmaxloss(x, np.ones(3, dtype=np.complex128))
     with pytest.raises(TypeError, match="DZDY"):
         vl_nnsoftmaxloss(x, c, np.ones(1, dtype=np.float64))

@@ -192,27 +192,28 @@ for fn, fname in ((vl_nnsoftmaxloss, "vl_nnsoftmaxloss"), (vl_nnloss, "vl_nnloss
              TypeError, f"{fname}: InstanceWeights must be numeric, got a {value.dtype} array")
 
 LABEL_CASES = []
-SOFTMAXLOSS_LABELS = "vl_nnsoftmaxloss: labels c must be integers in 0..C (C = 4 classes, 0 = ignore), got "
-NNLOSS_RANGE = "is outside 0..4 (0 ignores an instance, 1..D are classes)"
-for ident, c, soft, nnloss in [
-    ("2^63", [1, 2**63], "9.223372036854776e+18", f"label 9.223372036854776e+18 {NNLOSS_RANGE}"),
-    ("uint64", np.array([1, 2**63], np.uint64), "9.223372036854776e+18", f"label 9223372036854775808 {NNLOSS_RANGE}"),
-    ("-2^63", [1, -2**63], "-9.223372036854776e+18", f"label -9223372036854775808 {NNLOSS_RANGE}"),
-    ("2^64", [1, 2**64], "18446744073709551616", f"label 18446744073709551616 {NNLOSS_RANGE}"),
-    ("-2^101", [2**100, -2**101], "-2535301200456458802993406410752",
-     f"label -2535301200456458802993406410752 {NNLOSS_RANGE}"),
-    ("nan", [1, NAN], "nan", "C must hold whole numbers, found nan"),
-    ("inf", [1, INF], "inf", "C must hold whole numbers, found inf"),
-    ("1.5", [1, 1.5], "1.5", "C must hold whole numbers, found 1.5"),
-    ("5", [1, 5], "5.0", f"label 5 {NNLOSS_RANGE}"),
+LABEL_VALUES = "labels C must be whole numbers in 0..4 (1..C are the C = 4 classes, 0 ignores an instance), got "
+for ident, c, shown in [
+    ("2^63", [1, 2**63], "9223372036854775808"),
+    ("uint64", np.array([1, 2**63], np.uint64), "9223372036854775808"),
+    ("-2^63", [1, -2**63], "-9223372036854775808"),
+    ("2^64", [1, 2**64], "18446744073709551616"),
+    ("-2^101", [2**100, -2**101], "-2535301200456458802993406410752"),
+    ("nan", [1, NAN], "nan"),
+    ("inf", [1, INF], "inf"),
+    ("1.5", [1, 1.5], "1.5"),
+    ("5", [1, 5], "5"),
+    ("-1", [1, -1], "-1"),
+    ("5.0", np.array([1.0, 5.0]), "5"),
 ]:
-    # vl_nnsoftmaxloss checks label values in its kernel, on the way (the kernel writes nothing
-    # the caller sees before the error); a label too large for any integer type is refused before.
-    LABEL_CASES.append(pytest.param(lambda c=c: vl_nnsoftmaxloss(X, c), SOFTMAXLOSS_LABELS + soft,
-                                    id=f"softmaxloss-{ident}"))
-    LABEL_CASES.append(pytest.param(lambda c=c: vl_nnsoftmaxloss(X, c, 1.0), SOFTMAXLOSS_LABELS + soft,
-                                    id=f"softmaxloss-{ident}-backward"))
-    case(f"nnloss-label-{ident}", lambda c=c: vl_nnloss(X, c), ValueError, f"vl_nnloss: {nnloss}")
+    # One label parser (cnnx._labels) for both blocks; vl_nnsoftmaxloss checks label values in
+    # its kernel, on the way (the kernel writes nothing the caller sees before the error); a
+    # label too large for any integer type is refused before.
+    LABEL_CASES.append(pytest.param(lambda c=c: vl_nnsoftmaxloss(X, c),
+                                    "vl_nnsoftmaxloss: " + LABEL_VALUES + shown, id=f"softmaxloss-{ident}"))
+    LABEL_CASES.append(pytest.param(lambda c=c: vl_nnsoftmaxloss(X, c, 1.0),
+                                    "vl_nnsoftmaxloss: " + LABEL_VALUES + shown, id=f"softmaxloss-{ident}-backward"))
+    case(f"nnloss-label-{ident}", lambda c=c: vl_nnloss(X, c), ValueError, "vl_nnloss: " + LABEL_VALUES + shown)
 case("softmaxloss-dzdy-2^1024", lambda: vl_nnsoftmaxloss(X, [1, 2], 2**1024), ValueError,
      f"vl_nnsoftmaxloss: DZDY must be a finite number, got {2**1024!r}")
 
@@ -281,11 +282,20 @@ case("dropout-backward-no-mask", lambda: vl_nndropout(X, X, mask=[]), ValueError
 
 for c in (np.zeros(0), np.zeros((0, 0)), np.zeros((5, 5, 1, 0)), np.zeros((0, 5, 1, 2))):
     case(f"softmaxloss-c{c.shape}", lambda c=c: vl_nnsoftmaxloss(X, c), ValueError,
-         "vl_nnsoftmaxloss: labels c must have N = 2 elements or shape H x W x {1,2} x N "
-         f"(or 1 x 1 x {{1,2}} x N) with H x W = 5 x 5, got shape {c.shape}")
+         f"vl_nnsoftmaxloss: labels C have shape {c.shape} but X is 5 x 5 x 4 x 2; give N labels (one per "
+         "image), an H x W x 1 x N array, or H x W x 2 x N or 1 x 1 x 2 x N with weights in the second channel")
     case(f"nnloss-c{c.shape}", lambda c=c: vl_nnloss(X, c), ValueError,
-         f"vl_nnloss: C has shape {c.shape} but X is 5 x 5 x 4 x 2; labels must be N values or an "
-         "H x W x 1 x N array")
+         f"vl_nnloss: labels C have shape {c.shape} but X is 5 x 5 x 4 x 2; give N labels (one per image) "
+         "or an H x W x 1 x N array")
+for c in (np.ones((5, 5, 2, 2)), np.ones((1, 1, 2, 2)), np.ones((5, 5, 1, 2, 1, 2))):
+    # vl_nnloss takes one label per pixel; the weighted forms are vl_nnsoftmaxloss's
+    case(f"nnloss-c{c.shape}", lambda c=c: vl_nnloss(X, c), ValueError,
+         f"vl_nnloss: labels C have shape {c.shape} but X is 5 x 5 x 4 x 2; give N labels (one per image) "
+         "or an H x W x 1 x N array")
+for fn, fname in ((vl_nnsoftmaxloss, "vl_nnsoftmaxloss"), (vl_nnloss, "vl_nnloss")):
+    for c in (np.array([True, False]), np.array([1 + 0j, 2]), np.array(["a", "b"])):
+        case(f"{fname}-c-{c.dtype}", lambda c=c, fn=fn: fn(X, c), TypeError,
+             f"{fname}: labels C must be real numbers, got a {c.dtype} array")
 for shape in ((0,), (0, 0), (1, 0)):
     case(f"softmaxloss-dzdy{shape}", lambda s=shape: vl_nnsoftmaxloss(X, [1, 2], zeros(*s)), ValueError,
          f"vl_nnsoftmaxloss: DZDY must be a scalar (1 element), got shape {shape}")
