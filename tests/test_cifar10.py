@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pooch
 import pytest
 
 import cnnx
@@ -300,16 +301,22 @@ def test_get_batch_draws_from_numpys_global_generator():
 
 @pytest.fixture
 def server():
-    """A bounded HTTP server on 127.0.0.1: serves `payload`, or dies after `cut` bytes."""
-    behaviour = {"payload": b"", "cut": None}
+    """A bounded HTTP server on 127.0.0.1: serves `payload`, or dies after `cut` bytes (in the
+    first `cuts` answers only, when that is set); counts the `requests`."""
+    behaviour = {"payload": b"", "cut": None, "cuts": None, "requests": 0}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            behaviour["requests"] += 1
             payload = behaviour["payload"]
             self.send_response(200)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload if behaviour["cut"] is None else payload[:behaviour["cut"]])
+            cut = behaviour["cut"]
+            if behaviour["cuts"] is not None:
+                cut = cut if behaviour["cuts"] > 0 else None
+                behaviour["cuts"] -= 1
+            self.wfile.write(payload if cut is None else payload[:cut])
             self.wfile.flush()
             self.close_connection = True
 
@@ -375,6 +382,24 @@ def test_download_cut_off_mid_transfer_leaves_nothing(server, archive_bytes, tmp
         cifar10.download(tmp_path, url=server["url"], md5=md5, timeout=10, progress=False)
     assert str(tmp_path) in str(error.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_download_tries_a_broken_transfer_again(server, archive_bytes, tmp_path, monkeypatch):
+    waits = []
+    monkeypatch.setattr(pooch.core.time, "sleep", waits.append)  # pooch waits 1 s, 2 s...
+    payload, md5 = archive_bytes
+    server["payload"], server["cut"], server["cuts"] = payload, len(payload) // 2, 2
+    path = cifar10.download(tmp_path, url=server["url"], md5=md5, timeout=10, progress=False)
+    assert Path(path).read_bytes() == payload and os.listdir(tmp_path) == [cifar10.ARCHIVE]
+    assert server["requests"] == 3 and waits == [1, 2]
+
+
+def test_download_keeps_an_archive_that_is_already_there(server, archive_bytes, tmp_path):
+    payload, md5 = archive_bytes
+    (tmp_path / cifar10.ARCHIVE).write_bytes(payload)
+    assert cifar10.download(tmp_path, url=server["url"], md5=md5, progress=False) == str(
+        tmp_path / cifar10.ARCHIVE)
+    assert server["requests"] == 0
 
 
 def test_download_offline_says_where_to_put_the_file(tmp_path):
@@ -481,10 +506,10 @@ def test_example_offline_says_where_to_put_the_archive(tmp_path, monkeypatch, ca
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
 
-    def offline(url, *args, **kwargs):
-        raise OSError("Name or service not known")
+    def offline(host, *args, **kwargs):  # what a machine without a network answers
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(cifar10.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
     data_dir = tmp_path / "cifar"
     code = example.main(["--data-dir", str(data_dir), "--exp-dir", str(tmp_path / "exp")])
     err = capsys.readouterr().err

@@ -1,7 +1,8 @@
 """CIFAR-10 as MatConvNet's ``cnn_cifar`` example prepares it.
 
 The data come from the python version of CIFAR-10 (``cifar-10-python.tar.gz``), downloaded from
-the official address when it is not in the data folder. :func:`get_imdb` turns it into MatConvNet's
+the official address with pooch (checksum, progress bar, retries) when it is not in the data
+folder. :func:`get_imdb` turns it into MatConvNet's
 imdb: 32x32x3xN float32 images in (H, W, C, N) order, labels 1..10, set 1 for the 50,000 training
 images and 3 for the 10,000 test images (MatConvNet validates on the test set), preprocessed as
 ``getCifarImdb`` does (mean removal, contrast normalisation, ZCA whitening) and cached on disk.
@@ -11,18 +12,15 @@ The same preprocessing must be applied to any new image before it is classified:
 those of this data set (see :func:`preprocess`).
 """
 import codecs
-import hashlib
-import http.client
 import os
 import pickle
 import tarfile
-import urllib.request
 import zlib
 
 import numpy as np
-from tqdm import tqdm
 
 from .._files import atomic_open
+from ._download import RETRIES, fetch
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -39,12 +37,15 @@ _ROWS_PER_CHUNK = 4096
 _CACHE_VERSION = 1
 
 
-def download(data_dir, url=URL, md5=MD5, timeout=60.0, progress=True):
-    """Download the CIFAR-10 archive into ``data_dir``, checking its MD5.
+def download(data_dir, url=URL, md5=MD5, timeout=60.0, progress=True, retries=RETRIES):
+    """Download the CIFAR-10 archive into ``data_dir`` with pooch, checking its MD5.
 
     The file is written to a temporary name in ``data_dir`` and renamed to
     ``cifar-10-python.tar.gz`` only once it is complete and its checksum matches; on any failure
-    (no network, an interrupted transfer, a wrong checksum) the partial file is removed.
+    (no network, an interrupted transfer, a wrong checksum, a full disk) the partial file is
+    removed. A transfer that breaks off or arrives damaged is tried again ``retries`` times; a
+    server that cannot be reached is not. An archive already there with the right checksum is
+    not downloaded again.
 
     Parameters
     ----------
@@ -57,7 +58,9 @@ def download(data_dir, url=URL, md5=MD5, timeout=60.0, progress=True):
     timeout : float, default 60
         Seconds to wait for the server before giving up.
     progress : bool, default True
-        Show a tqdm progress bar on stderr.
+        Show a progress bar (tqdm) per file on stderr, and why a download is tried again.
+    retries : int, default 2
+        Further attempts after a broken transfer or a wrong checksum.
 
     Returns
     -------
@@ -69,6 +72,8 @@ def download(data_dir, url=URL, md5=MD5, timeout=60.0, progress=True):
     RuntimeError
         If the download fails or its checksum does not match; the message says where to put a
         manually downloaded archive.
+    OSError
+        If the archive cannot be written (a full disk); the message names it.
 
     Examples
     --------
@@ -78,39 +83,10 @@ def download(data_dir, url=URL, md5=MD5, timeout=60.0, progress=True):
     """
     data_dir = os.fspath(data_dir)
     os.makedirs(data_dir, exist_ok=True)
-    target = os.path.join(data_dir, ARCHIVE)
     where = f"download {url} yourself and put it in {os.path.abspath(data_dir)} as {ARCHIVE}"
-    try:
-        with atomic_open(target, "wb", "cifar10", "the archive") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            digest = hashlib.md5()
-            received = 0
-            length = response.headers.get("Content-Length")
-            expected = int(length) if length is not None else None
-            with tqdm(total=expected, unit="B", unit_scale=True, desc=ARCHIVE,
-                      disable=not progress) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-            if expected is not None and received != expected:
-                raise RuntimeError(
-                    f"cifar10: the download from {url} stopped after {received} of {expected} bytes; "
-                    f"nothing was saved. Try again, or {where}"
-                )
-            if digest.hexdigest() != md5.lower():
-                raise RuntimeError(
-                    f"cifar10: the file downloaded from {url} has MD5 {digest.hexdigest()}, expected "
-                    f"{md5} (corrupted or not CIFAR-10); nothing was saved. Try again, or {where}"
-                )
-    except (OSError, http.client.HTTPException) as error:
-        # URLError, timeouts and dropped connections are OSErrors; IncompleteRead is an
-        # HTTPException.
-        raise RuntimeError(
-            f"cifar10: could not download {url} ({error}); nothing was saved. To work offline, "
-            f"{where}"
-        ) from error
-    return target
+    fetch([url], data_dir, ARCHIVE, f"md5:{md5.lower()}", "cifar10", "CIFAR-10", where,
+          timeout=timeout, progress=progress, retries=retries)
+    return os.path.join(data_dir, ARCHIVE)
 
 
 class _ArrayUnpickler(pickle.Unpickler):
