@@ -1,9 +1,10 @@
-"""MatConvNet's CIFAR-10 models: Caffe's "CIFAR10-quick" (lenet) and Network in Network (nin).
+"""MatConvNet's example models: CIFAR-10's "CIFAR10-quick" (lenet) and Network in Network (nin),
+and MNIST's lenet.
 
-Both build SimpleNN networks: a dict with ``'layers'`` (a list of layer dicts with MatConvNet's field
-names) and ``'meta'`` (``inputSize`` and the ``trainOpts`` the model was tuned with).
-:func:`cifar_dagnn` turns either into a DagNN with an extra ``'error'`` output, as MatConvNet's
-``networkType = 'dagnn'`` does.
+Each builds a SimpleNN network: a dict with ``'layers'`` (a list of layer dicts with MatConvNet's
+field names) and ``'meta'`` (``inputSize`` and the ``trainOpts`` the model was tuned with).
+:func:`cifar_dagnn` and :func:`mnist_dagnn` turn them into DagNNs with an extra ``'error'``
+output, as MatConvNet's ``networkType = 'dagnn'`` does.
 """
 import numpy as np
 
@@ -237,4 +238,108 @@ def cifar_dagnn(net):
     """
     dag = dagnn.DagNN.from_simplenn(net, canonical_names=True)
     dag.add_layer("error", dagnn.Loss(loss="classerror"), ["prediction", "label"], "error")
+    return dag
+
+
+def mnist_lenet(dtype=np.float32, rng=0):
+    """Build MatConvNet's MNIST lenet, as ``cnn_mnist_init`` (without batch normalisation).
+
+    ``net = mnist_lenet()`` returns a tidied SimpleNN network for 28x28x1 images and 10 classes:
+    a 5x5 convolution to 20 channels, 2x2 max pooling with stride 2, a 5x5 convolution to 50
+    channels, 2x2 max pooling, a 4x4 convolution to 500 channels, a ReLU, a 1x1 convolution to
+    10 scores and a softmax loss. 431,080 parameters.
+
+    Parameters
+    ----------
+    dtype : numpy dtype, default float32
+        float32 (MatConvNet's ``single``) or float64.
+    rng : int, None or numpy.random.Generator, default 0
+        Seed or generator for the filters, ``0.01 * randn`` (filled in MATLAB's column-major
+        order; NumPy's generator, so not MATLAB's numbers); biases are zero, shaped ``(1, K)``.
+
+    Returns
+    -------
+    net : dict
+        ``net['layers']``: 8 layer dicts (``layer1``...``layer8``), with no ``learningRate`` or
+        ``weightDecay`` fields (the trainer's defaults, ones, apply, as in MatConvNet).
+        ``net['meta']`` holds ``inputSize = [28, 28, 1]`` and ``trainOpts``: ``learningRate =
+        0.001``, ``numEpochs = 20``, ``batchSize = 100`` (the weight decay is the trainer's
+        default, 0.0005).
+
+    Raises
+    ------
+    TypeError
+        If ``dtype`` is not float32 or float64.
+
+    Examples
+    --------
+    >>> from cnnx.models import mnist_lenet
+    >>> net = mnist_lenet()
+    >>> [layer["type"] for layer in net["layers"]]
+    ['conv', 'pool', 'conv', 'pool', 'conv', 'relu', 'conv', 'softmaxloss']
+    >>> net["meta"]["trainOpts"]
+    {'learningRate': 0.001, 'numEpochs': 20, 'batchSize': 100}
+    """
+    dtype = _check_dtype(dtype, "mnist_lenet")
+    rng = np.random.default_rng(rng)
+
+    def conv(size, cin, cout):
+        return {
+            "type": "conv",
+            "weights": [_random_filters(rng, (size, size, cin, cout), 0.01, dtype),
+                        np.zeros((1, cout), dtype=dtype)],
+            "stride": 1,
+            "pad": 0,
+        }
+
+    layers = [
+        conv(5, 1, 20),
+        _pool("max", 0, stride=2, size=2),
+        conv(5, 20, 50),
+        _pool("max", 0, stride=2, size=2),
+        conv(4, 50, 500),
+        {"type": "relu"},
+        conv(1, 500, 10),
+        {"type": "softmaxloss"},
+    ]
+    net = {
+        "layers": layers,
+        "meta": {
+            "inputSize": [28, 28, 1],
+            "trainOpts": {"learningRate": 0.001, "numEpochs": 20, "batchSize": 100},
+        },
+    }
+    return vl_simplenn_tidy(net)
+
+
+def mnist_dagnn(net):
+    """Convert the MNIST SimpleNN network to DagNN with a top-1 error output, as ``cnn_mnist_init``.
+
+    ``dag = mnist_dagnn(mnist_lenet())`` is ``DagNN.from_simplenn(net, canonical_names=True)``
+    (input ``'input'``, scores ``'prediction'``, labels ``'label'``, loss ``'objective'``) plus
+    MatConvNet's layer ``'top1err'``: ``dagnn.Loss(loss='classerror')`` on ``('prediction',
+    'label')`` with output ``'error'``. MatConvNet also adds a ``'top5err'`` layer (loss
+    ``'topkerror'``), which cnnx's ``vl_nnloss`` does not have yet.
+
+    Parameters
+    ----------
+    net : dict
+        A SimpleNN network ending in a ``softmaxloss`` layer, such as :func:`mnist_lenet` returns.
+
+    Returns
+    -------
+    dag : cnnx.dagnn.DagNN
+        The converted network, with copies of ``net``'s weights and ``meta``.
+
+    Examples
+    --------
+    >>> from cnnx.models import mnist_dagnn, mnist_lenet
+    >>> dag = mnist_dagnn(mnist_lenet())
+    >>> dag.get_layer("top1err")
+    DagLayer('top1err', Loss, inputs=['prediction', 'label'], outputs=['error'], params=[])
+    >>> dag.get_outputs()
+    ['objective', 'error']
+    """
+    dag = dagnn.DagNN.from_simplenn(net, canonical_names=True)
+    dag.add_layer("top1err", dagnn.Loss(loss="classerror"), ["prediction", "label"], "error")
     return dag

@@ -1,0 +1,149 @@
+"""Train MatConvNet's MNIST lenet with cnnx: the Python version of ``cnn_mnist.m``.
+
+Examples (from a checkout with cnnx installed)::
+
+    python examples/mnist.py                          # MNIST, or the shipped sample offline
+    python examples/mnist.py --sample                 # the 5,000-digit sample on purpose
+    python examples/mnist.py --network dagnn --epochs 5
+
+The first run downloads MNIST's four files (11.6 MB) into --data-dir. When they cannot be had (no
+network), it says so in one line and trains on the 5,000-digit MNIST sample that ships with cnnx
+(4,000 training and 1,000 test digits) instead. Training resumes from the last ``net-epoch-N.mat``
+in --exp-dir unless --restart is given; runs on the sample have their own default folder.
+
+MNIST is by Yann LeCun, Corinna Cortes and Christopher J. C. Burges (CC BY-SA 3.0).
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+import cnnx
+from cnnx.datasets import mnist
+from cnnx.models import mnist_dagnn, mnist_lenet
+from cnnx.train import cnn_train
+
+SAMPLE_NOTE = ("Training on the 5,000-digit MNIST sample that ships with cnnx instead "
+               "(4,000 training, 1,000 test digits).")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description="Train MatConvNet's MNIST lenet with cnnx (cnn_mnist).")
+    parser.add_argument("--network", choices=["simplenn", "dagnn"], default="simplenn",
+                        help="wrapper to train the network with")
+    parser.add_argument("--data-dir", default=os.path.join("data", "mnist"),
+                        help="folder of the four MNIST files (default: data/mnist)")
+    parser.add_argument("--sample", action="store_true",
+                        help="train on the 5,000-digit sample that ships with cnnx, without "
+                             "downloading MNIST")
+    parser.add_argument("--exp-dir", default=None,
+                        help="folder of the checkpoints, stats.json and plot (default: "
+                             "data/mnist-lenet-NETWORK, or data/mnist-lenet-NETWORK-sample on the "
+                             "sample)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="number of epochs (default: the model's, 20)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per batch (default: the model's, 100)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="learning rate (default: the model's, 0.001)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="kernel threads (default: CNNX_NUM_THREADS or all cores)")
+    parser.add_argument("--restart", action="store_true",
+                        help="start from epoch 1 instead of resuming from the last checkpoint "
+                             "(the earlier run's checkpoints are deleted when the first new one is saved)")
+    parser.add_argument("--subset", type=int, default=None, metavar="N",
+                        help="train on the first N training images and validate on the first "
+                             "N/5 test images (a quick run)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the weight initialisation (default: 0)")
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "threads", "subset"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        parser.error(f"--learning-rate must be positive, got {args.learning_rate}")
+    return args
+
+
+def default_exp_dir(network, sample):
+    """MatConvNet's data/<dataset>-<model>-<wrapper>; the sample's runs are kept apart, so that a
+    run on the full MNIST never resumes one trained on the sample."""
+    return os.path.join("data", f"mnist-lenet-{network}" + ("-sample" if sample else ""))
+
+
+def dag_batch(imdb, batch):
+    """The DagNN batch function: the same images, as named network inputs."""
+    images, labels = mnist.get_batch(imdb, batch)
+    return {"input": images, "label": labels}
+
+
+def get_imdb(args):
+    """The imdb, and whether it is the sample: MNIST unless --sample or it cannot be had."""
+    if args.sample:
+        return mnist.get_imdb(sample=True), True
+    try:
+        return mnist.get_imdb(args.data_dir), False
+    except RuntimeError as error:  # offline or a bad download: one line, then the sample
+        print(f"{error}. {SAMPLE_NOTE}", file=sys.stderr)
+        return mnist.get_imdb(sample=True), True
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads is not None:
+        cnnx.set_num_threads(args.threads)
+
+    try:
+        imdb, sample = get_imdb(args)
+    except (ValueError, OSError) as error:  # a damaged file, a full disk: says which file
+        print(error, file=sys.stderr)
+        return 1
+    exp_dir = args.exp_dir or default_exp_dir(args.network, sample)
+    sets = imdb["images"]["set"]
+    train = np.flatnonzero(sets == 1)
+    val = np.flatnonzero(sets == 3)  # MatConvNet validates on the test set
+    if args.subset is not None:
+        train, val = train[:args.subset], val[:max(1, args.subset // 5)]
+
+    net = mnist_lenet(rng=args.seed)
+    net["meta"]["classes"] = {"name": list(imdb["meta"]["classes"])}
+    opts = net["meta"]["trainOpts"]
+    get_batch = mnist.get_batch
+    if args.network == "dagnn":
+        net = mnist_dagnn(net)
+        get_batch = dag_batch
+
+    data = "the shipped sample" if sample else "MNIST"
+    print(f"mnist: lenet ({args.network}) on {data}, {len(train)} training and {len(val)} test "
+          f"images, {cnnx.get_num_threads()} thread(s), experiment folder {exp_dir}")
+    start = time.perf_counter()
+    try:
+        _, stats = cnn_train(
+            net, imdb, get_batch,
+            exp_dir=exp_dir,
+            continue_=not args.restart,
+            batch_size=args.batch_size or opts["batchSize"],
+            num_epochs=args.epochs or opts["numEpochs"],
+            learning_rate=args.learning_rate or opts["learningRate"],
+            train=train,
+            val=val,
+        )
+    except (ValueError, OSError, FloatingPointError) as error:
+        # another network's checkpoints in --exp-dir, a full disk, a diverged run: the message
+        # says which file and what to do; every complete checkpoint is still there
+        print(error, file=sys.stderr)
+        return 1
+    last = stats["val"][-1]
+    # SimpleNN reports top1err and top5err; the DagNN its 'error' output (classerror = top-1).
+    top1 = last["top1err"] if "top1err" in last else last["error"]
+    print(f"mnist: test top-1 error after epoch {len(stats['val'])}: {top1:.4f} "
+          f"(objective {last['objective']:.4f}; {time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
