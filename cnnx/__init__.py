@@ -16,7 +16,7 @@ from .simplenn import register_layer_type, vl_simplenn, vl_simplenn_display, vl_
 from .dagnn import DagNN
 from .io import load_matconvnet, save_matconvnet
 from .train import cnn_train
-from . import dagnn, datasets, models, testing
+from . import dagnn, datasets, models, solvers, testing
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,7 @@ __all__ = [
     "register_layer_type",
     "save_matconvnet",
     "set_num_threads",
+    "solvers",
     "testing",
     "vl_nnconcat",
     "vl_nnconv",

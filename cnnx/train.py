@@ -15,7 +15,8 @@ an uninterrupted one; the kernels give the same bits at any thread count.
 
 Files in ``exp_dir``:
 
-- ``net-epoch-N.mat``: the network, the solver state and the statistics after epoch N (MATLAB
+- ``net-epoch-N.mat``: the network, the solver state (laid out by the solver object of
+  :mod:`cnnx.solvers`) and the statistics after epoch N (MATLAB
   variables ``net``, ``state`` and ``stats``, as MatConvNet, plus the file's SHA-256 checksum, see
   :func:`cnnx.io.save_matconvnet`). Written to a temporary file in the same folder and renamed over
   the final name, so a crash never leaves a half-written checkpoint.
@@ -75,6 +76,7 @@ import time
 
 import numpy as np
 
+from . import solvers
 from ._files import atomic_open, remove_stale_temporaries
 from ._options import Option, _key, parse_options
 
@@ -115,13 +117,6 @@ _OPTIONS = {name: Option("any", default, display=name) for name, default in _DEF
 
 # Other spellings accepted for an option (MatConvNet's name, or a Python keyword-friendly one).
 _ALIASES = {"resume": "continue_", "nesterovupdate": "nesterov"}
-
-_SOLVER_DEFAULTS = {
-    "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
-    "adagrad": {"epsilon": 1e-10, "rho": 1.0},
-    "adadelta": {"epsilon": 1e-6, "rho": 0.9},
-    "rmsprop": {"epsilon": 1e-8, "rho": 0.99},
-}
 
 # The files cnn_train writes in exp_dir; only names it writes count when resuming.
 _CHECKPOINT = re.compile(r"net-epoch-([1-9][0-9]*)\.mat")
@@ -245,7 +240,9 @@ def _parse(args, kwargs, imdb, get_batch):
     opts["weight_decay"] = _real("weight_decay", opts["weight_decay"])
     opts["momentum"] = _real("momentum", opts["momentum"], 0.0, 1.0, high_open=True)
     opts["random_seed"] = _integer("random_seed", opts["random_seed"], 0)
-    opts["solver"], opts["solver_opts"] = _solver(opts["solver"], opts["solver_opts"])
+    given = {_key(name) for name in [*args[::2], *kwargs] if isinstance(name, str)}
+    opts["solver"] = _solver(opts["solver"], opts["solver_opts"], opts["momentum"], opts["nesterov"], given)
+    opts["solver_opts"] = opts["solver"].options
 
     error_function = opts["error_function"]
     if error_function is not None and not callable(error_function):
@@ -277,103 +274,44 @@ def _parse(args, kwargs, imdb, get_batch):
 
 
 # --------------------------------------------------------------------------------------------------
-# Solvers: (w, state, grad, opts, lr) -> (w, state), MatConvNet's examples/+solver
+# Solvers: the objects of cnnx.solvers (MatConvNet's examples/+solver), chosen by the options
 # --------------------------------------------------------------------------------------------------
 
 
-def _adam(w, state, grad, opts, lr):
-    beta1, beta2 = opts["beta1"], opts["beta2"]
-    m = beta1 * state["m"] + (1 - beta1) * grad
-    v = beta2 * state["v"] + (1 - beta2) * grad * grad
-    t = state["t"] + 1
-    lr_t = lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)  # folds in the bias corrections
-    w = w - lr_t * m / (np.sqrt(v) + opts["eps"])
-    return w, {"m": m, "v": v, "t": t}
+def _solver(solver, solver_opts, momentum, nesterov, given=()):
+    """The solver object for the options ``solver``, ``solver_opts``, ``momentum``, ``nesterov``.
 
-
-def _adagrad(w, g_sqr, grad, opts, lr):
-    g_sqr = g_sqr * opts["rho"] + grad * grad
-    return w - lr * grad / (np.sqrt(g_sqr) + opts["epsilon"]), g_sqr
-
-
-def _adadelta(w, state, grad, opts, lr):
-    rho, eps = opts["rho"], opts["epsilon"]
-    g_sqr = state["g_sqr"] * rho + grad * grad * (1 - rho)
-    delta = -np.sqrt((state["delta_sqr"] + eps) / (g_sqr + eps)) * grad  # sets its own step: lr unused
-    delta_sqr = state["delta_sqr"] * rho + delta * delta * (1 - rho)
-    return w + delta, {"g_sqr": g_sqr, "delta_sqr": delta_sqr}
-
-
-def _rmsprop(w, g_sqr, grad, opts, lr):
-    g_sqr = g_sqr * opts["rho"] + grad * grad * (1 - opts["rho"])
-    return w - lr * grad / (np.sqrt(g_sqr) + opts["epsilon"]), g_sqr
-
-
-_SOLVERS = {"adam": _adam, "adagrad": _adagrad, "adadelta": _adadelta, "rmsprop": _rmsprop}
-
-
-def _solver(solver, solver_opts):
-    """Validate ``solver``/``solver_opts``; return (None | name | callable, options dict)."""
+    ``given`` holds the keys (``_key``) of the options the caller gave: a solver object carries
+    its own options, so neither ``momentum`` nor ``nesterov`` may be given with it, nor
+    ``solver_opts`` other than None.
+    """
     if solver_opts is not None and not isinstance(solver_opts, dict):
         raise TypeError(f"{_FNAME}: solver_opts must be a dict, got {type(solver_opts).__name__}")
-    if solver is None:
-        if solver_opts is not None:
-            raise ValueError(f"{_FNAME}: solver_opts given, but solver is None (SGD with momentum takes none)")
-        return None, {}
+    if isinstance(solver, solvers.Solver):
+        carried = ["solver_opts"] if solver_opts is not None else []
+        carried += [name for name in ("momentum", "nesterov") if _key(name) in given]
+        if carried:
+            raise ValueError(f"{_FNAME}: {carried[0]} given, but the solver {solver!r} carries its own options")
+        return solver
+    if isinstance(solver, type) and issubclass(solver, solvers.Solver):
+        raise TypeError(f"{_FNAME}: solver is the class {solver.__name__}; pass an object of it, "
+                        f"such as {solver.__name__}()")
     if callable(solver):
-        return solver, dict(solver_opts or {})
-    if not isinstance(solver, str) or solver.lower() not in (*_SOLVERS, "sgd"):
+        return solvers.UserSolver(solver, solver_opts)
+    if solver is None:
+        solver = "sgd"  # MatConvNet's default
+    if not isinstance(solver, str) or solver.lower() not in solvers.SOLVERS:
+        names = ", ".join(repr(name) for name, cls in solvers.SOLVERS.items() if cls is not solvers.SGD)
         raise ValueError(
-            f"{_FNAME}: unknown solver {solver!r}; use None (SGD with momentum), 'adam', 'adagrad', "
-            f"'adadelta', 'rmsprop' or a callable solver(w, state, grad, solver_opts, lr) -> (w, state)"
+            f"{_FNAME}: unknown solver {solver!r}; use None (SGD with momentum), {names} "
+            f"or a callable solver(w, state, grad, solver_opts, lr) -> (w, state)"
         )
-    name = solver.lower()
-    if name == "sgd":
-        return _solver(None, solver_opts)
-    merged = dict(_SOLVER_DEFAULTS[name])
-    for key, value in (solver_opts or {}).items():
-        if key not in merged:
-            raise ValueError(f"{_FNAME}: solver_opts has unknown key {key!r} for solver '{name}'; "
-                             f"valid keys are {sorted(merged)}")
-        merged[key] = _real(f"solver_opts['{key}']", value)
-    return name, merged
-
-
-def _initial_state(solver, w):
-    """The solver state before the first update: zeros, which give MatConvNet's first step exactly."""
-    if solver is None or solver in ("adagrad", "rmsprop"):
-        return np.zeros_like(w)
-    if solver == "adam":
-        return {"m": np.zeros_like(w), "v": np.zeros_like(w), "t": 0}
-    if solver == "adadelta":
-        return {"g_sqr": np.zeros_like(w), "delta_sqr": np.zeros_like(w)}
-    return 0.0  # a custom solver starts from MatConvNet's 0
+    return solvers.SOLVERS[solver.lower()]._from_solver_opts(solver_opts, momentum, nesterov)
 
 
 def _restored_state(solver, saved, w, where):
     """A solver state read back from a checkpoint (as load_matconvnet converts it), shaped like w."""
-    def array(value):
-        arr = np.asarray(value)
-        if arr.size == 1 and w.size != 1 and arr.reshape(-1)[0] == 0:
-            return np.zeros_like(w)  # MatConvNet's 0 before the first update
-        if arr.size != w.size:
-            raise ValueError(f"{_FNAME}: the checkpoint's solver state for {where} has {arr.size} elements, "
-                             f"the parameter {w.size}")
-        return np.array(arr, dtype=w.dtype).reshape(w.shape)
-
-    if callable(solver):
-        return 0.0 if saved is None else saved
-    if saved is None:
-        return _initial_state(solver, w)
-    if solver is None or solver in ("adagrad", "rmsprop"):
-        return array(saved)
-    if not isinstance(saved, dict):
-        if np.size(saved) == 1 and np.ravel(saved)[0] == 0:
-            return _initial_state(solver, w)
-        raise ValueError(f"{_FNAME}: the checkpoint's solver state for {where} is not a '{solver}' state")
-    if solver == "adam":
-        return {"m": array(saved["m"]), "v": array(saved["v"]), "t": int(saved["t"])}
-    return {"g_sqr": array(saved["g_sqr"]), "delta_sqr": array(saved["delta_sqr"])}
+    return solver.restore_state(saved, w, where)
 
 
 class _Slot:
@@ -389,7 +327,11 @@ class _Slot:
 
 
 def _updated(slot, state, batch_size, rate, opts):
-    """MatConvNet beta25's update of one parameter; returns (new value, new solver state)."""
+    """MatConvNet beta25's update of one parameter; returns (new value, new solver state).
+
+    The multipliers, the weight decay and the 1/batch scaling are applied here, once, for every
+    solver; the solver object (``opts['solver']``) then takes its step.
+    """
     w, g = slot.value, slot.der
     if slot.method == "average":
         lr = slot.learning_rate
@@ -399,20 +341,7 @@ def _updated(slot, state, batch_size, rate, opts):
     if not (lr > 0 or decay > 0):
         return w, state
     g = (1.0 / batch_size) * g + decay * w
-    solver = opts["solver"]
-    if solver is None:
-        momentum = opts["momentum"]
-        state = momentum * state - g
-        delta = momentum * state - g if opts["nesterov"] else state
-        return w + lr * delta, state
-    function = _SOLVERS.get(solver, solver) if isinstance(solver, str) else solver
-    w_new, state = function(w, state, g, opts["solver_opts"], lr)
-    if callable(solver):
-        w_new = np.asarray(w_new)
-        if w_new.shape != w.shape or w_new.dtype != w.dtype:
-            raise ValueError(f"{_FNAME}: the solver returned an array of shape {w_new.shape} and dtype "
-                             f"{w_new.dtype} for a parameter of shape {w.shape} and dtype {w.dtype}")
-    return w_new, state
+    return opts["solver"].step(w, state, g, lr)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1027,7 +956,7 @@ def _run_phase(model, phase, subset, epoch, rate, opts, imdb, get_batch, states)
             if train:
                 for key, slot in model.slots():
                     if key not in states:
-                        states[key] = _initial_state(opts["solver"], slot.value)
+                        states[key] = opts["solver"].init_state(slot.value)
                     value, states[key] = _updated(slot, states[key], this_batch, rate, opts)
                     if opts["check_finite"] and not np.isfinite(value).all():
                         raise FloatingPointError(f"{_FNAME}: {model.describe_key(key)} became NaN or infinite "
@@ -1106,7 +1035,9 @@ def _check_same_network(path, loaded, model):
 def _save_checkpoint(path, epoch, model, states, stats, opts):
     from .io import save_matconvnet
 
-    solver_state = model.saved_solver_state(states) if opts["save_solver_state"] else None  # MATLAB []
+    solver = opts["solver"]
+    solver_state = (model.saved_solver_state({key: solver.saved_state(state) for key, state in states.items()})
+                    if opts["save_solver_state"] else None)  # MATLAB []
     # save_matconvnet writes a temporary file in exp_dir and renames it: never a partial checkpoint
     try:
         save_matconvnet(model.net, path, state={"solverState": solver_state}, stats=_saved_stats(stats))
@@ -1158,6 +1089,15 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
             g = g / batch_size + wd * w
             v = momentum * v - g                 # v starts at 0
             w = w + lr * (momentum * v - g if nesterov else v)
+
+    The last two lines are the solver's step; the other solvers replace them (``lr`` and the
+    decayed, batch-normalised ``g`` stay as above). Each solver is an object of
+    :mod:`cnnx.solvers` (``SGD``, ``Adam``, ``AdaGrad``, ``AdaDelta``, ``RMSProp``, MatConvNet's
+    ``+solver/*.m``, and ``UserSolver`` around a callable): it holds the solver's options and
+    defaults, starts the state of each parameter, performs the step, and converts the state to and
+    from the checkpoint's ``state.solverState`` (MatConvNet's layout: SGD's momentum array, Adam's
+    struct ``m``, ``v``, ``t``, AdaDelta's struct ``g_sqr``, ``delta_sqr``, AdaGrad's and RMSProp's
+    accumulated squares; MatConvNet's ``0`` before the first update reads as zeros).
 
     Multipliers missing from a SimpleNN layer are set to ones (so biases are weight-decayed too);
     a DagNN parameter carries its own ``learning_rate`` and ``weight_decay``. A bnorm layer's moments
@@ -1212,13 +1152,18 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
         Nesterov's update (MatConvNet's ``nesterovUpdate``).
     solver : None
         None (or 'sgd') for SGD with momentum; ``'adam'``, ``'adagrad'``, ``'adadelta'``,
-        ``'rmsprop'`` (MatConvNet's ``solver.*``); or a callable
-        ``solver(w, state, g, solver_opts, lr) -> (w, state)`` called with the decayed, batch-
-        normalised derivative ``g`` (``state`` starts as 0.0).
+        ``'rmsprop'`` (MatConvNet's ``solver.*``, the names of ``cnnx.solvers.SOLVERS``); or a
+        callable ``solver(w, state, g, solver_opts, lr) -> (w, state)`` called with the decayed,
+        batch-normalised derivative ``g`` (``state`` starts as 0.0); or a solver object such as
+        ``cnnx.solvers.Adam(beta1=0.8)`` or ``cnnx.solvers.SGD(momentum=0.5, nesterov=True)``,
+        which carries its own options (then ``solver_opts``, ``momentum`` and ``nesterov`` cannot
+        be given) and may be a user's subclass of ``cnnx.solvers.Solver``. In ``opts`` (as
+        ``post_epoch_fn`` sees them) ``solver`` is the solver object and ``solver_opts`` its options.
     solver_opts : None
         Dict overriding a solver's defaults: adam ``beta1=0.9, beta2=0.999, eps=1e-8``; adagrad
         ``epsilon=1e-10, rho=1``; adadelta ``epsilon=1e-6, rho=0.9`` (it ignores the learning
-        rate); rmsprop ``epsilon=1e-8, rho=0.99``.
+        rate); rmsprop ``epsilon=1e-8, rho=0.99``; each a finite number at least 0. A callable
+        solver receives the dict as it is.
     save_solver_state : True
         Keep the momentum (solver state) in the checkpoints, so a resumed run continues exactly.
     random_seed : 0

@@ -1,4 +1,4 @@
-"""cnn_train's solvers: each bit for bit as MatConvNet's formulas, their options, their checkpoint state."""
+"""cnnx.solvers: each solver bit for bit as cnn_train's update was, its options, its checkpoint state."""
 import math
 import os
 import re
@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from cnnx import solvers
 from cnnx.io import load_matconvnet, save_matconvnet
 from cnnx.simplenn import vl_simplenn
 from cnnx.train import cnn_train
@@ -165,8 +166,103 @@ def test_callable_solver_returning_another_shape_is_an_error(gaussians):
 
 
 # --------------------------------------------------------------------------------------------------
+# Solver objects as cnn_train's solver
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver, options", [
+    (solvers.SGD(), {}),
+    (solvers.SGD(momentum=0.5, nesterov=True), {"momentum": 0.5, "nesterov": True}),
+    (solvers.Adam(beta1=0.8), {"solver": "adam", "solver_opts": {"beta1": 0.8}}),
+    (solvers.AdaGrad(rho=0.9), {"solver": "adagrad", "solver_opts": {"rho": 0.9}}),
+    (solvers.AdaDelta(epsilon=1e-5), {"solver": "adadelta", "solver_opts": {"epsilon": 1e-5}}),
+    (solvers.RMSProp(), {"solver": "rmsprop"}),
+], ids=repr)
+def test_a_solver_object_is_the_same_as_its_name_and_options(gaussians, tmp_path, one_thread, solver, options):
+    imdb, _, _ = gaussians
+    common = dict(batch_size=20, learning_rate=[0.05, 0.02], epoch_size=60, val=[0, 100], **QUIET)
+    net, get_batch = make_net("simplenn")
+    by_name, _ = cnn_train(net, imdb, get_batch, exp_dir=None, num_epochs=2, **options, **common)
+    net, get_batch = make_net("simplenn")
+    cnn_train(net, imdb, get_batch, exp_dir=tmp_path, num_epochs=1, solver=solver, **common)
+    net, get_batch = make_net("simplenn")
+    by_object, _ = cnn_train(net, imdb, get_batch, exp_dir=tmp_path, num_epochs=2, solver=solver, **common)
+    for a, b in zip(weights_of(by_name), weights_of(by_object), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_options_show_the_solver_object_and_its_options(gaussians):
+    imdb, init_w, init_b = gaussians
+    seen = {}
+
+    def post(net, opts, state):
+        seen.update(solver=opts["solver"], solver_opts=opts["solver_opts"])
+
+    common = dict(batch_size=100, num_epochs=1, exp_dir=None, post_epoch_fn=post, **QUIET)
+    cnn_train(logistic_net(init_w, init_b), imdb, simple_batch, solver="adam", solver_opts={"eps": 1e-6}, **common)
+    assert isinstance(seen["solver"], solvers.Adam)
+    assert seen["solver_opts"] == {"beta1": 0.9, "beta2": 0.999, "eps": 1e-6}
+    cnn_train(logistic_net(init_w, init_b), imdb, simple_batch, momentum=0.5, **common)
+    assert repr(seen["solver"]) == "SGD(momentum=0.5, nesterov=False)" and seen["solver_opts"] == {}
+
+
+class Sign(solvers.Solver):
+    """A user's solver: sign descent with a step counter, saved as a struct."""
+
+    name = "sign"
+    defaults = {"scale": 1.0}
+
+    def init_state(self, w):
+        return {"steps": 0}
+
+    def step(self, w, state, g, lr):
+        return w - (self.scale * lr) * np.sign(g), {"steps": state["steps"] + 1}
+
+    def saved_state(self, state):
+        return {"steps": state["steps"]}
+
+    def restore_state(self, saved, w, where):
+        return {"steps": int(saved["steps"])}
+
+
+def test_a_solver_subclass_trains_and_resumes(gaussians, tmp_path, one_thread):
+    imdb, _, _ = gaussians
+    common = dict(batch_size=20, learning_rate=0.001, epoch_size=60, val=[0, 100], **QUIET)
+    net, get_batch = make_net("dagnn")
+    straight, _ = cnn_train(net, imdb, get_batch, exp_dir=None, num_epochs=2, solver=Sign(scale=2.0), **common)
+    net, get_batch = make_net("dagnn")
+    cnn_train(net, imdb, get_batch, exp_dir=tmp_path, num_epochs=1, solver=Sign(scale=2.0), **common)
+    _, extras = load_matconvnet(tmp_path / "net-epoch-1.mat", with_extra=True)
+    assert all(entry == {"steps": 3} for entry in extras["state"]["solverState"])
+    net, get_batch = make_net("dagnn")
+    resumed, _ = cnn_train(net, imdb, get_batch, exp_dir=tmp_path, num_epochs=2, solver=Sign(scale=2.0), **common)
+    for a, b in zip(weights_of(straight), weights_of(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    _, extras = load_matconvnet(tmp_path / "net-epoch-2.mat", with_extra=True)
+    assert all(entry == {"steps": 6} for entry in extras["state"]["solverState"])
+    assert Sign().scale == 1.0 and Sign(scale=3).scale == 3.0
+
+
+# --------------------------------------------------------------------------------------------------
 # Options and their errors
 # --------------------------------------------------------------------------------------------------
+
+
+def test_registry_and_defaults():
+    import cnnx
+
+    assert cnnx.solvers is solvers and "solvers" in cnnx.__all__
+    assert solvers.SOLVERS == {"sgd": solvers.SGD, "adam": solvers.Adam, "adagrad": solvers.AdaGrad,
+                               "adadelta": solvers.AdaDelta, "rmsprop": solvers.RMSProp}
+    for name, cls in solvers.SOLVERS.items():
+        solver = cls()
+        assert solver.name == name
+        if name == "sgd":
+            assert (solver.momentum, solver.nesterov, solver.options) == (0.9, False, {})
+        else:
+            assert solver.options == DEFAULTS[name] == cls.defaults
+    assert repr(solvers.Adam(beta1=0.8)) == "Adam(beta1=0.8, beta2=0.999, eps=1e-08)"
+    assert repr(solvers.RMSProp()) == "RMSProp(epsilon=1e-08, rho=0.99)"
 
 
 UNKNOWN = ("use None (SGD with momentum), 'adam', 'adagrad', 'adadelta', 'rmsprop' or a callable "
@@ -195,6 +291,17 @@ UNKNOWN = ("use None (SGD with momentum), 'adam', 'adagrad', 'adadelta', 'rmspro
      "cnn_train: solver_opts['beta1'] must be at least 0.0, got -0.5"),
     ({"momentum": 1.0}, ValueError, "cnn_train: momentum must be in [0.0, 1.0), got 1.0"),
     ({"nesterov": "yes"}, TypeError, "cnn_train: nesterov must be True or False, got 'yes'"),
+    ({"solver": solvers.Adam(), "solver_opts": {"beta1": 0.5}}, ValueError,
+     "cnn_train: solver_opts given, but the solver Adam(beta1=0.9, beta2=0.999, eps=1e-08) carries its own "
+     "options"),
+    ({"solver": solvers.SGD(), "momentum": 0.5}, ValueError,
+     "cnn_train: momentum given, but the solver SGD(momentum=0.9, nesterov=False) carries its own options"),
+    ({"solver": solvers.SGD(), "nesterov": False}, ValueError,
+     "cnn_train: nesterov given, but the solver SGD(momentum=0.9, nesterov=False) carries its own options"),
+    ({"solver": solvers.UserSolver(print), "solver_opts": {}}, ValueError,
+     "cnn_train: solver_opts given, but the solver UserSolver(print, {}) carries its own options"),
+    ({"solver": solvers.Adam}, TypeError,
+     "cnn_train: solver is the class Adam; pass an object of it, such as Adam()"),
 ])
 def test_bad_solver_options_fail_before_the_first_batch(gaussians, options, error, message):
     imdb, init_w, init_b = gaussians
@@ -203,6 +310,46 @@ def test_bad_solver_options_fail_before_the_first_batch(gaussians, options, erro
         cnn_train(logistic_net(init_w, init_b), imdb, lambda db, b: calls.append(b), exp_dir=None,
                   **{**QUIET, **options})
     assert not calls
+
+
+def test_matconvnet_spellings_of_the_solver_options_with_an_object(gaussians):
+    imdb, init_w, init_b = gaussians
+    _, stats = cnn_train(logistic_net(init_w, init_b), imdb, simple_batch, solver=solvers.Adam(), solver_opts=None,
+                         batch_size=100, num_epochs=1, exp_dir=None, **QUIET)  # None is no solver_opts
+    assert stats["train"][0]["num"] == 200
+    with pytest.raises(ValueError, match=re.escape("cnn_train: nesterov given, but the solver SGD(")):
+        cnn_train(logistic_net(init_w, init_b), imdb, simple_batch, "solver", solvers.SGD(), "nesterovUpdate",
+                  True, exp_dir=None, **QUIET)
+    with pytest.raises(ValueError, match=re.escape("cnn_train: solver_opts given, but the solver RMSProp(")):
+        cnn_train(logistic_net(init_w, init_b), imdb, simple_batch, "Solver", solvers.RMSProp(), "solverOpts",
+                  {}, exp_dir=None, **QUIET)
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: solvers.SGD(momentum=1.0), ValueError, "SGD: momentum must be in [0.0, 1.0), got 1.0"),
+    (lambda: solvers.SGD(momentum=-0.1), ValueError, "SGD: momentum must be in [0.0, 1.0), got -0.1"),
+    (lambda: solvers.SGD(momentum="0.9"), TypeError, "SGD: momentum must be a real number, got '0.9'"),
+    (lambda: solvers.SGD(nesterov=2), TypeError, "SGD: nesterov must be True or False, got 2"),
+    (lambda: solvers.Adam(beta1=-1), ValueError, "Adam: beta1 must be at least 0.0, got -1.0"),
+    (lambda: solvers.Adam(eps=math.nan), ValueError, "Adam: eps must be finite, got nan"),
+    (lambda: solvers.AdaGrad(rho=None), TypeError, "AdaGrad: rho must be a real number, got None"),
+    (lambda: solvers.RMSProp(epsilon=[1]), TypeError, "RMSProp: epsilon must be a real number, got [1]"),
+    (lambda: solvers.AdaDelta(rho=math.inf), ValueError, "AdaDelta: rho must be finite, got inf"),
+    (lambda: Sign(scales=1.0), TypeError, "Sign: unknown option 'scales'; the options are ['scale']"),
+    (lambda: solvers.UserSolver(3), TypeError, "UserSolver: function must be callable, got int"),
+    (lambda: solvers.UserSolver(print, [1]), TypeError, "UserSolver: solver_opts must be a dict, got list"),
+])
+def test_bad_solver_objects(make, error, message):
+    with pytest.raises(error, match=re.escape(message) + "$"):
+        make()
+
+
+def test_base_class_methods_are_abstract():
+    solver = solvers.Solver()
+    for call in (lambda: solver.init_state(np.zeros(1)), lambda: solver.step(np.zeros(1), None, np.zeros(1), 1.0),
+                 lambda: solver.saved_state(None), lambda: solver.restore_state(None, np.zeros(1), "w")):
+        with pytest.raises(NotImplementedError):
+            call()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -319,6 +466,8 @@ WHERE = "cnn_train: the checkpoint's solver state for layers[0] ('layer1') weigh
     ("sgd", np.ones(5, np.float32), f"{WHERE} has 5 elements, the parameter 6"),
     ("adam", {"m": np.ones(6), "v": np.ones(5), "t": 2.0}, f"{WHERE} has 5 elements, the parameter 6"),
     ("adam", np.ones(6, np.float32), f"{WHERE} is not a 'adam' state"),
+    ("adam", {"m": np.ones(6), "t": 2.0}, f"{WHERE} is not a 'adam' state"),
+    ("adadelta", {"g_sqr": np.ones(6), "delta": np.ones(6)}, f"{WHERE} is not a 'adadelta' state"),
     ("dagnn-sgd", np.ones(7, np.float32),
      "cnn_train: the checkpoint's solver state for parameter 'layer1f' has 7 elements, the parameter 6"),
 ])

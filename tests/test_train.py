@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from cnnx import solvers
 from cnnx import train as train_module
 from cnnx.simplenn import vl_simplenn
 from cnnx.train import cnn_train
@@ -185,11 +186,11 @@ def test_solvers_match_pytorch(name):
     w = rng.standard_normal(20)
     grads = [rng.standard_normal(20) for _ in range(6)]
     lr = 0.01
-    solver, opts = train_module._solver(name, None)
-    state = train_module._initial_state(solver, w)
+    solver = solvers.SOLVERS[name]()
+    state = solver.init_state(w)
     ours = w.copy()
     for g in grads:
-        ours, state = train_module._SOLVERS[name](ours, state, g, opts, lr)
+        ours, state = solver.step(ours, state, g, lr)
 
     param = torch.tensor(w.copy(), requires_grad=True)
     optimizer = {
