@@ -730,3 +730,11 @@ def test_runs_of_the_examples_are_not_part_of_the_checkout():
                  "data/cifar/cifar-10-python.tar.gz"):
         assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0, path
 
+
+
+def test_readmes_first_command_is_the_mnist_example_with_its_attribution():
+    readme = (ROOT / "README.md").read_text()
+    first = re.findall(r"```\n(.*?)\n```", readme, re.S)[0]
+    assert first.strip() == "pip install . && python examples/mnist.py"
+    text = " ".join(readme.split())
+    assert "MNIST is by Yann LeCun, Corinna Cortes and Christopher J. C. Burges, under CC BY-SA 3.0" in text
