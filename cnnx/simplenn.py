@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from ._checks import is_placeholder
 from ._options import Option, parse_options, without_gpu_options
 from .activations import vl_nnprelu, vl_nnrelu
 from .conv import vl_nnconv
@@ -161,14 +162,13 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
 # Helpers shared by the built-in types
 # ------------------------------------------------------------------------------------------------
 
-def _is_empty(value):
-    return value is None or np.size(value) == 0
-
-
 def _weight(layer, j):
-    """The j-th weight, or None for a missing or empty (MATLAB ``[]``) entry."""
+    """The j-th weight, or None for a missing entry or MATLAB's ``[]`` (see ``is_placeholder``).
+
+    Other zero-size arrays are passed on, so that the block refuses them.
+    """
     weights = layer["weights"]
-    if j >= len(weights) or _is_empty(weights[j]):
+    if j >= len(weights) or is_placeholder(weights[j]):
         return None
     return weights[j]
 
@@ -217,18 +217,18 @@ def _conv_check(layer, where):
     _check_weight_count(where, layer, 2, "[F, B]")
     filters, biases = layer["weights"]
     num_filters = None
-    if not _is_empty(filters):
+    if not is_placeholder(filters):
         _check_array(where, "the filters weights[0]", filters)
         if not 2 <= filters.ndim <= 4:
             raise ValueError(f"{where}: the filters weights[0] must be FH x FW x FC x K (2 to 4 dimensions), "
                              f"got shape {filters.shape}")
         num_filters = filters.shape[3] if filters.ndim == 4 else 1
-    if not _is_empty(biases):
+    if not is_placeholder(biases):
         _check_array(where, "the biases weights[1]", biases)
         if num_filters is not None and biases.size != num_filters:
             raise ValueError(f"{where}: the biases weights[1] must have one element per filter ({num_filters}), "
                              f"got shape {biases.shape}")
-        if not _is_empty(filters) and biases.dtype != filters.dtype:
+        if not is_placeholder(filters) and biases.dtype != filters.dtype:
             raise TypeError(f"{where}: the biases are {biases.dtype} but the filters are {filters.dtype}")
 
 
@@ -682,7 +682,7 @@ def vl_simplenn(net, x, *args, **kwargs):
     n = len(layers)
     # Layers first_backprop .. n-1 are back-propagated (MatConvNet's backPropLim, 0-based).
     first_backprop = 0 if math.isinf(depth) else max(n - int(depth), 0)
-    do_der = not _is_empty(dzdy)
+    do_der = dzdy is not None and np.size(dzdy) > 0
     if skip_forward and not do_der:
         raise ValueError(f"{fname}: SkipForward needs a backward pass, but dzdy is empty")
     if res is None or (isinstance(res, (list, tuple)) and len(res) == 0):

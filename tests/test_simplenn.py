@@ -1,6 +1,7 @@
 """SimpleNN: forward/backward against the blocks composed by hand, derivative checks of whole
 networks, MatConvNet's memory/accumulate/depth/skip semantics, custom layers, tidy and display."""
 import math
+import re
 import tracemalloc
 
 import numpy as np
@@ -585,6 +586,17 @@ def test_conv_layer_without_filters_or_biases():
     assert np.array_equal(res[2]["x"], vl_nnconv(y, net["layers"][1]["weights"][0], None))
     assert res[0]["dzdw"][0] is None and res[1]["dzdw"][1] is None
 
+
+
+@pytest.mark.parametrize("filters", [np.zeros((3, 3, 0, 4)), np.zeros((3, 0)), np.zeros((0, 3, 3, 4))])
+def test_conv_filters_with_a_zero_dimension_are_not_the_identity(filters):
+    # Only None, [] or a 0 x 0 array mean "no filters" (as for vl_nnconv); not any zero-size bank.
+    x = np.ones((4, 4, 3, 1))
+    net = {"layers": [{"type": "conv", "name": "conv7", "weights": [filters, []]}]}
+    with pytest.raises(ValueError, match=re.escape(
+            f"vl_simplenn: layers[0] ('conv7'): vl_nnconv: F has shape {filters.shape}; FH, FW, FC and K "
+            "must be at least 1 (None or [] is the identity filter bank)")):
+        vl_simplenn(net, x)
 
 def test_gpu_flags_in_layer_opts_are_ignored():
     rng = np.random.default_rng(9)
