@@ -1,4 +1,12 @@
-"""vl_nnconv: convolution (correlation) with padding, stride, dilation and groups."""
+"""vl_nnconv: convolution (correlation) with padding, stride, dilation and groups.
+
+A call runs in three steps: ``validate_conv`` checks the arguments and gives a ``ConvProblem``
+(the arrays, their ``ConvGeometry`` and what to compute); ``plan_conv`` chooses a ``ConvPlan``
+(the algorithm and its blocking, from the sizes only); ``run_conv`` runs the plan in the kernels
+of cnnx/_ext/conv.pyx. Tests build plans to run every algorithm on every shape it applies to.
+"""
+from dataclasses import dataclass
+
 import numpy as np
 
 from ._checks import (
@@ -14,7 +22,7 @@ from ._checks import (
 from ._ext import conv as _kernel
 from ._options import INT_OPTION_LIMIT, Option, parse_options, take_derivative
 from ._shapes import window_output_size
-from ._threads import blas_single_threaded, get_num_threads
+from ._threads import CONV_FLOPS_PER_THREAD, blas_single_threaded, threads_for_work
 
 _FNAME = "vl_nnconv"
 
@@ -154,6 +162,243 @@ def vl_nnconv(x, f, b, *args, **kwargs):
     >>> dzdx.shape, dzdf.shape, dzdb is None
     ((5, 5, 3, 2), (3, 3, 3, 4), True)
     """
+    problem = validate_conv(x, f, b, *args, **kwargs)
+    return run_conv(problem, plan_conv(problem.geometry, problem.dtype, problem.backward))
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """The sizes and options of one convolution: X is H x W x C x N, F is FH x FW x FC x K
+    (FH = FW = 1, FC = K = C for the identity bank), Y is YH x YW x K x N."""
+    H: int
+    W: int
+    C: int
+    N: int
+    FH: int
+    FW: int
+    FC: int
+    K: int
+    YH: int
+    YW: int
+    sy: int = 1
+    sx: int = 1
+    pt: int = 0
+    pb: int = 0
+    pl: int = 0
+    pr: int = 0
+    dil_y: int = 1
+    dil_x: int = 1
+    identity: bool = False
+
+    @property
+    def P(self):
+        """Output pixels per image."""
+        return self.YH * self.YW
+
+    @property
+    def Q(self):
+        """Filter taps per filter."""
+        return self.FH * self.FW * self.FC
+
+    @property
+    def groups(self):
+        return self.C // self.FC
+
+    @property
+    def sizes(self):
+        """The geometry tuple of the kernels."""
+        return (self.H, self.W, self.C, self.N, self.FH, self.FW, self.FC, self.K, self.YH, self.YW,
+                self.sy, self.sx, self.pt, self.pl, self.dil_y, self.dil_x)
+
+    @property
+    def fully_connected(self):
+        """A 1x1 output (and real filters)."""
+        return self.P == 1 and not self.identity
+
+    @property
+    def covers_x(self):
+        """The filters cover X exactly: no padding, no dilation (X is then its own im2row)."""
+        return ((self.FH, self.FW, self.dil_y, self.dil_x, self.pt, self.pb, self.pl, self.pr)
+                == (self.H, self.W, 1, 1, 0, 0, 0, 0))
+
+    @property
+    def one_by_one(self):
+        """1x1 filters, stride 1, no padding: X_n is already the im2row matrix."""
+        return (not self.identity
+                and (self.FH, self.FW, self.sy, self.sx, self.pt, self.pb, self.pl, self.pr)
+                == (1, 1, 1, 1, 0, 0, 0, 0))
+
+
+# The algorithms, each with the directions it serves and the geometries it applies to.
+#   identity                  F empty: Y is im2row itself (padding, stride), plus biases
+#   direct_1x1                1x1 filters, stride 1, no padding: Y_n = X_n @ F, no copy
+#   fully_connected           1x1 output: a few GEMMs over all images (im2row into a Q x N matrix)
+#   fully_connected_direct    1x1 output and F covering X exactly: X itself is the Q x N matrix
+#   im2row_gemm               Y = Xrow @ F, ``batch`` images per GEMM (each tap contiguous);
+#                             backward dF^T += dYt @ Xrow, dXrow = dYt^T @ F^T, scattered back
+#   im2col_gemm (forward)     Y^T = F^T @ Xcol (each patch contiguous), ``block_cols`` output
+#                             columns per GEMM (all YW when batch > 1)
+#   im2col_shifted (forward)  stride 1 across: Xcol of one column of taps, FW shifted GEMMs
+#   shifted_stride1 (backward) stride 1: matrices one column of taps wide, the data gradient as
+#                             a correlation of dY with the flipped filters
+# A later algorithm (say, our own GEMM micro-kernels chosen by CPU features) is one more entry
+# here, a branch in plan_conv and one in run_conv.
+ALGORITHMS = {
+    "identity": (("forward", "backward"), lambda g: g.identity),
+    "direct_1x1": (("forward", "backward"), lambda g: g.one_by_one),
+    "fully_connected": (("forward", "backward"), lambda g: g.fully_connected),
+    "fully_connected_direct": (("forward", "backward"), lambda g: g.fully_connected and g.covers_x),
+    "im2row_gemm": (("forward", "backward"), lambda g: not g.identity),
+    "im2col_gemm": (("forward",), lambda g: not g.identity),
+    "im2col_shifted": (("forward",), lambda g: not g.identity and g.sx == 1),
+    "shifted_stride1": (("backward",), lambda g: not g.identity and (g.sy, g.sx) == (1, 1)),
+}
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """How one vl_nnconv call runs: the algorithm (a key of ``ALGORITHMS``) and its blocking.
+
+    Attributes
+    ----------
+    algorithm : str
+        See ``ALGORITHMS``.
+    backward : bool
+        Whether the plan computes derivatives (else the forward output).
+    threads : int
+        OpenMP threads of the kernel (results are the same at any count).
+    batch : int
+        Images stacked into one GEMM (im2row_gemm, im2col_gemm); 1 for the others.
+    block_cols : int
+        Output columns per expanded block (im2col_gemm: YW when batch > 1; im2col_shifted);
+        image columns per block for shifted_stride1. 0 where unused.
+    chunks : int
+        Backward (im2row_gemm, direct_1x1, identity, shifted_stride1): the filter and bias
+        gradients are reduced over this many contiguous chunks of images (batches), each with its
+        own partial sums, added in chunk order.
+    col_parts, row_parts : int
+        Fully connected: images cut into ``col_parts`` column blocks, filter-gradient rows into
+        ``row_parts`` row blocks.
+    """
+    algorithm: str
+    backward: bool = False
+    threads: int = 1
+    batch: int = 1
+    block_cols: int = 0
+    chunks: int = 1
+    col_parts: int = 1
+    row_parts: int = 1
+
+    def check(self, geom):
+        """Raise ValueError unless this plan can run ``geom``."""
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"{_FNAME}: unknown algorithm {self.algorithm!r}; one of {sorted(ALGORITHMS)}")
+        directions, applies = ALGORITHMS[self.algorithm]
+        if ("backward" if self.backward else "forward") not in directions or not applies(geom):
+            raise ValueError(f"{_FNAME}: algorithm {self.algorithm!r} "
+                             f"({'backward' if self.backward else 'forward'}) does not apply to {geom}")
+        batches = -(-geom.N // self.batch) if self.batch >= 1 else 0
+        ok = (self.threads >= 1 and self.batch >= 1 and self.chunks >= 1 and self.col_parts >= 1
+              and self.row_parts >= 1)
+        if self.algorithm in ("identity", "direct_1x1", "im2col_shifted", "shifted_stride1"):
+            ok = ok and self.batch == 1
+        if self.algorithm == "im2col_gemm" and not self.backward:
+            ok = ok and 1 <= self.block_cols <= geom.YW and (self.batch == 1 or self.block_cols == geom.YW)
+        if self.algorithm == "im2col_shifted":
+            ok = ok and 1 <= self.block_cols <= geom.YW
+        if self.algorithm == "shifted_stride1":
+            ok = ok and 1 <= self.block_cols <= max(geom.W, geom.YW)
+        if self.backward and self.algorithm in ("identity", "direct_1x1", "im2row_gemm", "shifted_stride1"):
+            ok = ok and self.chunks <= max(1, batches)
+        if not ok:
+            raise ValueError(f"{_FNAME}: plan {self} does not fit {geom}")
+
+
+def _gemm_batch(geom):
+    """Images stacked into one im2row/im2col GEMM: until it has _GEMM_ROWS rows (output pixels);
+    all images for a 1x1 output, one for the identity bank and 1x1 stride-1 unpadded filters."""
+    if geom.fully_connected:
+        return geom.N
+    if geom.identity or geom.one_by_one:
+        return 1
+    return max(1, min(geom.N, -(-_GEMM_ROWS // geom.P)))
+
+
+def _chunks(n_batches, geom, dtype):
+    """Chunks of the filter/bias gradient reduction: at most _MAX_CHUNKS, partials within _PARTIAL_BYTES."""
+    return max(1, min(n_batches, _MAX_CHUNKS, _PARTIAL_BYTES // (geom.Q * geom.K * np.dtype(dtype).itemsize)))
+
+
+def _work(geom, backward):
+    """Floating-point operations of a call, for the thread policy (a copy counts one per element)."""
+    if geom.identity:
+        flops = geom.P * geom.K * geom.N
+    else:
+        flops = 2 * geom.P * geom.Q * geom.K * geom.N
+    return 2 * flops if backward else flops
+
+
+def plan_conv(geom, dtype, backward=False, threads=None):
+    """Choose the algorithm and blocking for ``geom`` (a ConvGeometry) in ``dtype``: from the sizes
+    only, so that results do not depend on the thread count.
+
+    ``threads`` None applies the thread policy (``threads_for_work`` over the call's floating-point
+    operations); an int forces that many threads.
+    """
+    if threads is None:
+        threads = threads_for_work(_work(geom, backward), CONV_FLOPS_PER_THREAD)
+    FH, FC, P, Q = geom.FH, geom.FC, geom.P, geom.Q
+    batch = _gemm_batch(geom)
+    if geom.fully_connected:
+        name = "fully_connected_direct" if geom.covers_x else "fully_connected"
+        return ConvPlan(name, backward, threads, batch=1, col_parts=_parts(geom.N, _FC_COLS, _MAX_PARTS),
+                        row_parts=_parts(Q, _FC_ROWS, _MAX_PARTS) if backward else 1)
+    if geom.identity or geom.one_by_one:
+        name = "identity" if geom.identity else "direct_1x1"
+        chunks = _chunks(geom.N, geom, dtype) if backward else 1
+        return ConvPlan(name, backward, threads, chunks=chunks)
+    long_runs = FH * FC >= _PATCH_RUN
+    if backward:
+        if (geom.sy, geom.sx) == (1, 1) and long_runs:
+            Kg = geom.K // geom.groups
+            return ConvPlan("shifted_stride1", True, threads, chunks=_chunks(geom.N, geom, dtype),
+                            block_cols=_block_cols(max(geom.H, geom.YH), max(geom.W, geom.YW),
+                                                   FH * max(FC, Kg), dtype))
+        return ConvPlan("im2row_gemm", True, threads, batch=batch,
+                        chunks=_chunks(-(-geom.N // batch), geom, dtype))
+    if (geom.sy, geom.sx) != (1, 1) or long_runs:
+        if geom.sx == 1 and geom.FW > 1 and P >= _SHIFT_PIXELS:
+            return ConvPlan("im2col_shifted", False, threads,
+                            block_cols=_block_cols(geom.YH, geom.YW, FH * FC, dtype))
+        return ConvPlan("im2col_gemm", False, threads, batch=batch,
+                        block_cols=geom.YW if batch > 1 else _block_cols(geom.YH, geom.YW, Q, dtype))
+    return ConvPlan("im2row_gemm", False, threads, batch=batch)
+
+
+@dataclass
+class ConvProblem:
+    """A validated vl_nnconv call: Fortran-ordered 4-D arrays and what to compute."""
+    geometry: ConvGeometry
+    dtype: np.dtype
+    x4: np.ndarray
+    f4: np.ndarray          # a 1-element placeholder for the identity bank
+    b1: np.ndarray          # biases as a vector (a 1-element placeholder without biases)
+    has_bias: bool
+    dy4: np.ndarray = None  # None: forward
+    need_dx: bool = False
+    need_df: bool = False
+    need_db: bool = False
+    x_shape: tuple = ()
+    f_shape: tuple = ()
+    b_shape: tuple = ()
+
+    @property
+    def backward(self):
+        return self.dy4 is not None
+
+
+def validate_conv(x, f, b, *args, **kwargs):
+    """Check the arguments of ``vl_nnconv(x, f, b, *args, **kwargs)``; return a ConvProblem."""
     dzdy, rest, kwargs = take_derivative(args, kwargs, _FNAME)
     opts = parse_options(_FNAME, rest, kwargs, _OPTIONS)
     pt, pb, pl, pr = opts["pad"]
@@ -208,15 +453,9 @@ def vl_nnconv(x, f, b, *args, **kwargs):
     YH, YW = window_output_size(H, W, (FH, FW), (pt, pb, pl, pr), (sy, sx), (dil_y, dil_x))
     y_shape = (YH, YW, K, N)
     check_elements(_FNAME, "Y", *y_shape)
-    P = YH * YW
-    Q = FH * FW * FC
-    fully_connected = P == 1 and not identity
-    if fully_connected:
-        batch = N
-    elif identity or (FH, FW, sy, sx, pt, pb, pl, pr) == (1, 1, 1, 1, 0, 0, 0, 0):
-        batch = 1
-    else:
-        batch = max(1, min(N, -(-_GEMM_ROWS // P)))
+    geom = ConvGeometry(H, W, C, N, FH, FW, FC, K, YH, YW, sy, sx, pt, pb, pl, pr, dil_y, dil_x, identity)
+    P, Q = geom.P, geom.Q
+    batch = _gemm_batch(geom)
     check_elements(_FNAME, "the im2row buffer", batch, P, Q, C // FC)
     check_blas_dims(_FNAME, "the im2row matrix", batch * P, Q, K, N, H * W * C)
     # One column of taps over all the columns it reaches (forward and stride-1 backward).
@@ -230,102 +469,114 @@ def vl_nnconv(x, f, b, *args, **kwargs):
     x4 = fortran4(x, (H, W, C, N))
     f4 = np.zeros(1, dtype) if identity else fortran4(f, (FH, FW, FC, K))
     b1 = np.zeros(1, dtype) if b is None else np.ascontiguousarray(b.reshape(-1, order="F"))
-    sizes = (H, W, C, N, FH, FW, FC, K, YH, YW, sy, sx, pt, pl, dil_y, dil_x)
-    direct_fc = fully_connected and (FH, FW, dil_y, dil_x, pt, pb, pl, pr) == (H, W, 1, 1, 0, 0, 0, 0)
-    direct = (not identity and not fully_connected
-              and (FH, FW, sy, sx, pt, pb, pl, pr) == (1, 1, 1, 1, 0, 0, 0, 0))
-    n_threads = get_num_threads()
+    problem = ConvProblem(geom, np.dtype(dtype), x4, f4, b1, b is not None, x_shape=x.shape,
+                          f_shape=None if identity else f.shape, b_shape=b_shape)
+    if dzdy is not None:
+        problem.dy4 = fortran4(dzdy, y_shape)
+        problem.need_dx = not opts["no_der_data"]
+        problem.need_df = not opts["no_der_filters"] and not identity
+        problem.need_db = not opts["no_der_biases"] and b is not None
+    return problem
+
+
+def run_conv(problem, plan):
+    """Run ``plan`` (a ConvPlan that fits the problem's geometry) on a ConvProblem: the output y
+    (forward) or (dzdx, dzdf, dzdb) (backward), shaped as vl_nnconv returns them."""
+    g, dtype = problem.geometry, problem.dtype
+    if plan.backward != problem.backward:
+        raise ValueError(f"{_FNAME}: a {'backward' if plan.backward else 'forward'} plan for a "
+                         f"{'backward' if problem.backward else 'forward'} call")
+    plan.check(g)
+    H, W, C, N, FH, FW, FC, K, YH, YW = g.H, g.W, g.C, g.N, g.FH, g.FW, g.FC, g.K, g.YH, g.YW
+    P, Q, G = g.P, g.Q, g.groups
+    sizes = g.sizes
+    x4, f4, b1 = problem.x4, problem.f4, problem.b1
+    has_bias = problem.has_bias
     xv = x4.reshape(-1, order="F")
     fv = f4.reshape(-1, order="F")
-    empty = x.size == 0 or N * K * P == 0
+    empty = N * K * P == 0
+    algorithm, n_threads = plan.algorithm, plan.threads
+    y_shape = (YH, YW, K, N)
 
-    if dzdy is None:
+    if not problem.backward:
         y = np.empty(y_shape, dtype, order="F")
         if empty:
-            y[...] = 0 if b is None else b1.reshape(1, 1, K, 1)
-        elif fully_connected:
-            xcol = np.empty(1 if direct_fc else Q * N * (C // FC), dtype)
+            y[...] = 0 if not has_bias else b1.reshape(1, 1, K, 1)
+        elif algorithm in ("fully_connected", "fully_connected_direct"):
+            direct_fc = algorithm == "fully_connected_direct"
+            xcol = np.empty(1 if direct_fc else Q * N * G, dtype)
             with blas_single_threaded():
-                _kernel.fc_forward(xv, fv, b1, y.reshape(-1, order="F"), xcol, sizes, b is not None,
-                                   direct_fc, _parts(N, _FC_COLS, _MAX_PARTS), n_threads)
+                _kernel.fc_forward(xv, fv, b1, y.reshape(-1, order="F"), xcol, sizes, has_bias,
+                                   direct_fc, plan.col_parts, n_threads)
         else:
-            patch_major = (not identity and not direct
-                           and ((sy, sx) != (1, 1) or FH * FC >= _PATCH_RUN))
+            patch_major = algorithm in ("im2col_gemm", "im2col_shifted")
             if patch_major:  # F^T, its taps ordered channels first as im2col lays out patches
                 fwv = np.asfortranarray(f4.transpose(3, 2, 0, 1)).reshape(-1, order="F")
             else:
                 fwv = fv
-            # One column of taps at a time: FW GEMMs over a matrix FW times smaller than im2col's
-            # (see conv_forward), one image per GEMM.
-            shift_cols = patch_major and sx == 1 and FW > 1 and P >= _SHIFT_PIXELS
-            if shift_cols:
-                batch = 1
-            block_width = FH * FC if shift_cols else Q
-            block_cols = YW if batch > 1 else _block_cols(YH, YW, block_width, dtype)
+            block_cols = plan.block_cols if patch_major else YW
             with blas_single_threaded():
-                _kernel.conv_forward(xv, fwv, b1, y.reshape(-1, order="F"), sizes, identity,
-                                     b is not None, direct, patch_major, shift_cols, batch,
-                                     block_cols, n_threads)
-        return y.reshape(out_shape(y_shape, x.ndim), order="F")
+                _kernel.conv_forward(xv, fwv, b1, y.reshape(-1, order="F"), sizes, g.identity,
+                                     has_bias, algorithm == "direct_1x1", patch_major,
+                                     algorithm == "im2col_shifted", plan.batch, block_cols, n_threads)
+        return y.reshape(out_shape(y_shape, len(problem.x_shape)), order="F")
 
-    need_dx = not opts["no_der_data"]
-    need_df = not opts["no_der_filters"] and not identity
-    need_db = not opts["no_der_biases"] and b is not None
-    dy4 = fortran4(dzdy, y_shape)
+    need_dx, need_df, need_db = problem.need_dx, problem.need_df, problem.need_db
+    dy4 = problem.dy4
     dx = np.empty((H, W, C, N), dtype, order="F") if need_dx else np.zeros(1, dtype)
+    df = db = None
     if empty:
         dx[...] = 0
         df = np.zeros(Q * K, dtype)
         db = dy4.sum(axis=(0, 1, 3))
-    elif fully_connected:
+    elif algorithm in ("fully_connected", "fully_connected_direct"):
+        direct_fc = algorithm == "fully_connected_direct"
         df = np.empty(Q * K, dtype)
         db = np.empty(K, dtype)
-        scratch = 1 if direct_fc else Q * N * (C // FC)
+        scratch = 1 if direct_fc else Q * N * G
         xcol = np.empty(scratch if need_df else 1, dtype)
         dxcol = np.empty(scratch if need_dx else 1, dtype)
         with blas_single_threaded():
             _kernel.fc_backward(xv, fv, dy4.reshape(-1, order="F"), dx.reshape(-1, order="F"), df,
                                 db, xcol, dxcol, sizes, direct_fc, need_dx, need_df, need_db,
-                                _parts(N, _FC_COLS, _MAX_PARTS), _parts(Q, _FC_ROWS, _MAX_PARTS),
-                                n_threads)
-    elif (sy, sx) == (1, 1) and not identity and not direct and FH * FC >= _PATCH_RUN:
+                                plan.col_parts, plan.row_parts, n_threads)
+    elif algorithm == "shifted_stride1":
         # Stride 1: GEMMs one column of taps wide, the data gradient as a correlation of dY with
         # the flipped filters (see conv_backward_shifted).
-        itemsize = np.dtype(dtype).itemsize
-        n_chunks = max(1, min(N, _MAX_CHUNKS, _PARTIAL_BYTES // (Q * K * itemsize)))
+        n_chunks = plan.chunks
         dft_parts = np.empty(n_chunks * Q * K if need_df else 1, dtype)
         db_parts = np.empty(n_chunks * K if need_db else 1, dtype)
-        Kg = K // (C // FC)
+        Kg = K // G
         # The filters flipped in both directions, as an FC x Kg x FH x FW x G array.
-        fkg = f4[::-1, ::-1].reshape((FH, FW, FC, Kg, C // FC), order="F").transpose(2, 3, 0, 1, 4)
+        fkg = f4[::-1, ::-1].reshape((FH, FW, FC, Kg, G), order="F").transpose(2, 3, 0, 1, 4)
         fkg = np.asfortranarray(fkg).reshape(-1, order="F")
-        block_cols = _block_cols(max(H, YH), max(W, YW), FH * max(FC, Kg), dtype)
         with blas_single_threaded():
             _kernel.conv_backward_shifted(xv, fkg, dy4.reshape(-1, order="F"),
                                           dx.reshape(-1, order="F"), dft_parts, db_parts, sizes,
-                                          need_dx, need_df, need_db, block_cols, n_chunks, n_threads)
+                                          need_dx, need_df, need_db, plan.block_cols, n_chunks,
+                                          n_threads)
         # Chunk partials summed in chunk order: the same at any thread count.
         if need_df:
             dft = dft_parts.reshape(n_chunks, -1).sum(axis=0).reshape((K, FH, FC, FW), order="F")
             df = np.asfortranarray(dft.transpose(1, 3, 2, 0)).ravel(order="F")
         db = db_parts.reshape(n_chunks, K).sum(axis=0) if need_db else None
-    else:
-        n_batches = -(-N // batch)
-        itemsize = np.dtype(dtype).itemsize
-        n_chunks = max(1, min(n_batches, _MAX_CHUNKS, _PARTIAL_BYTES // (Q * K * itemsize)))
+    else:  # im2row_gemm, direct_1x1, identity
+        n_chunks = plan.chunks
         dft_parts = np.empty(n_chunks * Q * K if need_df else 1, dtype)
         db_parts = np.empty(n_chunks * K if need_db else 1, dtype)
-        ft = np.zeros(1, dtype) if identity else np.asfortranarray(f4.reshape(Q, K, order="F").T)
+        ft = np.zeros(1, dtype) if g.identity else np.asfortranarray(f4.reshape(Q, K, order="F").T)
         with blas_single_threaded():
             _kernel.conv_backward(xv, ft.reshape(-1, order="F"), dy4.reshape(-1, order="F"),
-                                  dx.reshape(-1, order="F"), dft_parts, db_parts, sizes, identity,
-                                  direct, need_dx, need_df, need_db, batch, n_chunks, n_threads)
+                                  dx.reshape(-1, order="F"), dft_parts, db_parts, sizes, g.identity,
+                                  algorithm == "direct_1x1", need_dx, need_df, need_db, plan.batch,
+                                  n_chunks, n_threads)
         # Chunk partials summed in chunk order: the same at any thread count. Each partial is
         # dF^T (K x Q, column-major), that is a C-ordered (Q, K) array.
         df = dft_parts.reshape(n_chunks, Q, K).sum(axis=0).ravel(order="F") if need_df else None
         db = db_parts.reshape(n_chunks, K).sum(axis=0) if need_db else None
 
-    dzdx = dx.reshape(x.shape, order="F") if need_dx else None
-    dzdf = np.asfortranarray(df.reshape(f.shape, order="F")) if need_df else None
-    dzdb = np.asfortranarray(db.astype(dtype, copy=False).reshape(b_shape, order="F")) if need_db else None
+    dzdx = dx.reshape(problem.x_shape, order="F") if need_dx else None
+    dzdf = np.asfortranarray(df.reshape(problem.f_shape, order="F")) if need_df else None
+    dzdb = (np.asfortranarray(db.astype(dtype, copy=False).reshape(problem.b_shape, order="F"))
+            if need_db else None)
     return dzdx, dzdf, dzdb

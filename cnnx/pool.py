@@ -5,13 +5,11 @@ from ._checks import as_float_array, check_elements, common_dtype, fortran4, out
 from ._ext import pool as _kernel
 from ._options import Option, parse_options, take_derivative, validate_value
 from ._shapes import window_output_size
-from ._threads import get_num_threads
+from ._threads import POOL_ELEMENTS_PER_THREAD, threads_for_work
 
 _FNAME = "vl_nnpool"
 # The kernel keeps positions inside a window as C ints.
 _MAX_POOL = 2**31 - 2
-# Input elements per thread below which another thread costs more (waking it) than it saves.
-_ELEMENTS_PER_THREAD = 2**15
 
 _OPTIONS = {
     "pad": Option("pad4", (0, 0, 0, 0)),
@@ -131,7 +129,7 @@ def vl_nnpool(x, pool, *args, **kwargs):
     planes = channels * images
     geometry = (height, width, out_h, out_w, pool_y, pool_x, stride_y, stride_x, pad_top, pad_left)
     average = opts["method"] == "avg"
-    n_threads = max(1, min(get_num_threads(), planes, x.size // _ELEMENTS_PER_THREAD))
+    n_threads = threads_for_work(x.size, POOL_ELEMENTS_PER_THREAD, most=planes)
 
     x4 = fortran4(x, (height, width, channels, images))
     if dzdy is None:

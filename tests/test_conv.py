@@ -7,6 +7,7 @@ import pytest
 
 import cnnx
 from cnnx import testing, vl_nnconv
+from cnnx.conv import ALGORITHMS, ConvPlan, plan_conv, run_conv, validate_conv
 
 
 def reference_conv(x, f, b, dzdy=None, pad=0, stride=1, dilate=1):
@@ -143,32 +144,123 @@ def _assert_matches_reference(x, f, b, dzdy, opts, dtype):
         np.testing.assert_allclose(np.reshape(g, w.shape), w, rtol=rtol, atol=rtol * np.abs(w).max())
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c[1] is not None])
-@pytest.mark.parametrize("patch_run", [0, 10**9])
-@pytest.mark.parametrize("shift_pixels", [0, 10**9])
-@pytest.mark.parametrize("gemm_rows", [1, 256])
-def test_every_layout(case, patch_run, shift_pixels, gemm_rows, monkeypatch):
-    # Force, for every shape, the im2col forward (patches, channels first; whole or one column of
-    # taps at a time) or the im2row one (runs of pixels), one or several images per GEMM, and at
-    # stride 1 the backward pass one column of taps wide or im2row + scatter.
-    monkeypatch.setattr(cnnx.conv, "_PATCH_RUN", patch_run)
-    monkeypatch.setattr(cnnx.conv, "_SHIFT_PIXELS", shift_pixels)
-    monkeypatch.setattr(cnnx.conv, "_GEMM_ROWS", gemm_rows)
-    x, f, b, dzdy, opts = make(case, np.float64)
-    _assert_matches_reference(x, f, b, dzdy, opts, np.float64)
+def every_plan(geom, dtype, backward, threads=None):
+    """The plan vl_nnconv chooses and every other algorithm that applies to ``geom``, each with
+    several blockings: one image per GEMM and all of them, blocks of one column and of all."""
+    chosen = plan_conv(geom, dtype, backward, threads)
+    threads = chosen.threads
+    plans = [chosen]
+    for name, (directions, applies) in ALGORITHMS.items():
+        if ("backward" if backward else "forward") not in directions or not applies(geom):
+            continue
+        batches = (1, 2, geom.N) if name in ("im2row_gemm", "im2col_gemm") else (1,)
+        for batch in sorted(set(batches)):
+            n_batches = -(-geom.N // batch)
+            for chunks in sorted({1, min(3, n_batches), n_batches} if backward else {1}):
+                if name == "im2col_gemm" and not backward:
+                    cols = (geom.YW,) if batch > 1 else sorted({1, geom.YW})
+                elif name == "im2col_shifted":
+                    cols = sorted({1, geom.YW})
+                elif name == "shifted_stride1":
+                    cols = sorted({1, max(geom.W, geom.YW)})
+                else:
+                    cols = (0,)
+                for block_cols in cols:
+                    for parts in ((1, 1), (3, 2)) if name.startswith("fully_connected") else ((1, 1),):
+                        plans.append(ConvPlan(name, backward, threads, batch=batch, block_cols=block_cols,
+                                              chunks=max(1, chunks), col_parts=parts[0],
+                                              row_parts=parts[1] if backward else 1))
+    return plans
 
 
-@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[8], CASES[9], CASES[15]] + CASES[-7:])
+def run_plans(x, f, b, dzdy, opts, threads=None):
+    """[(plan, result)] for every plan of the forward and the backward call."""
+    forward = validate_conv(x, f, b, **opts)
+    backward = validate_conv(x, f, b, dzdy, **opts)
+    out = []
+    for problem in (forward, backward):
+        for plan in every_plan(problem.geometry, problem.dtype, problem.backward, threads):
+            result = run_conv(problem, plan)
+            out.append((plan, result if problem.backward else (result,)))
+    return out
+
+
+@pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shift_pixels", [0, 10**9])
-def test_blocks_of_columns(case, dtype, shift_pixels, monkeypatch):
-    # One image per GEMM and blocks of one column: im2col and the expansions of X and dY cut
-    # every image into YW (W) pieces.
-    monkeypatch.setattr(cnnx.conv, "_SHIFT_PIXELS", shift_pixels)
-    monkeypatch.setattr(cnnx.conv, "_GEMM_ROWS", 1)
-    monkeypatch.setattr(cnnx.conv, "_BLOCK_BYTES", 1)
+def test_every_plan_matches_reference(case, dtype):
+    # Every algorithm that applies to a shape (im2row with one or several images per GEMM, im2col
+    # whole or one column of taps at a time, in blocks of one column or all, the stride-1
+    # backward pass one column of taps wide, the fully connected GEMMs in one or several parts)
+    # against the reference.
     x, f, b, dzdy, opts = make(case, dtype)
-    _assert_matches_reference(x, f, b, dzdy, opts, dtype)
+    rtol = 1e-4 if dtype == np.float32 else 1e-11
+    want_y = reference_conv(x, f, b, **opts)
+    want_back = reference_conv(x, f, b, dzdy, **opts)
+    names = set()
+    for plan, got in run_plans(x, f, b, dzdy, opts):
+        names.add(plan.algorithm)
+        want = want_back if plan.backward else (want_y,)
+        for g, w in zip(got, want):
+            if f is None and g is None:
+                continue
+            np.testing.assert_allclose(np.reshape(g, w.shape), w, rtol=rtol, atol=rtol * np.abs(w).max(),
+                                       err_msg=str(plan))
+    assert names <= set(ALGORITHMS) and ("identity" in names) == (f is None)
+
+
+def test_every_algorithm_is_run_by_the_cases():
+    seen = set()
+    for case in CASES:
+        x, f, b, dzdy, opts = make(case, np.float64)
+        for problem in (validate_conv(x, f, b, **opts), validate_conv(x, f, b, dzdy, **opts)):
+            seen |= {p.algorithm for p in every_plan(problem.geometry, problem.dtype, problem.backward)}
+    assert seen == set(ALGORITHMS)
+
+
+# (case, forward algorithm, backward algorithm) that vl_nnconv chooses
+CHOICES = [
+    (((32, 32, 3, 10), (5, 5, 3, 32), 2, 1, 1), "im2col_shifted", "shifted_stride1"),      # lenet conv1
+    (((16, 16, 32, 10), (5, 5, 32, 32), 2, 1, 1), "im2col_shifted", "shifted_stride1"),    # lenet conv2
+    (((8, 8, 32, 10), (5, 5, 32, 64), 2, 1, 1), "im2col_shifted", "shifted_stride1"),      # lenet conv3
+    (((4, 4, 64, 10), (4, 4, 64, 10), 0, 1, 1), "fully_connected_direct", "fully_connected_direct"),
+    (((4, 4, 64, 10), (3, 3, 64, 10), [0, 1, 0, 1], 2, 1), "im2col_gemm", "im2row_gemm"),
+    (((3, 3, 64, 10), (2, 2, 64, 10), 0, 2, 1), "fully_connected", "fully_connected"),
+    (((6, 6, 3, 1), (3, 3, 3, 2), 0, 1, 1), "im2row_gemm", "im2row_gemm"),                # FH*FC = 9
+    (((6, 6, 3, 1), (1, 1, 3, 2), 0, 1, 1), "direct_1x1", "direct_1x1"),
+    (((6, 6, 3, 1), None, 1, 2, 1), "identity", "identity"),
+    (((56, 56, 16, 2), (3, 3, 16, 16), 1, 2, 1), "im2col_gemm", "im2row_gemm"),
+    (((16, 16, 8, 4), (3, 3, 8, 8), 1, 1, 1), "im2col_shifted", "shifted_stride1"),
+    (((5, 5, 8, 4), (3, 3, 8, 8), 1, 1, 1), "im2col_gemm", "shifted_stride1"),            # P < 64
+]
+
+
+@pytest.mark.parametrize("case, forward, backward", CHOICES)
+def test_plan_conv_chooses(case, forward, backward):
+    x, f, b, dzdy, opts = make(case, np.float32)
+    assert plan_conv(validate_conv(x, f, b, **opts).geometry, np.float32).algorithm == forward
+    assert plan_conv(validate_conv(x, f, b, dzdy, **opts).geometry, np.float32, True).algorithm == backward
+
+
+def test_plan_blocking():
+    geom = validate_conv(np.zeros((3, 3, 2, 70)), np.zeros((2, 2, 2, 3)), None).geometry  # 2x2 outputs
+    assert plan_conv(geom, np.float64) == ConvPlan("im2row_gemm", False, plan_conv(geom, np.float64).threads,
+                                                   batch=64)
+    back = plan_conv(geom, np.float64, True)
+    assert (back.batch, back.chunks) == (64, 2)
+    geom = validate_conv(np.zeros((224, 224, 64, 1)), np.zeros((3, 3, 64, 64)), None, pad=1, stride=2).geometry
+    plan = plan_conv(geom, np.float32)
+    assert (plan.algorithm, plan.batch) == ("im2col_gemm", 1)
+    assert plan.block_cols == (1 << 20) // (112 * 3 * 3 * 64 * 4)  # a block's matrix within 1 MB
+
+
+def test_plans_that_do_not_fit_are_errors():
+    x, f, b, dzdy, opts = make(CASES[1], np.float32)  # stride [2, 1]
+    problem = validate_conv(x, f, b, dzdy, **opts)
+    for plan in (ConvPlan("shifted_stride1", True, 1, block_cols=1), ConvPlan("im2col_gemm", True),
+                 ConvPlan("identity", True), ConvPlan("im2row_gemm", True, 1, chunks=99),
+                 ConvPlan("gemm_avx512", True), ConvPlan("im2row_gemm", False)):
+        with pytest.raises(ValueError, match="^vl_nnconv: "):
+            run_conv(problem, plan)
 
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[9], CASES[18], CASES[-3]])
@@ -305,23 +397,41 @@ DETERMINISM_CASES = [
 
 
 @pytest.mark.parametrize("case", DETERMINISM_CASES)
-@pytest.mark.parametrize("block_bytes", [None, 1])
-def test_bitwise_identical_at_any_thread_count(case, block_bytes, monkeypatch):
-    if block_bytes is not None:
-        monkeypatch.setattr(cnnx.conv, "_GEMM_ROWS", 1)
-        monkeypatch.setattr(cnnx.conv, "_BLOCK_BYTES", block_bytes)
+def test_bitwise_identical_at_any_thread_count(case):
+    # Every plan (the chosen one and every other algorithm and blocking) run at 1, 2 and 3
+    # threads, whatever the thread policy would choose for these sizes.
     x, f, b, dzdy, opts = make(case, np.float32)
-    saved = cnnx.get_num_threads()
+    runs = [run_plans(x, f, b, dzdy, opts, threads=n) for n in (1, 2, 3)]
+    for other in runs[1:]:
+        for (plan, got), (plan1, want) in zip(other, runs[0]):
+            assert plan.threads != plan1.threads and plan.algorithm == plan1.algorithm
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w, err_msg=str(plan))
+
+
+@pytest.mark.parametrize("case", DETERMINISM_CASES)
+def test_bitwise_identical_through_set_num_threads(case, restore_threads):
+    x, f, b, dzdy, opts = make(case, np.float32)
     results = []
-    try:
-        for n in (1, 2, 3):
-            cnnx.set_num_threads(n)
-            results.append((vl_nnconv(x, f, b, **opts),) + vl_nnconv(x, f, b, dzdy, **opts))
-    finally:
-        cnnx.set_num_threads(saved)
+    for n in (1, 2, 3):
+        cnnx.set_num_threads(n)
+        results.append((vl_nnconv(x, f, b, **opts),) + vl_nnconv(x, f, b, dzdy, **opts))
     for other in results[1:]:
         for got, want in zip(other, results[0]):
             np.testing.assert_array_equal(got, want)
+
+
+def test_thread_policy_runs_small_convolutions_on_one_thread(restore_threads):
+    cnnx.set_num_threads(2)
+    small = validate_conv(np.zeros((6, 6, 3, 1), np.float32), np.zeros((3, 3, 3, 2), np.float32), None)
+    assert plan_conv(small.geometry, np.float32).threads == 1  # 2 kFLOP, the README's check_derivative
+    assert plan_conv(small.geometry, np.float32, True).threads == 1
+    lenet2 = validate_conv(np.zeros((16, 16, 32, 100), np.float32), np.zeros((5, 5, 32, 32), np.float32), None,
+                           pad=2)
+    assert plan_conv(lenet2.geometry, np.float32).threads == 2
+    assert plan_conv(lenet2.geometry, np.float32, threads=3).threads == 3
+    cnnx.set_num_threads(1)
+    assert plan_conv(lenet2.geometry, np.float32).threads == 1
 
 
 @pytest.mark.parametrize("case", DETERMINISM_CASES)

@@ -96,3 +96,99 @@ def test_blas_single_threaded_from_several_python_threads():
         t.join()
     assert all(all(n == 1 for n in row) for row in seen) and len(seen) == 4
     assert [get() for get, _ in libs] == before
+
+
+def test_threads_for_work(restore_threads):
+    cnnx.set_num_threads(4)
+    if not _threads.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    assert _threads.threads_for_work(0, 100) == 1
+    assert _threads.threads_for_work(100, 100) == 1
+    assert _threads.threads_for_work(101, 100) == 2
+    assert _threads.threads_for_work(350, 100) == 4
+    assert _threads.threads_for_work(10**9, 100) == 4
+    assert _threads.threads_for_work(10**9, 100, most=3) == 3
+    assert _threads.threads_for_work(10**9, 100, most=0) == 1
+    cnnx.set_num_threads(1)
+    assert _threads.threads_for_work(10**9, 100) == 1
+
+
+class _Recorder:
+    """Stands in for a kernel module: records the n_threads of every call (the last argument)."""
+
+    def __init__(self, real):
+        self.real, self.threads = real, []
+
+    def __getattr__(self, name):
+        func = getattr(self.real, name)
+
+        def call(*args):
+            self.threads.append(args[-1])
+            return func(*args)
+        return call
+
+
+@pytest.mark.parametrize("size, expected", [(6 * 6 * 3, 1), (1 << 15, 1), ((1 << 15) + 1, 2), (1 << 20, 2)])
+def test_elementwise_blocks_follow_the_thread_policy(size, expected, restore_threads, monkeypatch):
+    import numpy as np
+
+    import cnnx.activations
+    import cnnx.dropout
+    import cnnx.loss
+
+    cnnx.set_num_threads(2)
+    if not _threads.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    x = np.ones((size, 1), np.float32)
+    for module, call in ((cnnx.activations, lambda: cnnx.vl_nnrelu(x)),
+                         (cnnx.activations, lambda: cnnx.vl_nnprelu(x, np.ones(1, np.float32))),
+                         (cnnx.dropout, lambda: cnnx.vl_nndropout(x, seed=1)),
+                         (cnnx.loss, lambda: cnnx.vl_nnsoftmaxloss(x.reshape(1, 1, 1, size), np.ones(size)))):
+        recorder = _Recorder(module._kernels)
+        monkeypatch.setattr(module, "_kernels", recorder)
+        call()
+        monkeypatch.undo()
+        assert recorder.threads == [expected]
+
+
+@pytest.mark.parametrize("shape, expected", [((8, 8, 8, 1), 1), ((32, 32, 32, 2), 1), ((32, 32, 32, 3), 2),
+                                             ((300, 300, 1, 1), 1)])
+def test_pool_follows_the_thread_policy(shape, expected, restore_threads, monkeypatch):
+    import numpy as np
+
+    import cnnx.pool
+
+    cnnx.set_num_threads(2)
+    if not _threads.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    recorder = _Recorder(cnnx.pool._kernel)
+    monkeypatch.setattr(cnnx.pool, "_kernel", recorder)
+    cnnx.vl_nnpool(np.ones(shape, np.float32), 3)
+    assert recorder.threads == [expected]  # (300 x 300 x 1 x 1: one plane, one thread)
+
+
+def test_blas_lookup_uses_only_public_threadpoolctl_api(monkeypatch):
+    import threadpoolctl
+
+    real = threadpoolctl.ThreadpoolController
+
+    class PublicOnly:
+        """threadpoolctl's controller with nothing but its public methods info() and select()."""
+
+        def __init__(self):
+            self._controller = real()
+
+        def info(self):
+            return self._controller.info()
+
+        def select(self, **kwargs):
+            return self._controller.select(**kwargs)
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", PublicOnly)
+    monkeypatch.setattr(_threads, "_blas_controller", None)
+    libs = _threads._blas_libraries()
+    assert len(libs) == len([i for i in real().info() if i["user_api"] == "blas"]) > 0
+    before = [get() for get, _ in libs]
+    with _threads.blas_single_threaded():
+        assert all(get() == 1 for get, _ in libs)
+    assert [get() for get, _ in libs] == before
