@@ -25,20 +25,14 @@ Examples
 """
 import contextlib
 import copy as _copy
-import math
 import sys
 import time
 import warnings
 
 import numpy as np
 
-from ._options import without_gpu_options
-from .activations import vl_nnprelu, vl_nnrelu
-from .concat import vl_nnconcat
-from .conv import vl_nnconv
-from .dropout import vl_nndropout
-from .nnloss import vl_nnloss
-from .pool import vl_nnpool
+from .layers import BLOCK_TYPES, LAYER_TYPES, Concat, Conv, DropOut, Layer, Loss, Pooling, PReLU, ReLU, Sum
+from .layers.base import cell, choice, flag, property_error, real, show, text
 
 __all__ = [
     "Concat", "Conv", "DagLayer", "DagNN", "DropOut", "Layer", "Loss", "PReLU", "Param", "Pooling",
@@ -147,869 +141,14 @@ class DagLayer:
                 f"outputs={self.outputs}, params={self.params})")
 
 
-# ------------------------------------------------------------------------------------------------
-# Conversions of block properties (they may come from MATLAB structs: arrays, doubles, cells)
-# ------------------------------------------------------------------------------------------------
-
-
-def _show(value):
-    """A value as an error message shows it: numbers plainly (``1.5``, ``nan``, ``[1, 1, 1]``)."""
-    if isinstance(value, (bool, np.bool_)):
-        return repr(bool(value))
-    if isinstance(value, (str, np.str_)):
-        return f"the string {str(value)!r}"
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        number = value.item() if isinstance(value, np.generic) else value
-        return str(int(number)) if isinstance(number, float) and number.is_integer() else repr(number)
-    if isinstance(value, (list, tuple)) and 0 < len(value) <= 8 and all(
-            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-            for v in value):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind in "iuf" and value.size <= 8 and (value.ndim <= 1 or value.ndim == 2 and 1 in value.shape):
-            shown = [_show(v) for v in value.reshape(-1, order="F")]
-            return shown[0] if value.ndim == 0 else "[" + ", ".join(shown) + "]"
-        if value.dtype.kind == "U" and value.size == 1:
-            return _show(str(value.reshape(-1)[0]))
-        return f"a {'x'.join(str(d) for d in value.shape)} {value.dtype} array"
-    return repr(value)
-
-
-def _property_error(owner, name, expected, value, kind=ValueError):
-    """``kind("Owner: name must be <expected>, got <value>")``, with its parts kept for re-wording.
-
-    :meth:`Layer.load` and :meth:`DagNN.loadobj` name the property as the caller or the file did
-    (``poolSize``, ``block.pad``) from the attribute ``cnnx_property = (owner, name, expected, value)``.
-    """
-    error = kind(f"{owner}: {name} must be {expected}, got {_show(value)}")
-    error.cnnx_property = (owner, name, expected, value)
-    return error
-
-
-def _whole_numbers(lengths, minimum):
-    counts = sorted(lengths)
-    sign = {0: "non-negative ", 1: "positive "}.get(minimum, "")
-    if counts == [1]:
-        return f"a {sign}whole number"
-    text = str(counts[0]) if len(counts) == 1 else ", ".join(str(c) for c in counts[:-1]) + f" or {counts[-1]}"
-    return f"{text} {sign}whole numbers"
-
-
-def _int_tuple(owner, name, value, lengths, minimum, expected=None, shown=None):
-    """Whole numbers >= minimum as a tuple; ``lengths`` maps a given length to an expansion."""
-    expected = expected or _whole_numbers(lengths, minimum)
-    shown = value if shown is None else shown
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError):  # ragged nested sequences
-        arr = np.asarray(None)
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise _property_error(owner, name, expected, shown, TypeError)
-    flat = arr.reshape(-1)
-    if (flat.size not in lengths or not np.all(np.isfinite(flat)) or np.any(flat != np.trunc(flat))
-            or np.any(flat < minimum)):
-        raise _property_error(owner, name, expected, shown)
-    ints = [int(v) for v in flat]
-    return tuple(ints[i] for i in lengths[flat.size])
-
-
-_PAD4 = {1: (0, 0, 0, 0), 2: (0, 0, 1, 1), 4: (0, 1, 2, 3)}  # [p1 p2] means [p1 p1 p2 p2]
-_PAIR = {1: (0, 0), 2: (0, 1)}
-
-
-def _scalar(owner, name, value, expected):
-    """The one number in ``value`` (a Python or NumPy number, or a 1-element array)."""
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError):
-        arr = np.asarray(None)
-    if arr.size != 1 or arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise _property_error(owner, name, expected, value, TypeError)
-    return arr.reshape(-1)[0].item()
-
-
-def _real(owner, name, value, expected="a finite number", accept=math.isfinite):
-    number = float(_scalar(owner, name, value, expected))
-    if not accept(number):
-        raise _property_error(owner, name, expected, value)
-    return number
-
-
-def _bool(owner, name, value):
-    number = _scalar(owner, name, value, "true or false")
-    if number not in (0, 1):  # NaN is not either
-        raise _property_error(owner, name, "true or false", value)
-    return bool(number)
-
-
-def _text(owner, name, value):
-    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size == 1:
-        value = value.reshape(-1)[0]
-    if not isinstance(value, str):
-        raise _property_error(owner, name, "a string", value, TypeError)
-    return str(value)
-
-
-def _choice(owner, name, value, choices):
-    expected = "one of " + ", ".join(f"'{c}'" for c in choices)
-    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size == 1:
-        value = str(value.reshape(-1)[0])
-    if not isinstance(value, str):
-        raise _property_error(owner, name, expected, value, TypeError)
-    if value.lower() not in choices:
-        raise _property_error(owner, name, expected, value)
-    return value.lower()
-
-
-def _cell(value):
-    """A MATLAB cell array (list, tuple, object array or a lone string) as a list of plain values."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, np.ndarray):
-        if value.size == 0:
-            return []
-        if value.dtype == object:
-            value = value.reshape(-1, order="F").tolist()
-        elif value.dtype.kind == "U":
-            value = [str(v) for v in value.reshape(-1)]
-        else:
-            value = [value]
-    items = []
-    for item in value:
-        if isinstance(item, np.ndarray) and item.dtype.kind == "U" and item.size == 1:
-            item = str(item.reshape(-1)[0])
-        elif isinstance(item, np.str_):
-            item = str(item)
-        items.append(item)
-    return items
-
 
 def _names(value, what):
     """A list of names from a string or a sequence of strings (MATLAB: a char or a cell of chars)."""
-    names = _cell(value)
+    names = cell(value)
     for name in names:
         if not isinstance(name, str) or not name:
-            raise _property_error("DagNN", what, "non-empty strings", name, TypeError)
+            raise property_error("DagNN", what, "non-empty strings", name, TypeError)
     return names
-
-
-def _saved(value):
-    """A property as MATLAB would store it: numbers as doubles, tuples as row vectors, cells as lists."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, tuple) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                  for v in value):
-        return np.asarray(value, dtype=np.float64)
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return _copy.deepcopy(value)
-
-
-def _camel(name):
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
-# ------------------------------------------------------------------------------------------------
-# Blocks
-# ------------------------------------------------------------------------------------------------
-
-
-class Layer:
-    """Base class of DagNN blocks; subclass it to write your own.
-
-    A block computes ``outputs = forward(inputs, params)`` and
-    ``der_inputs, der_params = backward(inputs, params, der_outputs)``, where each argument is a
-    list of arrays in the order of the layer's ``inputs``, ``params`` and ``outputs`` names. Backward
-    returns one derivative per input and per parameter (None for an input that needs none, such as
-    labels). The network is ``self.net`` (None outside a network), so a block can read
-    ``self.net.mode``.
-
-    Other methods a block may override: ``init_params(rng)`` (initial parameter values, a list),
-    ``get_output_sizes(input_sizes, param_sizes)`` (output (H, W, C, N) tuples, None where unknown),
-    ``reset()`` (forget state between runs). ``saved_properties`` lists the attributes that
-    :meth:`DagNN.saveobj` stores (under camelCase names, as MatConvNet's), and ``type_name`` the
-    type written there; :meth:`DagNN.loadobj` needs ``blocks={type_name: cls}`` to rebuild a block
-    that is not cnnx's. ``backward_from_output = True`` declares that ``backward`` can take the
-    outputs in place of the inputs (an elementwise block like ReLU); then, when the network
-    conserves memory, it is given the outputs and the inputs can be freed early.
-
-    Examples
-    --------
-    A block that scales its input by a parameter ``s`` (a 1-element array):
-
-    >>> import numpy as np
-    >>> from cnnx.dagnn import DagNN, Layer
-    >>> class Scale(Layer):
-    ...     def forward(self, inputs, params):
-    ...         return [inputs[0] * params[0]]
-    ...     def backward(self, inputs, params, der_outputs):
-    ...         dy = der_outputs[0]
-    ...         return [dy * params[0]], [np.sum(dy * inputs[0]).reshape(params[0].shape)]
-    >>> net = DagNN()
-    >>> net.add_layer('scale', Scale(), 'x', 'y', 's')
-    >>> net.get_param('s').value = np.array([2.0])
-    >>> net.eval({'x': np.ones((2, 2))}, {'y': np.ones((2, 2))})
-    >>> net.get_var('y').value.tolist(), net.get_param('s').der.tolist()
-    ([[2.0, 2.0], [2.0, 2.0]], [4.0])
-    """
-
-    saved_properties = ()
-    backward_from_output = False
-    net = None
-
-    @classmethod
-    def block_type(cls):
-        """The type name :meth:`DagNN.saveobj` stores: ``type_name``, else ``module.ClassName``."""
-        return cls.__dict__.get("type_name") or f"{cls.__module__}.{cls.__qualname__}"
-
-    def forward(self, inputs, params):
-        """Outputs (a list of arrays) from the inputs and parameters (lists of arrays)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
-
-    def backward(self, inputs, params, der_outputs):
-        """``(der_inputs, der_params)``: derivatives projected onto ``der_outputs``."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
-
-    def init_params(self, rng):
-        """Initial values of the layer's parameters (a list; empty if the block has none)."""
-        return []
-
-    def get_output_sizes(self, input_sizes, param_sizes):
-        """(H, W, C, N) size of each output, or None where it cannot be told (the default)."""
-        return None
-
-    def reset(self):
-        """Forget any state kept between calls (running averages, masks)."""
-
-    def save(self):
-        """The block's properties as a dict with MatConvNet's (camelCase) names."""
-        return {_camel(attr): _saved(getattr(self, attr)) for attr in self.saved_properties}
-
-    def load(self, properties):
-        """Set properties from a dict (camelCase or snake_case names), as from :meth:`save`.
-
-        A bad value raises the property's TypeError or ValueError, naming it as ``properties`` does.
-        """
-        by_name = {}
-        for attr in self.saved_properties:
-            by_name[attr] = attr
-            by_name[_camel(attr)] = attr
-        for key, value in dict(properties or {}).items():
-            attr = by_name.get(key)
-            if attr is None:
-                known = ", ".join(_camel(a) for a in self.saved_properties) or "none"
-                raise ValueError(f"{type(self).__name__} has no property '{key}' (its properties: {known})")
-            try:
-                setattr(self, attr, value)
-            except (TypeError, ValueError) as error:
-                found = getattr(error, "cnnx_property", None)
-                if found is None or found[1] != attr or key == attr:
-                    raise
-                raise _property_error(found[0], key, found[2], found[3], type(error)) from None
-
-    def _is_test_mode(self):
-        return self.net is not None and self.net.mode == "test"
-
-    def __repr__(self):
-        props = ", ".join(f"{attr}={getattr(self, attr)!r}" for attr in self.saved_properties)
-        return f"{type(self).__name__}({props})"
-
-
-def _same_size(input_sizes):
-    return [None if not input_sizes or input_sizes[0] is None else tuple(input_sizes[0])]
-
-
-def _window_output(size, pad, stride, extent):
-    """Sliding-window output height and width (MatConvNet's floor formula)."""
-    h, w = size[0], size[1]
-    yh = math.floor((h + pad[0] + pad[1] - extent[0]) / stride[0]) + 1
-    yw = math.floor((w + pad[2] + pad[3] - extent[1]) / stride[1]) + 1
-    return yh, yw
-
-
-class _Filter(Layer):
-    """Padding, stride and dilation shared by Conv and Pooling (MatConvNet's dagnn.Filter)."""
-
-    @property
-    def pad(self):
-        """[top, bottom, left, right] zero padding; 1 value for all, or [p1 p2] = [p1 p1 p2 p2]."""
-        return self._pad
-
-    @pad.setter
-    def pad(self, value):
-        self._pad = _int_tuple(type(self).__name__, "pad", value, _PAD4, 0)
-
-    @property
-    def stride(self):
-        """[sy, sx] step of the window (1 value for both)."""
-        return self._stride
-
-    @stride.setter
-    def stride(self, value):
-        self._stride = _int_tuple(type(self).__name__, "stride", value, _PAIR, 1)
-
-    @property
-    def dilate(self):
-        """[dy, dx] dilation of the window (1 value for both)."""
-        return self._dilate
-
-    @dilate.setter
-    def dilate(self, value):
-        self._dilate = _int_tuple(type(self).__name__, "dilate", value, _PAIR, 1)
-
-
-class Conv(_Filter):
-    """Convolution block (``vl_nnconv``): input x, parameters filters (and biases), output y.
-
-    Parameters
-    ----------
-    size : sequence of 4 ints, default (0, 0, 0, 0)
-        Filter bank shape (FH, FW, FC, K), used by ``init_params`` (and for sizes before the
-        filters have values). Shorter MATLAB sizes are padded with 1s.
-    pad, stride, dilate : int or sequence
-        As ``vl_nnconv``'s options (pad 1, 2 or 4 values; stride and dilate 1 or 2).
-    has_bias : bool, default True
-        Whether the layer has a second parameter, the biases (K elements).
-    opts : sequence, default ()
-        More ``vl_nnconv`` name/value options (MatConvNet's cuDNN switches are ignored).
-
-    Examples
-    --------
-    >>> from cnnx.dagnn import Conv
-    >>> Conv(size=(5, 5, 3, 32), pad=2).get_output_sizes([(32, 32, 3, 10)], [None])
-    [(32, 32, 32, 10)]
-    """
-
-    type_name = "dagnn.Conv"
-    saved_properties = ("size", "has_bias", "opts", "pad", "stride", "dilate")
-
-    def __init__(self, size=(0, 0, 0, 0), pad=0, stride=1, dilate=1, has_bias=True, opts=()):
-        self.size = size
-        self.pad = pad
-        self.stride = stride
-        self.dilate = dilate
-        self.has_bias = has_bias
-        self.opts = opts
-
-    @property
-    def size(self):
-        """(FH, FW, FC, K) shape of the filter bank."""
-        return self._size
-
-    @size.setter
-    def size(self, value):
-        # MATLAB's size() drops trailing singleton dimensions: [5 5 3] is [5 5 3 1].
-        try:
-            flat = np.asarray(value).reshape(-1)
-        except (TypeError, ValueError):  # ragged nested sequences
-            flat = np.asarray([None], dtype=object)
-        if 2 <= flat.size < 4 and flat.dtype.kind in "biuf":
-            flat = np.concatenate([flat, np.ones(4 - flat.size, dtype=flat.dtype)])
-        self._size = _int_tuple("Conv", "size", flat, {4: (0, 1, 2, 3)}, 0,
-                                expected="2 to 4 non-negative whole numbers [FH FW FC K]", shown=value)
-
-    @property
-    def has_bias(self):
-        """Whether the second parameter (biases) is used."""
-        return self._has_bias
-
-    @has_bias.setter
-    def has_bias(self, value):
-        self._has_bias = _bool("Conv", "has_bias", value)
-
-    @property
-    def opts(self):
-        """Extra ``vl_nnconv`` options, as a tuple."""
-        return self._opts
-
-    @opts.setter
-    def opts(self, value):
-        self._opts = tuple(_cell(value))
-
-    def _options(self):
-        return dict(pad=self.pad, stride=self.stride, dilate=self.dilate)
-
-    def _biases(self, params):
-        if not self.has_bias:
-            return None
-        if len(params) < 2:
-            raise ValueError("Conv: has_bias is true but the layer has no second parameter (the biases)")
-        return params[1]
-
-    def forward(self, inputs, params):
-        return [vl_nnconv(inputs[0], params[0], self._biases(params), *without_gpu_options(self.opts),
-                          **self._options())]
-
-    def backward(self, inputs, params, der_outputs):
-        dx, df, db = vl_nnconv(inputs[0], params[0], self._biases(params), der_outputs[0],
-                               *without_gpu_options(self.opts), **self._options())
-        return [dx], ([df, db] if self.has_bias else [df])
-
-    def init_params(self, rng):
-        # He et al.: randn * sqrt(2 / (FH FW FC)); zero biases; single precision, as MatConvNet.
-        if min(self.size) < 1:
-            raise ValueError(f"Conv: size {self.size} is not set; give Conv(size=(FH, FW, FC, K))")
-        scale = np.float32(math.sqrt(2.0 / (self.size[0] * self.size[1] * self.size[2])))
-        count = int(np.prod(self.size))
-        filters = (rng.standard_normal(count, dtype=np.float32) * scale).reshape(self.size, order="F")
-        if not self.has_bias:
-            return [filters]
-        return [filters, np.zeros((self.size[3], 1), dtype=np.float32)]
-
-    def get_output_sizes(self, input_sizes, param_sizes):
-        if not input_sizes or input_sizes[0] is None:
-            return [None]
-        size = param_sizes[0] if param_sizes and param_sizes[0] is not None else self.size
-        extent = [(size[0] - 1) * self.dilate[0] + 1, (size[1] - 1) * self.dilate[1] + 1]
-        yh, yw = _window_output(input_sizes[0], self.pad, self.stride, extent)
-        return [(yh, yw, size[3], input_sizes[0][3])]
-
-
-class Pooling(_Filter):
-    """Pooling block (``vl_nnpool``): max or average over windows of each channel.
-
-    Parameters
-    ----------
-    method : {'max', 'avg'}
-        Pooling method.
-    pool_size : int or sequence of 2 ints, default (1, 1)
-        Window [PH, PW].
-    pad, stride : int or sequence
-        As ``vl_nnpool``'s options.
-    opts : sequence, default ()
-        More ``vl_nnpool`` name/value options (cuDNN switches are ignored).
-    dilate : 1
-        Kept for MatConvNet's files (dagnn.Filter has it); must be 1.
-
-    Examples
-    --------
-    >>> from cnnx.dagnn import Pooling
-    >>> Pooling(method='max', pool_size=3, pad=(0, 1, 0, 1), stride=2).get_output_sizes(
-    ...     [(32, 32, 32, 100)], [])
-    [(16, 16, 32, 100)]
-    """
-
-    type_name = "dagnn.Pooling"
-    saved_properties = ("method", "pool_size", "opts", "pad", "stride", "dilate")
-
-    def __init__(self, method="max", pool_size=1, pad=0, stride=1, opts=(), dilate=1):
-        self.method = method
-        self.pool_size = pool_size
-        self.pad = pad
-        self.stride = stride
-        self.opts = opts
-        self.dilate = dilate
-
-    @_Filter.dilate.setter
-    def dilate(self, value):
-        # Inherited from dagnn.Filter and saved by MatConvNet, but vl_nnpool has no dilation.
-        dilate = _int_tuple("Pooling", "dilate", value, _PAIR, 1, expected="1 (vl_nnpool has no dilation)")
-        if dilate != (1, 1):
-            raise _property_error("Pooling", "dilate", "1 (vl_nnpool has no dilation)", value)
-        self._dilate = dilate
-
-    @property
-    def method(self):
-        """'max' or 'avg'."""
-        return self._method
-
-    @method.setter
-    def method(self, value):
-        self._method = _choice("Pooling", "method", value, ("max", "avg"))
-
-    @property
-    def pool_size(self):
-        """[PH, PW] pooling window."""
-        return self._pool_size
-
-    @pool_size.setter
-    def pool_size(self, value):
-        self._pool_size = _int_tuple("Pooling", "pool_size", value, _PAIR, 1)
-
-    @property
-    def opts(self):
-        """Extra ``vl_nnpool`` options, as a tuple."""
-        return self._opts
-
-    @opts.setter
-    def opts(self, value):
-        self._opts = tuple(_cell(value))
-
-    def _options(self):
-        return dict(pad=self.pad, stride=self.stride, method=self.method)
-
-    def forward(self, inputs, params):
-        return [vl_nnpool(inputs[0], self.pool_size, *without_gpu_options(self.opts), **self._options())]
-
-    def backward(self, inputs, params, der_outputs):
-        return [vl_nnpool(inputs[0], self.pool_size, der_outputs[0], *without_gpu_options(self.opts),
-                          **self._options())], []
-
-    def get_output_sizes(self, input_sizes, param_sizes):
-        if not input_sizes or input_sizes[0] is None:
-            return [None]
-        yh, yw = _window_output(input_sizes[0], self.pad, self.stride, self.pool_size)
-        return [(yh, yw, input_sizes[0][2], input_sizes[0][3])]
-
-
-class ReLU(Layer):
-    """ReLU / leaky ReLU block (``vl_nnrelu``).
-
-    Parameters
-    ----------
-    leak : float, default 0
-        Slope for negative inputs.
-    use_short_circuit : bool, default True
-        When the network conserves memory, back-propagate from the output (which has the input's
-        sign pattern for ``leak >= 0``) so that the input can be freed after forward.
-    opts : sequence, default ()
-        More ``vl_nnrelu`` options.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from cnnx.dagnn import ReLU
-    >>> ReLU(leak=0.1).forward([np.array([[-1.0, 2.0]])], [])[0]
-    array([[-0.1,  2. ]])
-    """
-
-    type_name = "dagnn.ReLU"
-    saved_properties = ("use_short_circuit", "leak", "opts")
-
-    def __init__(self, leak=0.0, use_short_circuit=True, opts=()):
-        self.leak = leak
-        self.use_short_circuit = use_short_circuit
-        self.opts = opts
-
-    @property
-    def leak(self):
-        """Slope for negative inputs."""
-        return self._leak
-
-    @leak.setter
-    def leak(self, value):
-        self._leak = _real("ReLU", "leak", value)
-
-    @property
-    def use_short_circuit(self):
-        """Back-propagate from the output when conserving memory."""
-        return self._use_short_circuit
-
-    @use_short_circuit.setter
-    def use_short_circuit(self, value):
-        self._use_short_circuit = _bool("ReLU", "use_short_circuit", value)
-
-    @property
-    def opts(self):
-        """Extra ``vl_nnrelu`` options, as a tuple."""
-        return self._opts
-
-    @opts.setter
-    def opts(self, value):
-        self._opts = tuple(_cell(value))
-
-    @property
-    def backward_from_output(self):
-        return self.use_short_circuit and self.leak >= 0
-
-    def forward(self, inputs, params):
-        return [vl_nnrelu(inputs[0], *self.opts, leak=self.leak)]
-
-    def backward(self, inputs, params, der_outputs):
-        return [vl_nnrelu(inputs[0], der_outputs[0], *self.opts, leak=self.leak)], []
-
-    def get_output_sizes(self, input_sizes, param_sizes):
-        return _same_size(input_sizes)
-
-
-class PReLU(Layer):
-    """Parametric ReLU block (``vl_nnprelu``, not in MatConvNet): one learnt slope per channel.
-
-    Parameters
-    ----------
-    num_channels : int, default 1
-        Number of slopes ``init_params`` creates (1 = one slope shared by all channels). The slopes
-        start at 0.25 (He et al., 2015).
-
-    Examples
-    --------
-    >>> from cnnx.dagnn import PReLU
-    >>> PReLU(num_channels=3).init_params(None)[0].ravel()
-    array([0.25, 0.25, 0.25], dtype=float32)
-    """
-
-    type_name = "dagnn.PReLU"
-    saved_properties = ("num_channels",)
-
-    def __init__(self, num_channels=1):
-        self.num_channels = num_channels
-
-    @property
-    def num_channels(self):
-        """Number of slopes."""
-        return self._num_channels
-
-    @num_channels.setter
-    def num_channels(self, value):
-        self._num_channels = _int_tuple("PReLU", "num_channels", value, {1: (0,)}, 1)[0]
-
-    def forward(self, inputs, params):
-        return [vl_nnprelu(inputs[0], params[0])]
-
-    def backward(self, inputs, params, der_outputs):
-        dx, da = vl_nnprelu(inputs[0], params[0], der_outputs[0])
-        return [dx], [da]
-
-    def init_params(self, rng):
-        return [np.full((self.num_channels, 1), 0.25, dtype=np.float32)]
-
-    def get_output_sizes(self, input_sizes, param_sizes):
-        return _same_size(input_sizes)
-
-
-class DropOut(Layer):
-    """Dropout block (``vl_nndropout``); the identity in test mode.
-
-    The mask drawn in forward is kept (``self.mask``) for backward. Masks are drawn from the
-    network's ``rng`` (a ``numpy.random.Generator``) when it is set, in execution order, else from
-    ``vl_nndropout``'s own generator.
-
-    Parameters
-    ----------
-    rate : float, default 0.5
-        Probability of dropping an element.
-    frozen : bool, default False
-        Reuse the last mask instead of drawing a new one.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from cnnx.dagnn import DagNN, DropOut
-    >>> net = DagNN()
-    >>> net.add_layer('drop', DropOut(rate=0.5), 'x', 'y')
-    >>> net.mode = 'test'
-    >>> net.eval({'x': np.ones((2, 2, 1, 1), np.float32)})
-    >>> net.get_var('y').value.ravel().tolist()
-    [1.0, 1.0, 1.0, 1.0]
-    """
-
-    type_name = "dagnn.DropOut"
-    saved_properties = ("rate", "frozen")
-
-    def __init__(self, rate=0.5, frozen=False):
-        self.rate = rate
-        self.frozen = frozen
-        self.mask = None
-
-    @property
-    def rate(self):
-        """Dropout probability."""
-        return self._rate
-
-    @rate.setter
-    def rate(self, value):
-        self._rate = _real("DropOut", "rate", value, "a number in [0, 1)", lambda rate: 0 <= rate < 1)
-
-    @property
-    def frozen(self):
-        """Reuse the last mask."""
-        return self._frozen
-
-    @frozen.setter
-    def frozen(self, value):
-        self._frozen = _bool("DropOut", "frozen", value)
-
-    def forward(self, inputs, params):
-        if self._is_test_mode():
-            return [inputs[0]]
-        if self.frozen and self.mask is not None:
-            y, _ = vl_nndropout(inputs[0], mask=self.mask)
-            return [y]
-        rng = None if self.net is None else self.net.rng
-        y, self.mask = vl_nndropout(inputs[0], rate=self.rate, rng=rng)
-        return [y]
-
-    def backward(self, inputs, params, der_outputs):
-        if self._is_test_mode():
-            return [der_outputs[0]], []
-        return [vl_nndropout(inputs[0], der_outputs[0], mask=self.mask)], []
-
-    def reset(self):
-        self.mask = None
-
-    def get_output_sizes(self, input_sizes, param_sizes):
-        return _same_size(input_sizes)
-
-
-class Loss(Layer):
-    """Loss block (``vl_nnloss``): inputs prediction and labels, output the summed loss.
-
-    Keeps MatConvNet's running ``average`` of the loss per instance (per pixel and image) over the
-    calls since the last ``reset()``, and their number ``num_averaged``.
-
-    Parameters
-    ----------
-    loss : {'softmaxlog', 'classerror'}
-        Loss type.
-    ignore_average : bool, default False
-        Do not update ``average``.
-    opts : sequence, default ()
-        More ``vl_nnloss`` name/value options (e.g. ``('instanceWeights', w)``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from cnnx.dagnn import Loss
-    >>> block = Loss(loss='classerror')
-    >>> x = np.array([2.0, 0.0, 0.0, 3.0], np.float32).reshape(1, 1, 2, 2, order='F')
-    >>> float(block.forward([x, [1, 1]], [])[0]), block.average, block.num_averaged
-    (1.0, 0.5, 2)
-    """
-
-    type_name = "dagnn.Loss"
-    saved_properties = ("loss", "ignore_average", "opts")
-
-    def __init__(self, loss="softmaxlog", ignore_average=False, opts=()):
-        self.loss = loss
-        self.ignore_average = ignore_average
-        self.opts = opts
-        self.average = 0.0
-        self.num_averaged = 0
-
-    @property
-    def loss(self):
-        """Loss type."""
-        return self._loss
-
-    @loss.setter
-    def loss(self, value):
-        self._loss = _choice("Loss", "loss", value, ("softmaxlog", "classerror"))
-
-    @property
-    def ignore_average(self):
-        """Do not keep the running average."""
-        return self._ignore_average
-
-    @ignore_average.setter
-    def ignore_average(self, value):
-        self._ignore_average = _bool("Loss", "ignore_average", value)
-
-    @property
-    def opts(self):
-        """Extra ``vl_nnloss`` options, as a tuple."""
-        return self._opts
-
-    @opts.setter
-    def opts(self, value):
-        self._opts = tuple(_cell(value))
-
-    def forward(self, inputs, params):
-        y = vl_nnloss(inputs[0], inputs[1], *self.opts, loss=self.loss)
-        if not self.ignore_average:
-            shape = tuple(np.shape(inputs[0])) + (1,) * (4 - np.ndim(inputs[0]))
-            n = self.num_averaged
-            m = n + shape[0] * shape[1] * shape[3]
-            self.average = (n * self.average + float(y)) / m
-            self.num_averaged = m
-        return [y]
-
-    def backward(self, inputs, params, der_outputs):
-        return [vl_nnloss(inputs[0], inputs[1], der_outputs[0], *self.opts, loss=self.loss), None], []
-
-    def reset(self):
-        self.average = 0.0
-        self.num_averaged = 0
-
-    def get_output_sizes(self, input_sizes, param_sizes):
-        # The loss is summed over the batch: one number (MatConvNet says 1 x 1 x 1 x N here).
-        return [(1, 1, 1, 1)]
-
-
-class Concat(Layer):
-    """Concatenation block (``vl_nnconcat``) of any number of inputs along ``dim``.
-
-    Parameters
-    ----------
-    dim : int, default 3
-        1-based dimension: 1 height, 2 width, 3 channels, 4 batch.
-
-    Examples
-    --------
-    >>> from cnnx.dagnn import Concat
-    >>> Concat().get_output_sizes([(8, 8, 16, 2), (8, 8, 32, 2)], [])
-    [(8, 8, 48, 2)]
-    """
-
-    type_name = "dagnn.Concat"
-    saved_properties = ("dim",)
-
-    def __init__(self, dim=3):
-        self.dim = dim
-
-    @property
-    def dim(self):
-        """1-based dimension to join along."""
-        return self._dim
-
-    @dim.setter
-    def dim(self, value):
-        dim = _int_tuple("Concat", "dim", value, {1: (0,)}, 1, expected="1, 2, 3 or 4")[0]
-        if dim > 4:
-            raise _property_error("Concat", "dim", "1, 2, 3 or 4", value)
-        self._dim = dim
-
-    def forward(self, inputs, params):
-        return [vl_nnconcat(inputs, self.dim)]
-
-    def backward(self, inputs, params, der_outputs):
-        return vl_nnconcat(inputs, self.dim, der_outputs[0]), []
-
-    def get_output_sizes(self, input_sizes, param_sizes):
-        if not input_sizes or any(s is None for s in input_sizes):
-            return [None]
-        out = list(input_sizes[0])
-        out[self.dim - 1] = sum(s[self.dim - 1] for s in input_sizes)
-        return [tuple(out)]
-
-
-class Sum(Layer):
-    """Elementwise sum of any number of inputs of one shape and dtype.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from cnnx.dagnn import Sum
-    >>> Sum().forward([np.ones(3), np.full(3, 2.0)], [])[0]
-    array([3., 3., 3.])
-    """
-
-    type_name = "dagnn.Sum"
-
-    def forward(self, inputs, params):
-        first = np.asarray(inputs[0])
-        for i, x in enumerate(inputs[1:], start=1):
-            if np.shape(x) != first.shape:
-                raise ValueError(f"Sum: input {i} has shape {np.shape(x)} but input 0 has {first.shape}")
-            if np.asarray(x).dtype != first.dtype:
-                raise TypeError(f"Sum: input {i} is {np.asarray(x).dtype} but input 0 is {first.dtype}")
-        total = np.array(first, order="F", copy=True)
-        for x in inputs[1:]:
-            total += x
-        return [total]
-
-    def backward(self, inputs, params, der_outputs):
-        return [der_outputs[0]] * len(inputs), []
-
-    def get_output_sizes(self, input_sizes, param_sizes):
-        return _same_size(input_sizes)
-
-
-_BLOCK_TYPES = {cls.type_name: cls for cls in (Conv, Pooling, ReLU, PReLU, DropOut, Loss, Concat, Sum)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1435,8 +574,8 @@ class DagNN:
         computes every variable it can; ``net.eval(inputs, {'objective': 1})`` also back-propagates
         and leaves derivatives in ``var.der`` and ``param.der``.
 
-        Every network input must be given, except those only Loss layers read (labels): without
-        them the Loss layers are skipped, so a network can run for prediction alone. Forward runs
+        Every network input must be given, except labels (inputs that blocks read only as their
+        ``label_inputs``, such as a Loss's second): without them those layers are skipped, so a network can run for prediction alone. Forward runs
         the layers in ``execution_order``. Every call starts from scratch: values and derivatives
         of all variables are cleared first.
 
@@ -1490,12 +629,13 @@ class DagNN:
             self._backward(der_pairs, short_circuit)
 
     def _check_inputs_given(self):
-        """Every network input must be given, except labels (inputs read by Loss layers only)."""
+        """Every network input must be given, except labels (inputs read only as a block's label_inputs)."""
         for v, var in enumerate(self.vars):
             if var.fanin or var.value is not None:
                 continue
-            readers = [layer for layer in self.layers if v in layer.input_indexes]
-            other = next((layer for layer in readers if not isinstance(layer.block, Loss)), None)
+            other = next((layer for layer in self.layers
+                          if any(i == v and k not in layer.block.label_inputs
+                                 for k, i in enumerate(layer.input_indexes))), None)
             if other is not None:
                 raise ValueError(f"DagNN.eval: the network input '{var.name}' (read by layer '{other.name}') "
                                  f"is not given")
@@ -1807,21 +947,21 @@ class DagNN:
             warnings.warn("DagNN.loadobj: the structure is a SimpleNN network; converting it with "
                           "from_simplenn", stacklevel=2)
             return cls.from_simplenn(s)
-        types = dict(_BLOCK_TYPES)
+        types = dict(BLOCK_TYPES)
         types.update(blocks or {})
         net = cls()
         for k, layer in enumerate(layers):
             label = _label("layers", k, layer.get("name"))
             with _naming(label):
-                name = _text("DagNN.loadobj", "name", layer.get("name"))
-                type_name = _text("DagNN.loadobj", "type", layer.get("type"))
+                name = text("DagNN.loadobj", "name", layer.get("name"))
+                type_name = text("DagNN.loadobj", "type", layer.get("type"))
                 block_class = types.get(type_name)
                 if block_class is None:
                     raise ValueError(f"DagNN.loadobj: {label} has unknown block type '{type_name}' (known: "
                                      f"{', '.join(sorted(types))}; pass blocks={{type: class}} for others)")
                 properties = layer.get("block")
                 if properties is not None and not isinstance(properties, dict):
-                    raise _property_error("DagNN.loadobj", "block", "a struct (a dict) of the block's properties",
+                    raise property_error("DagNN.loadobj", "block", "a struct (a dict) of the block's properties",
                                           properties, TypeError)
                 block = block_class()
                 with _naming(label, "block."):
@@ -1853,7 +993,7 @@ class DagNN:
                 var = net.vars[net._saved_target(net._var_index, label, saved)]
                 for key, value in saved.items():
                     if key == "precious":
-                        var.precious = _bool("DagNN.loadobj", "precious", value)
+                        var.precious = flag("DagNN.loadobj", "precious", value)
                     elif key not in ("name", "value", "der", "fanin", "fanout"):
                         raise ValueError(f"DagNN.loadobj: {label}: unknown field '{key}' (the fields of a "
                                          "variable: name, precious, value, der, fanin, fanout)")
@@ -1862,7 +1002,7 @@ class DagNN:
                 net.meta = _copy.deepcopy(value) if value is not None else {}
             elif key == "conserveMemory":  # written by some MatConvNet versions
                 with _naming(None):
-                    net.conserve_memory = _bool("DagNN.loadobj", "conserveMemory", value)
+                    net.conserve_memory = flag("DagNN.loadobj", "conserveMemory", value)
             elif key not in ("vars", "params", "layers"):
                 warnings.warn(f"DagNN.loadobj: ignoring unknown field '{key}'", stacklevel=2)
         return net
@@ -1870,7 +1010,7 @@ class DagNN:
     @staticmethod
     def _saved_target(index, label, saved):
         """The index of the saved parameter or variable ``saved``, which must be used by a layer."""
-        name = _text("DagNN.loadobj", "name", saved.get("name"))
+        name = text("DagNN.loadobj", "name", saved.get("name"))
         i = index.get(name)
         if i is None:
             raise ValueError(f"DagNN.loadobj: {label} is not used by any layer")
@@ -1895,7 +1035,8 @@ class DagNN:
         (no ``b`` without biases) and ``<layer>a`` for prelu, keeping the layer's
         ``learningRate`` and ``weightDecay``. With ``canonical_names`` the input is ``input``, each
         loss output ``objective`` (then ``objective1``, ...) and each loss's first input
-        ``prediction``. Values are copied. Supported types: conv, pool, relu, prelu, dropout,
+        ``prediction``. Values are copied. Each layer converts as its type's ``to_dagnn`` says
+        (:func:`cnnx.simplenn.register_layer_type`); built in: conv, pool, relu, prelu, dropout,
         softmaxloss.
 
         Parameters
@@ -1927,34 +1068,21 @@ class DagNN:
         tidy = vl_simplenn_tidy(net)
         dag = cls()
         dag.meta = _copy.deepcopy(tidy["meta"])
+        losses = []
         for l, layer in enumerate(tidy["layers"], start=1):
             name = layer["name"]
-            inputs, outputs = [f"x{l - 1}"], [f"x{l}"]
-            kind = layer["type"]
-            weights = list(layer.get("weights") or [])
-            if kind == "conv":
-                filters = weights[0]
-                has_bias = len(weights) > 1 and weights[1] is not None and np.size(weights[1]) > 0
-                block = Conv(size=np.shape(filters), pad=layer["pad"], stride=layer["stride"],
-                             dilate=layer.get("dilate", 1), has_bias=has_bias, opts=_cell(layer.get("opts")))
-                param_names = [f"{name}f"] + ([f"{name}b"] if has_bias else [])
-            elif kind == "pool":
-                block = Pooling(method=layer["method"], pool_size=layer["pool"], pad=layer["pad"],
-                                stride=layer["stride"], opts=_cell(layer.get("opts")))
-                param_names = []
-            elif kind == "relu":
-                block, param_names = ReLU(leak=layer["leak"]), []
-            elif kind == "prelu":
-                block, param_names = PReLU(num_channels=np.size(weights[0])), [f"{name}a"]
-            elif kind == "dropout":
-                block, param_names = DropOut(rate=layer["rate"]), []
-            elif kind == "softmaxloss":
-                block, param_names = Loss(loss="softmaxlog"), []
-                inputs.append(dag._new_var_name("label"))
-            else:
-                raise ValueError(f"DagNN.from_simplenn: layers[{l - 1}] ('{name}') has type '{kind}', which has no "
-                                 f"DagNN block (supported: conv, pool, relu, prelu, dropout, softmaxloss)")
-            dag.add_layer(name, block, inputs, outputs, param_names)
+            kind = LAYER_TYPES[layer["type"]]
+            if kind.to_dagnn is None:
+                supported = ", ".join(t for t, entry in LAYER_TYPES.items() if entry.to_dagnn is not None)
+                raise ValueError(f"DagNN.from_simplenn: layers[{l - 1}] ('{name}') has type '{kind.name}', which has "
+                                 f"no DagNN block (supported: {supported})")
+            block, suffixes, extra_inputs = kind.to_dagnn(layer)
+            param_names = [f"{name}{suffix}" for suffix in suffixes]
+            inputs = [f"x{l - 1}"] + [dag._new_var_name(prefix) for prefix in extra_inputs]
+            dag.add_layer(name, block, inputs, [f"x{l}"], param_names)
+            if kind.loss:
+                losses.append(dag.layers[-1])
+            weights = layer["weights"]
             rates = np.ravel(layer["learningRate"]) if "learningRate" in layer else ()
             decays = np.ravel(layer["weightDecay"]) if "weightDecay" in layer else ()
             for j, param_name in enumerate(param_names):
@@ -1966,7 +1094,7 @@ class DagNN:
                 if j < len(decays):
                     param.weight_decay = float(decays[j])
         if canonical_names:
-            dag._canonical_names()
+            dag._canonical_names(losses)
         return dag
 
     def _new_var_name(self, prefix):
@@ -1976,14 +1104,13 @@ class DagNN:
             name = f"{prefix}{t}"
         return name
 
-    def _canonical_names(self):
-        for l, layer in enumerate(self.layers):
-            if l == 0:
-                self.rename_var(layer.inputs[0], "input")
-            if isinstance(layer.block, Loss):
-                self.rename_var(layer.outputs[0], self._new_var_name("objective"))
-                if not layer.inputs[0].startswith("prob"):
-                    self.rename_var(layer.inputs[0], self._new_var_name("prediction"))
+    def _canonical_names(self, losses):
+        if self.layers:
+            self.rename_var(self.layers[0].inputs[0], "input")
+        for layer in losses:
+            self.rename_var(layer.outputs[0], self._new_var_name("objective"))
+            if not layer.inputs[0].startswith("prob"):
+                self.rename_var(layer.inputs[0], self._new_var_name("prediction"))
 
 
 def _param_field(key, value):
@@ -1992,11 +1119,11 @@ def _param_field(key, value):
             return None
         array = np.array(value, order="K") if not isinstance(value, np.ndarray) else value
         if array.dtype not in (np.float32, np.float64):
-            raise _property_error("DagNN.loadobj", "value", "a float32 or float64 array", value, TypeError)
+            raise property_error("DagNN.loadobj", "value", "a float32 or float64 array", value, TypeError)
         return np.array(array, order="K")
     if key == "trainMethod":
-        return _choice("DagNN.loadobj", "trainMethod", value, ("gradient", "average"))
-    return _real("DagNN.loadobj", key, value)
+        return choice("DagNN.loadobj", "trainMethod", value, ("gradient", "average"))
+    return real("DagNN.loadobj", key, value)
 
 
 def _label(what, index, name):
@@ -2019,7 +1146,7 @@ def _naming(label, prefix=""):
             raise type(error)(f"DagNN.loadobj: {label}: {error}") from None
         _, name, expected, value = found
         where = f"{label}: " if label is not None else ""
-        raise type(error)(f"DagNN.loadobj: {where}{prefix}{name} must be {expected}, got {_show(value)}") from None
+        raise type(error)(f"DagNN.loadobj: {where}{prefix}{name} must be {expected}, got {show(value)}") from None
 
 
 def _table(header, rows):

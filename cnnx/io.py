@@ -31,7 +31,8 @@ import scipy.io
 from scipy.io.matlab import MatlabFunction, MatlabObject, MatlabOpaque, mat_struct, matfile_version
 
 from ._files import atomic_open
-from .simplenn import LAYER_TYPES, vl_simplenn_tidy
+from .layers.registry import BLOCK_TYPES, LAYER_TYPES
+from .simplenn import vl_simplenn_tidy
 
 __all__ = ["load_matconvnet", "save_matconvnet", "verify_matconvnet"]
 
@@ -278,10 +279,6 @@ def _struct_list(value, where):
     return [_struct_fields(v, f"{where}[{k}]") for k, v in enumerate(value.ravel(order="F"))]
 
 
-# DagNN blocks whose first parameter is a filter bank (4-D in full).
-_DAGNN_FILTER_BLOCKS = {"dagnn.Conv", "dagnn.ConvTranspose"}
-
-
 def _dagnn_from_matlab(fields):
     s = {"vars": [], "params": [], "layers": []}
     for what in ("vars", "params", "layers"):
@@ -297,10 +294,11 @@ def _dagnn_from_matlab(fields):
             s[what].append(entry)
     by_name = {param.get("name"): param for param in s["params"]}
     for layer in s["layers"]:
-        if layer.get("type") in _DAGNN_FILTER_BLOCKS and layer.get("params"):
-            param = by_name.get(layer["params"][0])
+        block = BLOCK_TYPES.get(layer.get("type"))
+        for name, ndim in zip(layer.get("params") or [], block.param_ndims if block is not None else ()):
+            param = by_name.get(name)
             if param is not None and "value" in param:
-                param["value"] = _with_ndim(param["value"], 4)
+                param["value"] = _with_ndim(param["value"], ndim)
     s["meta"] = _from_matlab(fields["meta"], "meta") if "meta" in fields else {}
     if s["meta"] is None:
         s["meta"] = {}

@@ -1,0 +1,41 @@
+"""Layer kinds: one module per kind, the single place that defines it for every part of cnnx.
+
+A kind module (``conv``, ``pool``, ``relu``, ``prelu``, ``dropout``, ``loss``, ``concat``, ``sum``,
+``custom``) holds, side by side:
+
+- the DagNN block class (MatConvNet's ``dagnn.Conv``, ...): its properties and how they are
+  checked and saved, its forward and backward over the block function, its output sizes, its
+  parameters (``init_params``, ``param_ndims``) and what the trainer reads (``label_inputs``);
+- the SimpleNN layer type: the field defaults ``vl_simplenn_tidy`` fills, the fields that are
+  block options (checked with the block's own ``cnnx._options`` rules), the structure check, the
+  forward and backward adapters, the display geometry, the weights' full dimensions for model
+  files;
+- how a SimpleNN layer converts to the DagNN block (``to_dagnn``).
+
+Each module registers its kind in :mod:`cnnx.layers.registry`, which ``vl_simplenn``,
+``DagNN``, ``DagNN.from_simplenn``, ``load_matconvnet`` / ``save_matconvnet`` consult. The graphs
+only order the calls and sum derivatives. Shared pieces (the :class:`Layer` base class, property
+conversions) are in :mod:`cnnx.layers.base`.
+
+Examples
+--------
+>>> from cnnx.layers import LAYER_TYPES, Conv
+>>> LAYER_TYPES['conv'].block is Conv
+True
+"""
+from .base import Layer
+from .registry import BLOCK_TYPES, LAYER_TYPES, Conversion, LayerType, register_block, register_layer_type
+from .conv import Conv
+from .pool import Pooling
+from .relu import ReLU
+from .prelu import PReLU
+from .dropout import DropOut
+from .loss import Loss
+from .concat import Concat
+from .sum import Sum
+from . import custom
+
+__all__ = [
+    "BLOCK_TYPES", "Concat", "Conv", "Conversion", "DropOut", "LAYER_TYPES", "Layer", "LayerType", "Loss",
+    "PReLU", "Pooling", "ReLU", "Sum", "register_block", "register_layer_type",
+]

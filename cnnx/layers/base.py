@@ -1,0 +1,390 @@
+"""What the layer kinds share: the DagNN block base class, property conversions, SimpleNN helpers.
+
+Block properties may come from MATLAB structs (arrays, doubles, cells), so each setter converts
+its value with one of the functions here, which raise errors that name the property and say what
+was expected (``Conv: pad must be 1, 2 or 4 non-negative whole numbers, got 1.5``).
+"""
+import copy as _copy
+import math
+
+import numpy as np
+
+from .._checks import is_placeholder
+from .._options import without_gpu_options
+
+
+# ------------------------------------------------------------------------------------------------
+# Conversions of block properties
+# ------------------------------------------------------------------------------------------------
+
+
+def show(value):
+    """A value as an error message shows it: numbers plainly (``1.5``, ``nan``, ``[1, 1, 1]``)."""
+    if isinstance(value, (bool, np.bool_)):
+        return repr(bool(value))
+    if isinstance(value, (str, np.str_)):
+        return f"the string {str(value)!r}"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        number = value.item() if isinstance(value, np.generic) else value
+        return str(int(number)) if isinstance(number, float) and number.is_integer() else repr(number)
+    if isinstance(value, (list, tuple)) and 0 < len(value) <= 8 and all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+            for v in value):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "iuf" and value.size <= 8 and (value.ndim <= 1 or value.ndim == 2 and 1 in value.shape):
+            shown = [show(v) for v in value.reshape(-1, order="F")]
+            return shown[0] if value.ndim == 0 else "[" + ", ".join(shown) + "]"
+        if value.dtype.kind == "U" and value.size == 1:
+            return show(str(value.reshape(-1)[0]))
+        return f"a {'x'.join(str(d) for d in value.shape)} {value.dtype} array"
+    return repr(value)
+
+
+def property_error(owner, name, expected, value, kind=ValueError):
+    """``kind("Owner: name must be <expected>, got <value>")``, with its parts kept for re-wording.
+
+    :meth:`Layer.load` and :meth:`DagNN.loadobj` name the property as the caller or the file did
+    (``poolSize``, ``block.pad``) from the attribute ``cnnx_property = (owner, name, expected, value)``.
+    """
+    error = kind(f"{owner}: {name} must be {expected}, got {show(value)}")
+    error.cnnx_property = (owner, name, expected, value)
+    return error
+
+
+def _whole_numbers(lengths, minimum):
+    counts = sorted(lengths)
+    sign = {0: "non-negative ", 1: "positive "}.get(minimum, "")
+    if counts == [1]:
+        return f"a {sign}whole number"
+    text = str(counts[0]) if len(counts) == 1 else ", ".join(str(c) for c in counts[:-1]) + f" or {counts[-1]}"
+    return f"{text} {sign}whole numbers"
+
+
+def int_tuple(owner, name, value, lengths, minimum, expected=None, shown=None):
+    """Whole numbers >= minimum as a tuple; ``lengths`` maps a given length to an expansion."""
+    expected = expected or _whole_numbers(lengths, minimum)
+    shown = value if shown is None else shown
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nested sequences
+        arr = np.asarray(None)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise property_error(owner, name, expected, shown, TypeError)
+    flat = arr.reshape(-1)
+    if (flat.size not in lengths or not np.all(np.isfinite(flat)) or np.any(flat != np.trunc(flat))
+            or np.any(flat < minimum)):
+        raise property_error(owner, name, expected, shown)
+    ints = [int(v) for v in flat]
+    return tuple(ints[i] for i in lengths[flat.size])
+
+
+PAD4 = {1: (0, 0, 0, 0), 2: (0, 0, 1, 1), 4: (0, 1, 2, 3)}  # [p1 p2] means [p1 p1 p2 p2]
+PAIR = {1: (0, 0), 2: (0, 1)}
+
+
+def _scalar(owner, name, value, expected):
+    """The one number in ``value`` (a Python or NumPy number, or a 1-element array)."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        arr = np.asarray(None)
+    if arr.size != 1 or arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise property_error(owner, name, expected, value, TypeError)
+    return arr.reshape(-1)[0].item()
+
+
+def real(owner, name, value, expected="a finite number", accept=math.isfinite):
+    number = float(_scalar(owner, name, value, expected))
+    if not accept(number):
+        raise property_error(owner, name, expected, value)
+    return number
+
+
+def flag(owner, name, value):
+    number = _scalar(owner, name, value, "true or false")
+    if number not in (0, 1):  # NaN is not either
+        raise property_error(owner, name, "true or false", value)
+    return bool(number)
+
+
+def text(owner, name, value):
+    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size == 1:
+        value = value.reshape(-1)[0]
+    if not isinstance(value, str):
+        raise property_error(owner, name, "a string", value, TypeError)
+    return str(value)
+
+
+def choice(owner, name, value, choices):
+    expected = "one of " + ", ".join(f"'{c}'" for c in choices)
+    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size == 1:
+        value = str(value.reshape(-1)[0])
+    if not isinstance(value, str):
+        raise property_error(owner, name, expected, value, TypeError)
+    if value.lower() not in choices:
+        raise property_error(owner, name, expected, value)
+    return value.lower()
+
+
+def cell(value):
+    """A MATLAB cell array (list, tuple, object array or a lone string) as a list of plain values."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, np.ndarray):
+        if value.size == 0:
+            return []
+        if value.dtype == object:
+            value = value.reshape(-1, order="F").tolist()
+        elif value.dtype.kind == "U":
+            value = [str(v) for v in value.reshape(-1)]
+        else:
+            value = [value]
+    items = []
+    for item in value:
+        if isinstance(item, np.ndarray) and item.dtype.kind == "U" and item.size == 1:
+            item = str(item.reshape(-1)[0])
+        elif isinstance(item, np.str_):
+            item = str(item)
+        items.append(item)
+    return items
+
+
+def _saved(value):
+    """A property as MATLAB would store it: numbers as doubles, tuples as row vectors, cells as lists."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, tuple) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                  for v in value):
+        return np.asarray(value, dtype=np.float64)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return _copy.deepcopy(value)
+
+
+def _camel(name):
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+# ------------------------------------------------------------------------------------------------
+# DagNN blocks
+# ------------------------------------------------------------------------------------------------
+
+
+class Layer:
+    """Base class of DagNN blocks; subclass it to write your own.
+
+    A block computes ``outputs = forward(inputs, params)`` and
+    ``der_inputs, der_params = backward(inputs, params, der_outputs)``, where each argument is a
+    list of arrays in the order of the layer's ``inputs``, ``params`` and ``outputs`` names. Backward
+    returns one derivative per input and per parameter (None for an input that needs none, such as
+    labels). The network is ``self.net`` (None outside a network), so a block can read
+    ``self.net.mode``.
+
+    Other methods a block may override: ``init_params(rng)`` (initial parameter values, a list),
+    ``get_output_sizes(input_sizes, param_sizes)`` (output (H, W, C, N) tuples, None where unknown),
+    ``reset()`` (forget state between runs). ``saved_properties`` lists the attributes that
+    :meth:`DagNN.saveobj` stores (under camelCase names, as MatConvNet's), and ``type_name`` the
+    type written there; :meth:`DagNN.loadobj` needs ``blocks={type_name: cls}`` to rebuild a block
+    that is not cnnx's. ``backward_from_output = True`` declares that ``backward`` can take the
+    outputs in place of the inputs (an elementwise block like ReLU); then, when the network
+    conserves memory, it is given the outputs and the inputs can be freed early.
+
+    What the graphs and the trainer read, instead of the block's class: ``label_inputs`` (the
+    positions of the inputs that are labels: a network may omit them to predict only, and they get
+    no derivative), ``param_ndims`` (for each parameter, its number of dimensions in full, which
+    model files restore when MATLAB dropped trailing singletons; 0 leaves it as stored).
+
+    Examples
+    --------
+    A block that scales its input by a parameter ``s`` (a 1-element array):
+
+    >>> import numpy as np
+    >>> from cnnx.dagnn import DagNN, Layer
+    >>> class Scale(Layer):
+    ...     def forward(self, inputs, params):
+    ...         return [inputs[0] * params[0]]
+    ...     def backward(self, inputs, params, der_outputs):
+    ...         dy = der_outputs[0]
+    ...         return [dy * params[0]], [np.sum(dy * inputs[0]).reshape(params[0].shape)]
+    >>> net = DagNN()
+    >>> net.add_layer('scale', Scale(), 'x', 'y', 's')
+    >>> net.get_param('s').value = np.array([2.0])
+    >>> net.eval({'x': np.ones((2, 2))}, {'y': np.ones((2, 2))})
+    >>> net.get_var('y').value.tolist(), net.get_param('s').der.tolist()
+    ([[2.0, 2.0], [2.0, 2.0]], [4.0])
+    """
+
+    saved_properties = ()
+    backward_from_output = False
+    label_inputs = ()
+    param_ndims = ()
+    net = None
+
+    @classmethod
+    def block_type(cls):
+        """The type name :meth:`DagNN.saveobj` stores: ``type_name``, else ``module.ClassName``."""
+        return cls.__dict__.get("type_name") or f"{cls.__module__}.{cls.__qualname__}"
+
+    def forward(self, inputs, params):
+        """Outputs (a list of arrays) from the inputs and parameters (lists of arrays)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, inputs, params, der_outputs):
+        """``(der_inputs, der_params)``: derivatives projected onto ``der_outputs``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def init_params(self, rng):
+        """Initial values of the layer's parameters (a list; empty if the block has none)."""
+        return []
+
+    def get_output_sizes(self, input_sizes, param_sizes):
+        """(H, W, C, N) size of each output, or None where it cannot be told (the default)."""
+        return None
+
+    def reset(self):
+        """Forget any state kept between calls (running averages, masks)."""
+
+    def save(self):
+        """The block's properties as a dict with MatConvNet's (camelCase) names."""
+        return {_camel(attr): _saved(getattr(self, attr)) for attr in self.saved_properties}
+
+    def load(self, properties):
+        """Set properties from a dict (camelCase or snake_case names), as from :meth:`save`.
+
+        A bad value raises the property's TypeError or ValueError, naming it as ``properties`` does.
+        """
+        by_name = {}
+        for attr in self.saved_properties:
+            by_name[attr] = attr
+            by_name[_camel(attr)] = attr
+        for key, value in dict(properties or {}).items():
+            attr = by_name.get(key)
+            if attr is None:
+                known = ", ".join(_camel(a) for a in self.saved_properties) or "none"
+                raise ValueError(f"{type(self).__name__} has no property '{key}' (its properties: {known})")
+            try:
+                setattr(self, attr, value)
+            except (TypeError, ValueError) as error:
+                found = getattr(error, "cnnx_property", None)
+                if found is None or found[1] != attr or key == attr:
+                    raise
+                raise property_error(found[0], key, found[2], found[3], type(error)) from None
+
+    def _is_test_mode(self):
+        return self.net is not None and self.net.mode == "test"
+
+    def __repr__(self):
+        props = ", ".join(f"{attr}={getattr(self, attr)!r}" for attr in self.saved_properties)
+        return f"{type(self).__name__}({props})"
+
+
+def same_size(input_sizes):
+    return [None if not input_sizes or input_sizes[0] is None else tuple(input_sizes[0])]
+
+
+def window_output(size, pad, stride, extent):
+    """Sliding-window output height and width (MatConvNet's floor formula)."""
+    h, w = size[0], size[1]
+    yh = math.floor((h + pad[0] + pad[1] - extent[0]) / stride[0]) + 1
+    yw = math.floor((w + pad[2] + pad[3] - extent[1]) / stride[1]) + 1
+    return yh, yw
+
+
+class Filter(Layer):
+    """Padding, stride and dilation shared by Conv and Pooling (MatConvNet's dagnn.Filter)."""
+
+    @property
+    def pad(self):
+        """[top, bottom, left, right] zero padding; 1 value for all, or [p1 p2] = [p1 p1 p2 p2]."""
+        return self._pad
+
+    @pad.setter
+    def pad(self, value):
+        self._pad = int_tuple(type(self).__name__, "pad", value, PAD4, 0)
+
+    @property
+    def stride(self):
+        """[sy, sx] step of the window (1 value for both)."""
+        return self._stride
+
+    @stride.setter
+    def stride(self, value):
+        self._stride = int_tuple(type(self).__name__, "stride", value, PAIR, 1)
+
+    @property
+    def dilate(self):
+        """[dy, dx] dilation of the window (1 value for both)."""
+        return self._dilate
+
+    @dilate.setter
+    def dilate(self, value):
+        self._dilate = int_tuple(type(self).__name__, "dilate", value, PAIR, 1)
+
+
+
+class WithOpts:
+    """The ``opts`` property of blocks that pass more name/value options to their block function.
+
+    ``block_opts()`` is what the block function gets: ``opts`` without MatConvNet's GPU switches
+    (``'cudnn'``, ``'nocudnn'``, ``'CudnnWorkspaceLimit'``, ...), which the CPU blocks have no use
+    for; ``opts`` itself is saved as given.
+    """
+
+    @property
+    def opts(self):
+        """More name/value options of the block function, as a tuple."""
+        return self._opts
+
+    @opts.setter
+    def opts(self, value):
+        self._opts = tuple(cell(value))
+
+    def block_opts(self):
+        return without_gpu_options(self._opts)
+
+
+# ------------------------------------------------------------------------------------------------
+# SimpleNN layers (dicts with MatConvNet's fields)
+# ------------------------------------------------------------------------------------------------
+
+
+def weight(layer, j):
+    """The j-th weight, or None for a missing entry or MATLAB's ``[]`` (see ``is_placeholder``).
+
+    Other zero-size arrays are passed on, so that the block refuses them.
+    """
+    weights = layer["weights"]
+    if j >= len(weights) or is_placeholder(weights[j]):
+        return None
+    return weights[j]
+
+
+def check_array(where, label, value):
+    if not isinstance(value, np.ndarray) or value.dtype not in (np.float32, np.float64):
+        kind = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
+        raise TypeError(f"{where}: {label} must be a float32 or float64 numpy array, got {kind}")
+
+
+def check_weight_count(where, layer, count, what):
+    weights = layer["weights"]
+    if not isinstance(weights, (list, tuple)):
+        raise TypeError(f"{where}: 'weights' must be a list {what}, got {type(weights).__name__}")
+    if len(weights) != count:
+        raise ValueError(f"{where}: 'weights' must hold {count} arrays {what}, got {len(weights)}")
+
+
+def require(where, layer, field, what):
+    if field not in layer:
+        raise ValueError(f"{where}: missing field '{field}' ({what})")
+
+
+def pair(value):
+    """A scalar or [y, x] layer field as two floats (for the display table)."""
+    flat = [float(v) for v in np.ravel(value)]
+    return flat * 2 if len(flat) == 1 else flat[:2]

@@ -1,0 +1,130 @@
+"""The dropout layer kind (``vl_nndropout``): SimpleNN's ``'dropout'`` and DagNN's ``dagnn.DropOut``.
+
+Both are the identity in test mode and keep the mask they drew in forward for backward.
+
+Examples
+--------
+>>> from cnnx.layers.dropout import DropOut
+>>> DropOut(rate=0.2).rate
+0.2
+"""
+import numbers
+
+import numpy as np
+
+from ..dropout import vl_nndropout
+from .base import Layer, flag, real, same_size
+from .registry import Conversion, register_layer_type
+
+
+# ------------------------------------------------------------------------------------------------
+# DagNN block
+# ------------------------------------------------------------------------------------------------
+
+
+class DropOut(Layer):
+    """Dropout block (``vl_nndropout``); the identity in test mode.
+
+    The mask drawn in forward is kept (``self.mask``) for backward. Masks are drawn from the
+    network's ``rng`` (a ``numpy.random.Generator``) when it is set, in execution order, else from
+    ``vl_nndropout``'s own generator.
+
+    Parameters
+    ----------
+    rate : float, default 0.5
+        Probability of dropping an element.
+    frozen : bool, default False
+        Reuse the last mask instead of drawing a new one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx.dagnn import DagNN, DropOut
+    >>> net = DagNN()
+    >>> net.add_layer('drop', DropOut(rate=0.5), 'x', 'y')
+    >>> net.mode = 'test'
+    >>> net.eval({'x': np.ones((2, 2, 1, 1), np.float32)})
+    >>> net.get_var('y').value.ravel().tolist()
+    [1.0, 1.0, 1.0, 1.0]
+    """
+
+    type_name = "dagnn.DropOut"
+    saved_properties = ("rate", "frozen")
+
+    def __init__(self, rate=0.5, frozen=False):
+        self.rate = rate
+        self.frozen = frozen
+        self.mask = None
+
+    @property
+    def rate(self):
+        """Dropout probability."""
+        return self._rate
+
+    @rate.setter
+    def rate(self, value):
+        self._rate = real("DropOut", "rate", value, "a number in [0, 1)", lambda rate: 0 <= rate < 1)
+
+    @property
+    def frozen(self):
+        """Reuse the last mask."""
+        return self._frozen
+
+    @frozen.setter
+    def frozen(self, value):
+        self._frozen = flag("DropOut", "frozen", value)
+
+    def forward(self, inputs, params):
+        if self._is_test_mode():
+            return [inputs[0]]
+        if self.frozen and self.mask is not None:
+            y, _ = vl_nndropout(inputs[0], mask=self.mask)
+            return [y]
+        rng = None if self.net is None else self.net.rng
+        y, self.mask = vl_nndropout(inputs[0], rate=self.rate, rng=rng)
+        return [y]
+
+    def backward(self, inputs, params, der_outputs):
+        if self._is_test_mode():
+            return [der_outputs[0]], []
+        return [vl_nndropout(inputs[0], der_outputs[0], mask=self.mask)], []
+
+    def reset(self):
+        self.mask = None
+
+    def get_output_sizes(self, input_sizes, param_sizes):
+        return same_size(input_sizes)
+
+
+# ------------------------------------------------------------------------------------------------
+# SimpleNN layer
+# ------------------------------------------------------------------------------------------------
+
+
+def _dropout_forward(layer, res_i, res_ip1, ctx):
+    if ctx["mode"] == "test":
+        res_ip1["x"] = res_i["x"]
+        return
+    rng = {} if ctx["rng"] is None else {"rng": ctx["rng"]}
+    res_ip1["x"], res_ip1["aux"] = vl_nndropout(res_i["x"], rate=layer["rate"], **rng)
+
+
+def _dropout_backward(layer, res_i, res_ip1, ctx):
+    if ctx["mode"] == "test":
+        res_i["dzdx"] = res_ip1["dzdx"]
+    else:
+        res_i["dzdx"] = vl_nndropout(res_i["x"], res_ip1["dzdx"], mask=res_ip1["aux"])
+
+
+def _dropout_check(layer, where):
+    rate = layer["rate"]
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+        raise ValueError(f"{where}: Rate must be a number in [0, 1), got {rate!r}")
+
+
+def _dropout_to_dagnn(layer):
+    return Conversion(DropOut(rate=layer["rate"]))
+
+
+register_layer_type("dropout", _dropout_forward, _dropout_backward, defaults={"rate": 0.5},
+                    check=_dropout_check, block=DropOut, to_dagnn=_dropout_to_dagnn)

@@ -1,0 +1,126 @@
+"""The loss layer kind: SimpleNN's ``'softmaxloss'`` (``vl_nnsoftmaxloss``) and DagNN's
+``dagnn.Loss`` (``vl_nnloss``), which ``DagNN.from_simplenn`` makes of it.
+
+Both take labels (SimpleNN in ``layer['class']``, DagNN as the second input) and output one number.
+
+Examples
+--------
+>>> from cnnx.layers.loss import Loss
+>>> Loss.label_inputs
+(1,)
+"""
+import numpy as np
+
+from ..loss import vl_nnsoftmaxloss
+from ..nnloss import vl_nnloss
+from .base import Layer, WithOpts, choice, flag
+from .registry import Conversion, register_layer_type
+
+
+# ------------------------------------------------------------------------------------------------
+# DagNN block
+# ------------------------------------------------------------------------------------------------
+
+
+class Loss(WithOpts, Layer):
+    """Loss block (``vl_nnloss``): inputs prediction and labels, output the summed loss.
+
+    Keeps MatConvNet's running ``average`` of the loss per instance (per pixel and image) over the
+    calls since the last ``reset()``, and their number ``num_averaged``.
+
+    Parameters
+    ----------
+    loss : {'softmaxlog', 'classerror'}
+        Loss type.
+    ignore_average : bool, default False
+        Do not update ``average``.
+    opts : sequence, default ()
+        More ``vl_nnloss`` name/value options (e.g. ``('instanceWeights', w)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx.dagnn import Loss
+    >>> block = Loss(loss='classerror')
+    >>> x = np.array([2.0, 0.0, 0.0, 3.0], np.float32).reshape(1, 1, 2, 2, order='F')
+    >>> float(block.forward([x, [1, 1]], [])[0]), block.average, block.num_averaged
+    (1.0, 0.5, 2)
+    """
+
+    type_name = "dagnn.Loss"
+    label_inputs = (1,)
+    saved_properties = ("loss", "ignore_average", "opts")
+
+    def __init__(self, loss="softmaxlog", ignore_average=False, opts=()):
+        self.loss = loss
+        self.ignore_average = ignore_average
+        self.opts = opts
+        self.average = 0.0
+        self.num_averaged = 0
+
+    @property
+    def loss(self):
+        """Loss type."""
+        return self._loss
+
+    @loss.setter
+    def loss(self, value):
+        self._loss = choice("Loss", "loss", value, ("softmaxlog", "classerror"))
+
+    @property
+    def ignore_average(self):
+        """Do not keep the running average."""
+        return self._ignore_average
+
+    @ignore_average.setter
+    def ignore_average(self, value):
+        self._ignore_average = flag("Loss", "ignore_average", value)
+
+    def forward(self, inputs, params):
+        y = vl_nnloss(inputs[0], inputs[1], *self.block_opts(), loss=self.loss)
+        if not self.ignore_average:
+            shape = tuple(np.shape(inputs[0])) + (1,) * (4 - np.ndim(inputs[0]))
+            n = self.num_averaged
+            m = n + shape[0] * shape[1] * shape[3]
+            self.average = (n * self.average + float(y)) / m
+            self.num_averaged = m
+        return [y]
+
+    def backward(self, inputs, params, der_outputs):
+        return [vl_nnloss(inputs[0], inputs[1], der_outputs[0], *self.block_opts(), loss=self.loss), None], []
+
+    def reset(self):
+        self.average = 0.0
+        self.num_averaged = 0
+
+    def get_output_sizes(self, input_sizes, param_sizes):
+        # The loss is summed over the batch: one number (MatConvNet says 1 x 1 x 1 x N here).
+        return [(1, 1, 1, 1)]
+
+
+# ------------------------------------------------------------------------------------------------
+# SimpleNN layer
+# ------------------------------------------------------------------------------------------------
+
+
+def _labels(layer):
+    labels = layer.get("class")
+    if labels is None:
+        raise ValueError("softmaxloss needs the labels in layer['class']")
+    return labels
+
+
+def _softmaxloss_forward(layer, res_i, res_ip1, ctx):
+    res_ip1["x"] = vl_nnsoftmaxloss(res_i["x"], _labels(layer))
+
+
+def _softmaxloss_backward(layer, res_i, res_ip1, ctx):
+    res_i["dzdx"] = vl_nnsoftmaxloss(res_i["x"], _labels(layer), res_ip1["dzdx"])
+
+
+def _softmaxloss_to_dagnn(layer):
+    return Conversion(Loss(loss="softmaxlog"), inputs=("label",))
+
+
+register_layer_type("softmaxloss", _softmaxloss_forward, _softmaxloss_backward,
+                    abbreviation="softmxl", loss=True, block=Loss, to_dagnn=_softmaxloss_to_dagnn)

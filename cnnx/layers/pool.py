@@ -1,0 +1,140 @@
+"""The pooling layer kind (``vl_nnpool``): SimpleNN's ``'pool'`` and DagNN's ``dagnn.Pooling``.
+
+Examples
+--------
+>>> from cnnx.layers.pool import Pooling
+>>> Pooling(pool_size=2, stride=2).get_output_sizes([(8, 8, 3, 1)], [])
+[(4, 4, 3, 1)]
+"""
+from .._options import Option, without_gpu_options
+from .._shapes import window_output_size
+from ..pool import vl_nnpool
+from .base import PAIR, Filter, WithOpts, cell, choice, int_tuple, pair, property_error, require
+from .registry import Conversion, register_layer_type
+
+
+# ------------------------------------------------------------------------------------------------
+# DagNN block
+# ------------------------------------------------------------------------------------------------
+
+
+class Pooling(WithOpts, Filter):
+    """Pooling block (``vl_nnpool``): max or average over windows of each channel.
+
+    Parameters
+    ----------
+    method : {'max', 'avg'}
+        Pooling method.
+    pool_size : int or sequence of 2 ints, default (1, 1)
+        Window [PH, PW].
+    pad, stride : int or sequence
+        As ``vl_nnpool``'s options.
+    opts : sequence, default ()
+        More ``vl_nnpool`` name/value options (cuDNN switches are ignored).
+    dilate : 1
+        Kept for MatConvNet's files (dagnn.Filter has it); must be 1.
+
+    Examples
+    --------
+    >>> from cnnx.dagnn import Pooling
+    >>> Pooling(method='max', pool_size=3, pad=(0, 1, 0, 1), stride=2).get_output_sizes(
+    ...     [(32, 32, 32, 100)], [])
+    [(16, 16, 32, 100)]
+    """
+
+    type_name = "dagnn.Pooling"
+    saved_properties = ("method", "pool_size", "opts", "pad", "stride", "dilate")
+
+    def __init__(self, method="max", pool_size=1, pad=0, stride=1, opts=(), dilate=1):
+        self.method = method
+        self.pool_size = pool_size
+        self.pad = pad
+        self.stride = stride
+        self.opts = opts
+        self.dilate = dilate
+
+    @Filter.dilate.setter
+    def dilate(self, value):
+        # Inherited from dagnn.Filter and saved by MatConvNet, but vl_nnpool has no dilation.
+        dilate = int_tuple("Pooling", "dilate", value, PAIR, 1, expected="1 (vl_nnpool has no dilation)")
+        if dilate != (1, 1):
+            raise property_error("Pooling", "dilate", "1 (vl_nnpool has no dilation)", value)
+        self._dilate = dilate
+
+    @property
+    def method(self):
+        """'max' or 'avg'."""
+        return self._method
+
+    @method.setter
+    def method(self, value):
+        self._method = choice("Pooling", "method", value, ("max", "avg"))
+
+    @property
+    def pool_size(self):
+        """[PH, PW] pooling window."""
+        return self._pool_size
+
+    @pool_size.setter
+    def pool_size(self, value):
+        self._pool_size = int_tuple("Pooling", "pool_size", value, PAIR, 1)
+
+    def _options(self):
+        return dict(pad=self.pad, stride=self.stride, method=self.method)
+
+    def forward(self, inputs, params):
+        return [vl_nnpool(inputs[0], self.pool_size, *self.block_opts(), **self._options())]
+
+    def backward(self, inputs, params, der_outputs):
+        return [vl_nnpool(inputs[0], self.pool_size, der_outputs[0], *self.block_opts(),
+                          **self._options())], []
+
+    def get_output_sizes(self, input_sizes, param_sizes):
+        if not input_sizes or input_sizes[0] is None:
+            return [None]
+        yh, yw = window_output_size(input_sizes[0][0], input_sizes[0][1], self.pool_size, self.pad, self.stride)
+        return [(yh, yw, input_sizes[0][2], input_sizes[0][3])]
+
+
+# ------------------------------------------------------------------------------------------------
+# SimpleNN layer
+# ------------------------------------------------------------------------------------------------
+
+
+_POOL_OPTIONS = {"pool": Option("pair"), "pad": Option("pad4"), "stride": Option("pair"),
+                 "method": Option("choice", choices=("max", "avg"))}
+
+
+def _pool_call(layer, res_i, *dzdy):
+    return vl_nnpool(res_i["x"], layer["pool"], *dzdy, *without_gpu_options(layer["opts"]),
+                     pad=layer["pad"], stride=layer["stride"], method=layer["method"])
+
+
+def _pool_forward(layer, res_i, res_ip1, ctx):
+    res_ip1["x"] = _pool_call(layer, res_i)
+
+
+def _pool_backward(layer, res_i, res_ip1, ctx):
+    res_i["dzdx"] = _pool_call(layer, res_i, res_ip1["dzdx"])
+
+
+def _pool_check(layer, where):
+    require(where, layer, "pool", "the pooling window size, scalar or [PH, PW]")
+
+
+def _pool_abbreviation(layer):
+    return "apool" if layer["method"].lower() == "avg" else "mpool"
+
+
+def _pool_to_dagnn(layer):
+    return Conversion(Pooling(method=layer["method"], pool_size=layer["pool"], pad=layer["pad"],
+                              stride=layer["stride"], opts=cell(layer["opts"])))
+
+
+# MatConvNet's tidy never fills 'method' (a duplicated switch case); cnnx fills vl_nnpool's default.
+register_layer_type(
+    "pool", _pool_forward, _pool_backward,
+    defaults={"pad": 0, "stride": 1, "method": "max", "opts": []}, options=_POOL_OPTIONS,
+    check=_pool_check, geometry=lambda layer: {"support": pair(layer["pool"])},
+    abbreviation=_pool_abbreviation, block=Pooling, to_dagnn=_pool_to_dagnn,
+)

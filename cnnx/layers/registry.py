@@ -1,0 +1,195 @@
+"""The registry of layer kinds: one entry per SimpleNN type, indexed also by DagNN block type.
+
+Each kind module of :mod:`cnnx.layers` registers its SimpleNN type with :func:`register_layer_type`
+(and its DagNN block class with it, or with :func:`register_block` for blocks SimpleNN has not).
+``vl_simplenn``, ``vl_simplenn_tidy``, ``vl_simplenn_display``, ``DagNN.from_simplenn``,
+``DagNN.loadobj`` and the model files consult these two tables and nothing else.
+
+Examples
+--------
+>>> from cnnx.layers.registry import BLOCK_TYPES, LAYER_TYPES
+>>> LAYER_TYPES['pool'].block is BLOCK_TYPES['dagnn.Pooling']
+True
+"""
+from collections import namedtuple
+
+__all__ = ["BLOCK_TYPES", "LAYER_TYPES", "Conversion", "LayerType", "register_block", "register_layer_type"]
+
+# SimpleNN type name -> LayerType, in registration order.
+LAYER_TYPES = {}
+# DagNN block type name (``type_name``, e.g. 'dagnn.Conv') -> Layer subclass.
+BLOCK_TYPES = {}
+
+Conversion = namedtuple("Conversion", ["block", "params", "inputs"], defaults=[(), ()])
+Conversion.__doc__ = """How ``DagNN.from_simplenn`` builds one layer: the block, the suffixes of its
+parameter names (one per SimpleNN weight it takes, in order: ``('f', 'b')`` names ``conv1f`` and
+``conv1b``) and the prefixes of its inputs after the chained one (``('label',)``).
+
+Examples
+--------
+>>> from cnnx.layers import Loss
+>>> from cnnx.layers.registry import Conversion
+>>> Conversion(Loss(), inputs=('label',)).params
+()
+"""
+
+
+class LayerType:
+    """How SimpleNN runs, checks and describes one layer type, and how it becomes a DagNN layer.
+
+    Build one with :func:`register_layer_type`; the attributes are those of its arguments.
+
+    Examples
+    --------
+    >>> from cnnx.simplenn import LAYER_TYPES
+    >>> LAYER_TYPES['conv'].defaults
+    {'pad': 0, 'stride': 1, 'dilate': 1, 'opts': []}
+    """
+
+    def __init__(self, name, forward, backward, defaults, options, check, geometry, data_size,
+                 abbreviation, weight_ndims, loss, block, to_dagnn):
+        self.name = name
+        self.forward = forward
+        self.backward = backward
+        self.defaults = dict(defaults or {})
+        self.options = dict(options or {})
+        self.check = check
+        self.geometry = geometry
+        self.data_size = data_size
+        self.abbreviation = abbreviation
+        self.weight_ndims = tuple(weight_ndims)
+        self.loss = loss
+        self.block = block
+        self.to_dagnn = to_dagnn
+
+    def __repr__(self):
+        return f"LayerType({self.name!r})"
+
+
+def register_block(block):
+    """Make a DagNN block class known by its ``type_name`` (to ``DagNN.loadobj`` and model files).
+
+    Parameters
+    ----------
+    block : type
+        A :class:`cnnx.layers.Layer` subclass with a ``type_name``.
+
+    Returns
+    -------
+    type
+        ``block``, so that this can decorate the class.
+
+    Raises
+    ------
+    TypeError
+        If ``block`` has no ``type_name`` of its own.
+
+    Examples
+    --------
+    >>> from cnnx.layers import Layer
+    >>> from cnnx.layers.registry import BLOCK_TYPES, register_block
+    >>> class Twice(Layer):
+    ...     type_name = 'mine.Twice'
+    >>> register_block(Twice) is BLOCK_TYPES['mine.Twice']
+    True
+    >>> del BLOCK_TYPES['mine.Twice']
+    """
+    type_name = block.__dict__.get("type_name") if isinstance(block, type) else None
+    if not isinstance(type_name, str) or not type_name:
+        raise TypeError(f"register_block: {block!r} must be a Layer subclass with its own type_name")
+    BLOCK_TYPES[type_name] = block
+    return block
+
+
+def register_layer_type(name, forward, backward, *, defaults=None, options=None, check=None,
+                        geometry=None, data_size=None, abbreviation=None, weight_ndims=(), loss=False,
+                        block=None, to_dagnn=None, replace=False):
+    """Teach SimpleNN a layer type: how to run it, check it, show it and convert it to DagNN.
+
+    Parameters
+    ----------
+    name : str
+        The value of ``layer['type']``.
+    forward : callable
+        ``forward(layer, res_i, res_ip1, ctx)`` reads ``res_i['x']`` and stores the output in
+        ``res_ip1['x']`` (and anything backward needs in ``res_ip1['aux']``). ``ctx`` is a dict with
+        ``'mode'`` (``'normal'`` or ``'test'``), ``'rng'`` (the ``rng`` option of
+        :func:`vl_simplenn`) and ``'der_input'`` (False when backward may skip ``res_i['dzdx']``).
+    backward : callable
+        ``backward(layer, res_i, res_ip1, ctx)`` reads ``res_ip1['dzdx']`` (and ``res_i['x']``,
+        ``res_ip1['x']``, ``res_ip1['aux']``), stores the input derivative in ``res_i['dzdx']`` and
+        returns the list of derivatives of ``layer['weights']`` (or None for a type without
+        weights). :func:`vl_simplenn` stores or accumulates that list in ``res_i['dzdw']``.
+    defaults : dict, optional
+        Fields :func:`vl_simplenn_tidy` fills when a layer lacks them (values are copied).
+    options : dict, optional
+        ``{field: cnnx._options.Option}``: fields that are block options, range-checked by
+        :func:`vl_simplenn_tidy` with the blocks' own rules. :func:`vl_simplenn` leaves that to
+        the block call itself.
+    check : callable, optional
+        ``check(layer, where)`` raises ValueError or TypeError, starting the message with the
+        string ``where`` (which names the layer), when the layer is malformed (missing fields,
+        weights of the wrong number, type or shape). Runs on every :func:`vl_simplenn` call, so it
+        should be cheap.
+    geometry : callable, optional
+        ``geometry(layer)`` returns a dict with any of ``support`` ([h, w] window extent),
+        ``num_filters``, ``filter_depth``, ``dilate`` for :func:`vl_simplenn_display`. Missing
+        entries: support 1 and 'n/a'.
+    data_size : callable, optional
+        ``data_size(layer, in_size, out_size)`` returns the [H, W, C, N] output size given the input
+        size and the size from the sliding-window formula (whose C and N are the input's).
+    abbreviation : callable or str, optional
+        The type as shown in the display table (a callable gets the layer). Default: ``name``.
+    weight_ndims : sequence of int, optional
+        For each weight, the number of dimensions it has in full; :mod:`cnnx.io` restores the
+        trailing singleton dimensions MATLAB drops (0: leave as stored).
+    loss : bool, default False
+        The output is an objective: kept when conserving memory, shown as 1x1x1x1 data.
+    block : type, optional
+        The DagNN block class of this type (a :class:`cnnx.layers.Layer` subclass with a
+        ``type_name``); it is registered with :func:`register_block`, so that ``DagNN.loadobj`` and
+        :func:`cnnx.load_matconvnet` rebuild it.
+    to_dagnn : callable, optional
+        ``to_dagnn(layer)`` returns the :class:`Conversion` (block, parameter-name suffixes, extra
+        input prefixes) of a tidied layer for ``DagNN.from_simplenn``; without it that conversion
+        says the type has no DagNN block.
+    replace : bool, default False
+        Allow replacing an already registered type.
+
+    Returns
+    -------
+    LayerType
+        The registered entry.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is already registered and ``replace`` is false.
+    TypeError
+        If ``forward``, ``backward`` or ``to_dagnn`` is not callable, or ``block`` has no
+        ``type_name``.
+
+    Examples
+    --------
+    >>> from cnnx.simplenn import register_layer_type
+    >>> def forward(layer, res_i, res_ip1, ctx):
+    ...     res_ip1['x'] = 2 * res_i['x']
+    >>> def backward(layer, res_i, res_ip1, ctx):
+    ...     res_i['dzdx'] = 2 * res_ip1['dzdx']
+    >>> entry = register_layer_type('double', forward, backward, replace=True)
+    >>> entry
+    LayerType('double')
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_layer_type: name must be a non-empty string, got {name!r}")
+    if name in LAYER_TYPES and not replace:
+        raise ValueError(f"register_layer_type: layer type '{name}' is already registered (pass replace=True)")
+    for label, fn in (("forward", forward), ("backward", backward), ("to_dagnn", to_dagnn or callable)):
+        if not callable(fn):
+            raise TypeError(f"register_layer_type: {label} must be callable, got {type(fn).__name__}")
+    if block is not None:
+        register_block(block)
+    entry = LayerType(name, forward, backward, defaults, options, check, geometry, data_size,
+                      abbreviation or name, weight_ndims, loss, block, to_dagnn)
+    LAYER_TYPES[name] = entry
+    return entry
