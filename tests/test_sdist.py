@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import cnnx
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Files of the checkout that the sdist leaves out on purpose.
@@ -67,9 +69,9 @@ def test_sdist_holds_what_the_tests_need_and_nothing_generated(tmp_path):
     with tarfile.open(archive) as tar:
         members = [m for m in tar.getmembers() if m.isfile()]
         top = {m.name.split("/", 1)[0] for m in members}
-        assert top == {"cnnx-0.1.0"}, top
+        assert top == {f"cnnx-{cnnx.__version__}"}, top
         names = {m.name.split("/", 1)[1] for m in members}
-        pkg_info = Parser().parsestr(tar.extractfile("cnnx-0.1.0/PKG-INFO").read().decode())
+        pkg_info = Parser().parsestr(tar.extractfile(f"cnnx-{cnnx.__version__}/PKG-INFO").read().decode())
 
     generated = sorted(name for name in names if name.endswith(GENERATED_SUFFIXES) or "__pycache__" in name
                        or name.startswith(".pytest_cache/"))
@@ -80,3 +82,10 @@ def test_sdist_holds_what_the_tests_need_and_nothing_generated(tmp_path):
     assert unexpected == []
     assert pkg_info["License-Expression"] == "BSD-2-Clause"
     assert pkg_info.get_all("License-File") == ["LICENSE"]
+
+
+def test_the_installed_version_is_cnnx_version():
+    """pyproject.toml reads the version from cnnx.__version__: one source for both."""
+    from importlib.metadata import version
+
+    assert version("cnnx") == cnnx.__version__
