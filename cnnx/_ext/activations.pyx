@@ -10,7 +10,7 @@ of one image (boundaries set by the shape only), each task's partial sum is kept
 are added in task order, so the result does not depend on the thread count.
 """
 cimport numpy as cnp
-from .arrays cimport data_of
+from .arrays cimport data_of, float_kind
 from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdlib cimport malloc, free
@@ -118,26 +118,28 @@ cdef void relu_backward_run(const floating* x, const floating* dzdy, floating* d
 # of a network's last layers, acquiring buffers would cost as much as the work.
 def relu_forward(cnp.ndarray x, cnp.ndarray y, double leak, int n_threads):
     """y = max(x, 0) (leak == 0) or x * (leak + (1 - leak) * (x > 0)) (leak != 0)."""
+    cdef int kind = float_kind("cnnx._ext.activations.relu_forward", x)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef void* xp = data_of(x, x, False)
     cdef void* yp = data_of(y, x, True)
     with nogil:
-        if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
+        if kind == 0:
             relu_forward_run(<const float*>xp, <float*>yp, n, leak, n_threads)
-        elif cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT64:
+        else:
             relu_forward_run(<const double*>xp, <double*>yp, n, leak, n_threads)
 
 
 def relu_backward(cnp.ndarray x, cnp.ndarray dzdy, cnp.ndarray dzdx, double leak, int n_threads):
     """dzdx = dzdy * (leak + (1 - leak) * (x > 0)); leak == 0 gives dzdy * (x > 0)."""
+    cdef int kind = float_kind("cnnx._ext.activations.relu_backward", x)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef void* xp = data_of(x, x, False)
     cdef void* dyp = data_of(dzdy, x, False)
     cdef void* dxp = data_of(dzdx, x, True)
     with nogil:
-        if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
+        if kind == 0:
             relu_backward_run(<const float*>xp, <const float*>dyp, <float*>dxp, n, leak, n_threads)
-        elif cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT64:
+        else:
             relu_backward_run(<const double*>xp, <const double*>dyp, <double*>dxp, n, leak, n_threads)
 
 
@@ -170,8 +172,8 @@ cdef inline double prelu_back_span(const floating* x, const floating* dzdy, floa
     return (s0 + s1) + (s2 + s3)
 
 
-def prelu_forward(const floating[::1, :, :] x, const floating[::1] a, floating[::1, :, :] y,
-                  int n_threads):
+def _prelu_forward(const floating[::1, :, :] x, const floating[::1] a, floating[::1, :, :] y,
+                   int n_threads):
     """y = x where x > 0, a[c] * x elsewhere; x and y are (H*W, C, N) Fortran views."""
     cdef Py_ssize_t hw = x.shape[0], channels = x.shape[1], images = x.shape[2]
     cdef Py_ssize_t spans = (hw + SPAN - 1) // SPAN
@@ -186,9 +188,15 @@ def prelu_forward(const floating[::1, :, :] x, const floating[::1] a, floating[:
         prelu_span(&x[start, c, n], &y[start, c, n], min(SPAN, hw - start), a[c])
 
 
-def prelu_backward(const floating[::1, :, :] x, const floating[::1] a,
-                   const floating[::1, :, :] dzdy, floating[::1, :, :] dzdx,
-                   double[::1] dzda, int n_threads):
+def prelu_forward(x, *args):
+    """Check the dtype of ``x`` (float32/float64), then run ``_prelu_forward``."""
+    float_kind("cnnx._ext.activations.prelu_forward", x)
+    return _prelu_forward(x, *args)
+
+
+def _prelu_backward(const floating[::1, :, :] x, const floating[::1] a,
+                    const floating[::1, :, :] dzdy, floating[::1, :, :] dzdx,
+                    double[::1] dzda, int n_threads):
     """dzdx = dzdy * (1 if x > 0 else a[c]); dzda[c] = sum of dzdy * x over x <= 0 (in double)."""
     cdef Py_ssize_t hw = x.shape[0], channels = x.shape[1], images = x.shape[2]
     cdef Py_ssize_t spans = (hw + SPAN - 1) // SPAN
@@ -219,3 +227,9 @@ def prelu_backward(const floating[::1, :, :] x, const floating[::1] a,
             dzda[c] = total
     finally:
         free(partial)
+
+
+def prelu_backward(x, *args):
+    """Check the dtype of ``x`` (float32/float64), then run ``_prelu_backward``."""
+    float_kind("cnnx._ext.activations.prelu_backward", x)
+    return _prelu_backward(x, *args)

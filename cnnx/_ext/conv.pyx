@@ -18,12 +18,16 @@ The caller runs these kernels inside ``blas_single_threaded()``: BLAS runs insid
 Reductions over images (filter and bias gradients) go through per-chunk partial buffers whose
 chunking depends on the problem size only, so results do not depend on the thread count.
 """
+cimport numpy as cnp
+from .arrays cimport float_kind
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 from .blas cimport gemm
+
+cnp.import_array()
 
 
 cdef struct Geom:
@@ -257,9 +261,9 @@ cdef inline floating sum_of(const floating* a, Py_ssize_t n) noexcept nogil:
     return total
 
 
-def conv_forward(const floating[::1] x, const floating[::1] f, const floating[::1] b, floating[::1] y,
-                 tuple sizes, bint identity, bint has_bias, bint direct, bint patch_major,
-                 bint shift_cols, Py_ssize_t batch, Py_ssize_t block_cols, int n_threads):
+def _conv_forward(const floating[::1] x, const floating[::1] f, const floating[::1] b, floating[::1] y,
+                  tuple sizes, bint identity, bint has_bias, bint direct, bint patch_major,
+                  bint shift_cols, Py_ssize_t batch, Py_ssize_t block_cols, int n_threads):
     """Y = X (*) F + B for all images, ``batch`` images per GEMM, in parallel over batches.
 
     identity: F is the identity bank (geometry with FH = FW = 1, FC = K = C): Y is im2row itself.
@@ -378,6 +382,12 @@ def conv_forward(const floating[::1] x, const floating[::1] f, const floating[::
         raise MemoryError("vl_nnconv: cannot allocate the im2row buffers")
 
 
+def conv_forward(x, *args):
+    """Check the dtype of ``x`` (float32/float64), then run ``_conv_forward``."""
+    float_kind("cnnx._ext.conv.conv_forward", x)
+    return _conv_forward(x, *args)
+
+
 cdef inline void transpose_into(const floating* a, Py_ssize_t rows, Py_ssize_t cols, floating* t,
                                 Py_ssize_t ldt) noexcept nogil:
     """t[c + ldt*r] = a[r + rows*c]: the rows x cols matrix a, transposed into t (ld ldt)."""
@@ -392,10 +402,10 @@ cdef inline void transpose_into(const floating* a, Py_ssize_t rows, Py_ssize_t c
                     t[c + ldt * r] = a[r + rows * c]
 
 
-def conv_backward(const floating[::1] x, const floating[::1] ft, const floating[::1] dy, floating[::1] dx,
-                  floating[::1] dft_parts, floating[::1] db_parts, tuple sizes, bint identity,
-                  bint direct, bint need_dx, bint need_df, bint need_db, Py_ssize_t batch,
-                  Py_ssize_t n_chunks, int n_threads):
+def _conv_backward(const floating[::1] x, const floating[::1] ft, const floating[::1] dy, floating[::1] dx,
+                   floating[::1] dft_parts, floating[::1] db_parts, tuple sizes, bint identity,
+                   bint direct, bint need_dx, bint need_df, bint need_db, Py_ssize_t batch,
+                   Py_ssize_t n_chunks, int n_threads):
     """dX, and per-chunk partial dF^T and dB, for all images; in parallel over chunks of images.
 
     Works with dY transposed (dYt, K x pixels, the pixels of ``batch`` images side by side): the
@@ -494,10 +504,16 @@ def conv_backward(const floating[::1] x, const floating[::1] ft, const floating[
         raise MemoryError("vl_nnconv: cannot allocate the im2row buffers")
 
 
-def conv_backward_shifted(const floating[::1] x, const floating[::1] fkg, const floating[::1] dy,
-                          floating[::1] dx, floating[::1] dft_parts, floating[::1] db_parts, tuple sizes,
-                          bint need_dx, bint need_df, bint need_db, Py_ssize_t block_cols,
-                          Py_ssize_t n_chunks, int n_threads):
+def conv_backward(x, *args):
+    """Check the dtype of ``x`` (float32/float64), then run ``_conv_backward``."""
+    float_kind("cnnx._ext.conv.conv_backward", x)
+    return _conv_backward(x, *args)
+
+
+def _conv_backward_shifted(const floating[::1] x, const floating[::1] fkg, const floating[::1] dy,
+                           floating[::1] dx, floating[::1] dft_parts, floating[::1] db_parts, tuple sizes,
+                           bint need_dx, bint need_df, bint need_db, Py_ssize_t block_cols,
+                           Py_ssize_t n_chunks, int n_threads):
     """dX, and per-chunk partial dF and dB, for stride 1, with matrices one column of taps wide.
 
     A column of taps (v fixed) over all output columns is the same matrix for every v, shifted by
@@ -598,14 +614,20 @@ def conv_backward_shifted(const floating[::1] x, const floating[::1] fkg, const 
         raise MemoryError("vl_nnconv: cannot allocate the im2row buffers")
 
 
+def conv_backward_shifted(x, *args):
+    """Check the dtype of ``x`` (float32/float64), then run ``_conv_backward_shifted``."""
+    float_kind("cnnx._ext.conv.conv_backward_shifted", x)
+    return _conv_backward_shifted(x, *args)
+
+
 cdef inline Py_ssize_t part_start(Py_ssize_t part, Py_ssize_t n_parts, Py_ssize_t total) noexcept nogil:
     """First item of block ``part`` when ``total`` items are cut into ``n_parts`` near-equal blocks."""
     return part * total // n_parts
 
 
-def fc_forward(const floating[::1] x, const floating[::1] f, const floating[::1] b, floating[::1] y,
-               floating[::1] xcol, tuple sizes, bint has_bias, bint direct, Py_ssize_t n_col_parts,
-               int n_threads):
+def _fc_forward(const floating[::1] x, const floating[::1] f, const floating[::1] b, floating[::1] y,
+                floating[::1] xcol, tuple sizes, bint has_bias, bint direct, Py_ssize_t n_col_parts,
+                int n_threads):
     """Y (K x N) = F^T @ Xcol + B for a 1x1 output: a few GEMMs over all images, not one per image.
 
     direct: the filter covers X exactly (no padding, no dilation), so Xcol is X read as a
@@ -643,10 +665,16 @@ def fc_forward(const floating[::1] x, const floating[::1] f, const floating[::1]
                     add_bias(yb + n * g.K, 1, 1, &b[0], gi * g.Kg, (gi + 1) * g.Kg)
 
 
-def fc_backward(const floating[::1] x, const floating[::1] f, const floating[::1] dy, floating[::1] dx,
-                floating[::1] df, floating[::1] db, floating[::1] xcol, floating[::1] dxcol,
-                tuple sizes, bint direct, bint need_dx, bint need_df, bint need_db,
-                Py_ssize_t n_col_parts, Py_ssize_t n_row_parts, int n_threads):
+def fc_forward(x, *args):
+    """Check the dtype of ``x`` (float32/float64), then run ``_fc_forward``."""
+    float_kind("cnnx._ext.conv.fc_forward", x)
+    return _fc_forward(x, *args)
+
+
+def _fc_backward(const floating[::1] x, const floating[::1] f, const floating[::1] dy, floating[::1] dx,
+                 floating[::1] df, floating[::1] db, floating[::1] xcol, floating[::1] dxcol,
+                 tuple sizes, bint direct, bint need_dx, bint need_df, bint need_db,
+                 Py_ssize_t n_col_parts, Py_ssize_t n_row_parts, int n_threads):
     """dX = F @ dY, dF = Xcol @ dY^T and dB = row sums of dY for a 1x1 output (dY is K x N).
 
     Each element of dF is computed by one GEMM over all images (row blocks of ``n_row_parts``),
@@ -701,3 +729,9 @@ def fc_backward(const floating[::1] x, const floating[::1] f, const floating[::1
                 for n in range(g.N):
                     s = s + dy[k + g.K * n]
                 db[k] = s
+
+
+def fc_backward(x, *args):
+    """Check the dtype of ``x`` (float32/float64), then run ``_fc_backward``."""
+    float_kind("cnnx._ext.conv.fc_backward", x)
+    return _fc_backward(x, *args)

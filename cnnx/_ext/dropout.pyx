@@ -6,7 +6,7 @@ mixed seed; its top 53 bits u53 are a uniform integer in [0, 2^53), so u = u53 /
 thus depends on the seed and the element index only, never on how the work is split among threads.
 """
 cimport numpy as cnp
-from .arrays cimport data_of
+from .arrays cimport data_of, float_kind
 from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdint cimport uint64_t
@@ -117,27 +117,29 @@ cdef void multiply_run(const floating* a, const floating* b, floating* out, Py_s
 def dropout_forward(cnp.ndarray x, cnp.ndarray y, cnp.ndarray mask, uint64_t seed,
                     uint64_t threshold, double scale, int n_threads):
     """Draw mask = scale * (u >= rate) (threshold = ceil(rate * 2^53)) and set y = mask * x."""
+    cdef int kind = float_kind("cnnx._ext.dropout.dropout_forward", x)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef void* xp = data_of(x, x, False)
     cdef void* yp = data_of(y, x, True)
     cdef void* mp = data_of(mask, x, True)
     with nogil:
-        if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
+        if kind == 0:
             dropout_forward_run(<const float*>xp, <float*>yp, <float*>mp, n, seed, threshold, scale,
                                 n_threads)
-        elif cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT64:
+        else:
             dropout_forward_run(<const double*>xp, <double*>yp, <double*>mp, n, seed, threshold,
                                 scale, n_threads)
 
 
 def multiply(cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, int n_threads):
     """out = a * b elementwise (dropout's backward, and its forward with a given mask)."""
+    cdef int kind = float_kind("cnnx._ext.dropout.multiply", a)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
     cdef void* ap = data_of(a, a, False)
     cdef void* bp = data_of(b, a, False)
     cdef void* op = data_of(out, a, True)
     with nogil:
-        if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32:
+        if kind == 0:
             multiply_run(<const float*>ap, <const float*>bp, <float*>op, n, n_threads)
-        elif cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT64:
+        else:
             multiply_run(<const double*>ap, <const double*>bp, <double*>op, n, n_threads)

@@ -8,8 +8,12 @@ partials are added in task order, so the loss does not depend on the thread coun
 is elementwise.
 """
 from cython.parallel cimport prange
+cimport numpy as cnp
+from .arrays cimport float_kind
 from cython cimport floating
 from libc.stdlib cimport malloc, free
+
+cnp.import_array()
 
 cdef enum:
     BLOCK = 256
@@ -293,8 +297,8 @@ cdef inline double block_loss(const floating* x, Py_ssize_t pixel_step, Py_ssize
     return loss
 
 
-def softmaxloss(const floating[::1, :, :] x, const double[::1, :, :] c, floating[::1, :, :] dzdx,
-                double dzdy, int n_threads):
+def _softmaxloss(const floating[::1, :, :] x, const double[::1, :, :] c, floating[::1, :, :] dzdx,
+                 double dzdy, int n_threads):
     """Return (loss summed over pixels and images, labels valid); fill dzdx unless it is None.
 
     x is (H*W, C, N); c is (H*W or 1, 1 or 2, N): labels in channel 0, optional weights in channel
@@ -350,3 +354,9 @@ def softmaxloss(const floating[::1, :, :] x, const double[::1, :, :] c, floating
     finally:
         free(partial)
         free(bad)
+
+
+def softmaxloss(x, *args):
+    """Check the dtype of ``x`` (float32/float64), then run ``_softmaxloss``."""
+    float_kind("cnnx._ext.loss.softmaxloss", x)
+    return _softmaxloss(x, *args)

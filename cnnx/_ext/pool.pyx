@@ -21,11 +21,15 @@ The forward max keeps values only: of values that compare equal (+0 and -0) it m
 one than MatConvNet's column-major scan. The backward pass tracks positions and follows that scan
 exactly.
 """
+cimport numpy as cnp
+from .arrays cimport float_kind
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+
+cnp.import_array()
 
 
 cdef struct Geometry:
@@ -326,10 +330,10 @@ cdef void fill_window_areas(floating* areas, const Geometry* g) noexcept nogil:
                                                       * (stop_column(j, g) - first_column(j, g)))
 
 
-def forward(const floating[::1] x, floating[::1] y, Py_ssize_t planes,
-            Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_height, Py_ssize_t out_width,
-            Py_ssize_t pool_y, Py_ssize_t pool_x, Py_ssize_t stride_y, Py_ssize_t stride_x,
-            Py_ssize_t pad_top, Py_ssize_t pad_left, bint average, int n_threads):
+def _forward(const floating[::1] x, floating[::1] y, Py_ssize_t planes,
+             Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_height, Py_ssize_t out_width,
+             Py_ssize_t pool_y, Py_ssize_t pool_x, Py_ssize_t stride_y, Py_ssize_t stride_x,
+             Py_ssize_t pad_top, Py_ssize_t pad_left, bint average, int n_threads):
     """Pool ``planes`` H x W planes of x into YH x YW planes of y (max, or average if ``average``).
 
     x and y are the flat Fortran-order data of (H, W, planes) and (YH, YW, planes) arrays; the
@@ -365,10 +369,16 @@ def forward(const floating[::1] x, floating[::1] y, Py_ssize_t planes,
         raise MemoryError("vl_nnpool: out of memory for the pooling buffers")
 
 
-def backward(const floating[::1] x, const floating[::1] dzdy, floating[::1] dx, Py_ssize_t planes,
-             Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_height, Py_ssize_t out_width,
-             Py_ssize_t pool_y, Py_ssize_t pool_x, Py_ssize_t stride_y, Py_ssize_t stride_x,
-             Py_ssize_t pad_top, Py_ssize_t pad_left, bint average, int n_threads):
+def forward(x, *args):
+    """Check the dtype of ``x`` (float32/float64), then run ``_forward``."""
+    float_kind("cnnx._ext.pool.forward", x)
+    return _forward(x, *args)
+
+
+def _backward(const floating[::1] x, const floating[::1] dzdy, floating[::1] dx, Py_ssize_t planes,
+              Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_height, Py_ssize_t out_width,
+              Py_ssize_t pool_y, Py_ssize_t pool_x, Py_ssize_t stride_y, Py_ssize_t stride_x,
+              Py_ssize_t pad_top, Py_ssize_t pad_left, bint average, int n_threads):
     """Write into dx (shaped like x, overwritten) the derivative of the pooling projected on dzdy.
 
     Same layout and preconditions as ``forward``; dzdy has the layout of its output.
@@ -409,3 +419,9 @@ def backward(const floating[::1] x, const floating[::1] dzdy, floating[::1] dx, 
     free(areas)
     if failed:
         raise MemoryError("vl_nnpool: out of memory for the pooling buffers")
+
+
+def backward(x, *args):
+    """Check the dtype of ``x`` (float32/float64), then run ``_backward``."""
+    float_kind("cnnx._ext.pool.backward", x)
+    return _backward(x, *args)

@@ -1,0 +1,64 @@
+"""The kernel entry points (cnnx._ext): every dtype dispatch ends in a clear error.
+
+Block functions never hand the kernels anything but float32/float64 arrays; these tests call
+the kernels directly, as a later caller (or a mistake) might, with the arguments of a real
+call except for the dtype.
+"""
+import re
+
+import numpy as np
+import pytest
+
+from cnnx._ext import activations, conv, dropout, loss, pool
+
+H, W, C, N = 4, 4, 2, 1
+SIZES = (H, W, C, N, 1, 1, C, C, H, W, 1, 1, 0, 0, 1, 1)  # the identity bank
+
+
+def calls(dtype):
+    """(kernel name, call) for every kernel entry, every array of ``dtype``."""
+    def a(*shape):
+        return np.zeros(shape, dtype, order="F")
+    flat = H * W * C * N
+    return [
+        ("activations.relu_forward", lambda: activations.relu_forward(a(flat), a(flat), 0.0, 1)),
+        ("activations.relu_backward", lambda: activations.relu_backward(a(flat), a(flat), a(flat), 0.0, 1)),
+        ("activations.prelu_forward", lambda: activations.prelu_forward(a(H * W, C, N), a(C), a(H * W, C, N), 1)),
+        ("activations.prelu_backward", lambda: activations.prelu_backward(
+            a(H * W, C, N), a(C), a(H * W, C, N), a(H * W, C, N), np.zeros(C), 1)),
+        ("dropout.dropout_forward", lambda: dropout.dropout_forward(a(flat), a(flat), a(flat), 1, 0, 1.0, 1)),
+        ("dropout.multiply", lambda: dropout.multiply(a(flat), a(flat), a(flat), 1)),
+        ("loss.softmaxloss", lambda: loss.softmaxloss(a(H * W, C, N), np.ones((1, 1, N), order="F"), None, 1.0, 1)),
+        ("pool.forward", lambda: pool.forward(a(flat), a(flat), C * N, H, W, H, W, 1, 1, 1, 1, 0, 0, False, 1)),
+        ("pool.backward", lambda: pool.backward(a(flat), a(flat), a(flat), C * N, H, W, H, W, 1, 1, 1, 1, 0, 0,
+                                                False, 1)),
+        ("conv.conv_forward", lambda: conv.conv_forward(a(flat), a(1), a(1), a(flat), SIZES, True, False, False,
+                                                        False, False, 1, W, 1)),
+        ("conv.conv_backward", lambda: conv.conv_backward(a(flat), a(1), a(flat), a(flat), a(1), a(1), SIZES, True,
+                                                          False, True, False, False, 1, 1, 1)),
+        ("conv.conv_backward_shifted", lambda: conv.conv_backward_shifted(
+            a(flat), a(C * C), a(flat), a(flat), a(C * C), a(C), SIZES, True, False, False, W, 1, 1)),
+        ("conv.fc_forward", lambda: conv.fc_forward(a(flat), a(flat), a(1), a(C), a(1), SIZES, False, True, 1, 1)),
+        ("conv.fc_backward", lambda: conv.fc_backward(a(flat), a(flat), a(C), a(flat), a(flat), a(C), a(1), a(1),
+                                                      SIZES, True, True, True, True, 1, 1, 1)),
+    ]
+
+
+NAMES = [name for name, _ in calls(np.float32)]
+
+
+@pytest.mark.parametrize("index", range(len(NAMES)), ids=NAMES)
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.int64, np.complex64, np.complex128, np.bool_,
+                                   np.longdouble])
+def test_unsupported_dtype_is_a_type_error_naming_the_kernel(index, dtype):
+    name, call = calls(dtype)[index]
+    message = (f"cnnx._ext.{name}: unsupported dtype {np.dtype(dtype)}; the kernels take float32 or "
+               "float64")
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        call()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_same_calls_run_in_float32_and_float64(dtype):
+    for name, call in calls(dtype):
+        call()  # no error: the arguments above are a real call
