@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 
 from .layers import BLOCK_TYPES, LAYER_TYPES, Concat, Conv, DropOut, Layer, Loss, Pooling, PReLU, ReLU, Sum
-from .layers.base import cell, choice, flag, property_error, real, show, text
+from .layers.base import cell, choice, flag, layer_label, property_error, real, run_layer, show, text
 
 __all__ = [
     "Concat", "Conv", "DagLayer", "DagNN", "DropOut", "Layer", "Loss", "PReLU", "Param", "Pooling",
@@ -222,6 +222,10 @@ class DagNN:
     accumulate_param_ders : bool, default False
         Add parameter derivatives to those of the previous ``eval`` instead of overwriting them
         (for sub-batches).
+    input_derivatives : bool, default True
+        Compute the derivatives of the network inputs (as SimpleNN's ``InputDerivative``). False
+        leaves them None and spares the layers that lead only to inputs their input derivatives
+        (for a first convolution a whole GEMM); training needs none of them.
     rng : numpy.random.Generator or None
         Source of dropout masks (None: ``vl_nndropout``'s own).
     execution_order : list of int
@@ -252,6 +256,7 @@ class DagNN:
         self._mode = "normal"
         self.conserve_memory = True
         self.accumulate_param_ders = False
+        self.input_derivatives = True
         self.rng = None
         self.execution_order = []
         self._var_index = {}
@@ -673,7 +678,7 @@ class DagNN:
                 if pending[v] == 0 and freeable[v]:
                     self.vars[v].value = None
             start = time.perf_counter()
-            outputs = layer.block.forward(values, params)
+            outputs = run_layer("DagNN.eval", l, layer.name, layer.block.forward, values, params)
             layer.forward_time = time.perf_counter() - start
             self._check_count(layer, "forward", "outputs", outputs, len(layer.outputs))
             for v, value in zip(layer.output_indexes, outputs):
@@ -721,15 +726,31 @@ class DagNN:
                 return f"layer '{layer.name}' did not run"
             v = missing[0]
 
+    def _derivatives_needed(self):
+        """For each variable, whether backward computes its derivative: a network input's only with
+        ``input_derivatives``, another's only if it leads back to a parameter or such an input."""
+        needed = [self.input_derivatives and v.fanin == 0 for v in self.vars]
+        for l in self.execution_order:
+            layer = self.layers[l]
+            leads = bool(layer.param_indexes) or any(
+                needed[v] for k, v in enumerate(layer.input_indexes) if k not in layer.block.label_inputs)
+            for v in layer.output_indexes:
+                needed[v] = leads
+        return needed
+
     def _backward(self, der_pairs, short_circuit):
         for name, der in der_pairs:
             self._set_output_derivative(name, der)
         param_refs = [0] * len(self.params)
+        needed = self._derivatives_needed()
         for l in reversed(self.execution_order):
             layer = self.layers[l]
             der_outputs = [self.vars[v].der for v in layer.output_indexes]
             if any(der is None for der in der_outputs):
                 continue
+            block = layer.block
+            block.needs_input_der = tuple(needed[v] and k not in block.label_inputs
+                                          for k, v in enumerate(layer.input_indexes))
             sources = layer.output_indexes if short_circuit[l] else layer.input_indexes
             values = [self.vars[v].value for v in sources]
             if any(value is None for value in values):  # cannot happen: forward keeps these
@@ -741,7 +762,7 @@ class DagNN:
                     if not var.precious and var.fanout > 0:
                         var.value = var.der = None
             start = time.perf_counter()
-            result = layer.block.backward(values, params, der_outputs)
+            result = run_layer("DagNN.eval", l, layer.name, block.backward, values, params, der_outputs)
             layer.backward_time = time.perf_counter() - start
             if not isinstance(result, (tuple, list)) or len(result) != 2:
                 raise ValueError(f"DagNN.eval: layer '{layer.name}': {type(layer.block).__name__}.backward must "
@@ -749,8 +770,8 @@ class DagNN:
             der_inputs, der_params = result
             self._check_count(layer, "backward", "input derivatives", der_inputs, len(layer.inputs))
             self._check_count(layer, "backward", "parameter derivatives", der_params, len(layer.params))
-            for v, der in zip(layer.input_indexes, der_inputs):
-                if der is not None:
+            for v, der, wanted in zip(layer.input_indexes, der_inputs, block.needs_input_der):
+                if der is not None and wanted:
                     var = self.vars[v]
                     var.der = der if var.der is None else var.der + der
             for p, der in zip(layer.param_indexes, der_params):
@@ -951,7 +972,7 @@ class DagNN:
         types.update(blocks or {})
         net = cls()
         for k, layer in enumerate(layers):
-            label = _label("layers", k, layer.get("name"))
+            label = layer_label("layers", k, layer.get("name"))
             with _naming(label):
                 name = text("DagNN.loadobj", "name", layer.get("name"))
                 type_name = text("DagNN.loadobj", "type", layer.get("type"))
@@ -977,7 +998,7 @@ class DagNN:
         fields = {"value": "value", "learningRate": "learning_rate", "weightDecay": "weight_decay",
                   "trainMethod": "train_method"}
         for k, saved in enumerate(_record(s.get("params", []), "params")):
-            label = _label("params", k, saved.get("name"))
+            label = layer_label("params", k, saved.get("name"))
             with _naming(label):
                 param = net.params[net._saved_target(net._param_index, label, saved)]
                 for key, value in saved.items():
@@ -988,7 +1009,7 @@ class DagNN:
                                          f"parameter: name, {', '.join(fields)})")
                     setattr(param, fields[key], _param_field(key, value))
         for k, saved in enumerate(_record(s.get("vars", []), "vars")):
-            label = _label("vars", k, saved.get("name"))
+            label = layer_label("vars", k, saved.get("name"))
             with _naming(label):
                 var = net.vars[net._saved_target(net._var_index, label, saved)]
                 for key, value in saved.items():
@@ -1023,6 +1044,7 @@ class DagNN:
         net.mode = self.mode
         net.conserve_memory = self.conserve_memory
         net.accumulate_param_ders = self.accumulate_param_ders
+        net.input_derivatives = self.input_derivatives
         return net
 
     @classmethod
@@ -1124,11 +1146,6 @@ def _param_field(key, value):
     if key == "trainMethod":
         return choice("DagNN.loadobj", "trainMethod", value, ("gradient", "average"))
     return real("DagNN.loadobj", key, value)
-
-
-def _label(what, index, name):
-    """``layers[2] ('conv2')``: an entry of a saved struct array by its 0-based index and name."""
-    return f"{what}[{index}]" + (f" ('{name}')" if isinstance(name, str) else "")
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ import scipy.io
 from scipy.io.matlab import MatlabFunction, MatlabObject, MatlabOpaque, mat_struct, matfile_version
 
 from ._files import atomic_open
+from .layers.base import layer_label
 from .layers.registry import BLOCK_TYPES, LAYER_TYPES
 from .simplenn import vl_simplenn_tidy
 
@@ -213,11 +214,6 @@ def _layer_field(field, value, label):
     return converted
 
 
-def _label(what, index, name):
-    """``layers[2] ('conv2')``: an entry of a cell or struct array by its 0-based index and name."""
-    return f"{what}[{index}]" + (f" ('{name}')" if isinstance(name, str) else "")
-
-
 def _entry_name(fields, what, index):
     """The name of a layer, parameter or variable (a string), or _Malformed."""
     if "name" not in fields:
@@ -230,7 +226,7 @@ def _entry_name(fields, what, index):
 
 def _simplenn_layer(raw, index):
     fields = _struct_fields(raw, f"layers[{index}]")
-    label = _label("layers", index, _entry_name(fields, "layers", index))
+    label = layer_label("layers", index, _entry_name(fields, "layers", index))
     layer_type = _layer_field("type", fields["type"], label) if "type" in fields else None
     if layer_type == "custom":
         raise _Malformed(f"{label} is a custom layer; its MATLAB functions cannot run in cnnx (build the layer "
@@ -283,7 +279,7 @@ def _dagnn_from_matlab(fields):
     s = {"vars": [], "params": [], "layers": []}
     for what in ("vars", "params", "layers"):
         for k, raw in enumerate(_struct_list(fields[what], what)):
-            label = _label(what, k, _entry_name(raw, what, k))
+            label = layer_label(what, k, _entry_name(raw, what, k))
             entry = {name: _from_matlab(v, f"{label}: {name}") for name, v in raw.items() if name != "value"}
             if what == "params" and "value" in raw:
                 entry["value"] = _weight_array(raw["value"], f"{label}: value")

@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from ._options import Option, parse_options
+from .layers.base import layer_label, run_layer
 from .layers.base import pair as _pair
 from .layers.registry import LAYER_TYPES, LayerType, register_layer_type
 
@@ -39,16 +40,10 @@ __all__ = [
 # ------------------------------------------------------------------------------------------------
 
 
-def _where(fname, index, layer):
-    name = layer.get("name") if isinstance(layer, dict) else None
-    label = f"layers[{index}]" + (f" ('{name}')" if isinstance(name, str) else "")
-    return f"{fname}: {label}"
-
-
 def _tidy_layer(fname, index, layer, check_options):
     if not isinstance(layer, dict):
         raise TypeError(f"{fname}: layers[{index}] must be a dict, got {type(layer).__name__}")
-    where = _where(fname, index, layer)
+    where = f"{fname}: {layer_label('layers', index, layer.get('name'))}"
     layer_type = layer.get("type")
     if not isinstance(layer_type, str):
         raise ValueError(f"{where}: missing or non-string 'type' (got {layer_type!r})")
@@ -300,7 +295,7 @@ def vl_simplenn(net, x, *args, **kwargs):
         res[0]["x"] = x
         for i, layer in enumerate(layers):
             start = time.perf_counter()
-            _run_layer(LAYER_TYPES[layer["type"]].forward, fname, i, layer, res, ctx)
+            run_layer(fname, i, layer["name"], LAYER_TYPES[layer["type"]].forward, layer, res[i], res[i + 1], ctx)
             forget = conserve and not (do_der and i >= first_backprop)
             if i > 0:
                 previous = layers[i - 1]
@@ -315,7 +310,8 @@ def vl_simplenn(net, x, *args, **kwargs):
             layer = layers[i]
             start = time.perf_counter()
             ctx["der_input"] = input_derivative or i != first_backprop
-            dzdw = _run_layer(LAYER_TYPES[layer["type"]].backward, fname, i, layer, res, ctx)
+            dzdw = run_layer(fname, i, layer["name"], LAYER_TYPES[layer["type"]].backward, layer, res[i], res[i + 1],
+                             ctx)
             if dzdw is not None:
                 res[i]["dzdw"] = _accumulated(res[i]["dzdw"], dzdw) if accumulate else list(dzdw)
             if conserve and not layer["precious"] and i != n - 1:
@@ -326,16 +322,6 @@ def vl_simplenn(net, x, *args, **kwargs):
             res[first_backprop]["dzdx"] = None
             res[first_backprop]["x"] = None
     return res
-
-
-def _run_layer(step, fname, index, layer, res, ctx):
-    """Run a layer's forward or backward; its errors name the layer."""
-    try:
-        return step(layer, res[index], res[index + 1], ctx)
-    except (TypeError, ValueError) as error:
-        if type(error) not in (TypeError, ValueError):
-            raise  # a subclass may need other constructor arguments: leave it alone
-        raise type(error)(f"{_where(fname, index, layer)}: {error}") from error
 
 
 def _accumulated(old, new):

@@ -1,5 +1,6 @@
 """Layer kinds (cnnx.layers): one definition per kind, consulted by SimpleNN, DagNN and model files."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -131,3 +132,98 @@ def test_label_inputs_of_any_block_may_be_omitted():
     net.add_layer("mine", Labelled(), ["y", "c"], "z")
     with pytest.raises(ValueError, match="network input 'y' \\(read by layer 'mine'\\) is not given"):
         net.eval({"c": np.ones((1, 2))})
+
+
+# ------------------------------------------------------------------------------------------------
+# What both graphs do alike
+# ------------------------------------------------------------------------------------------------
+
+
+def test_block_errors_name_the_layer_in_both_graphs():
+    x = np.ones((5, 5, 3, 1), np.float32)
+    f = np.ones((3, 3, 2, 4), np.float32)
+    simple = {"layers": [{"type": "relu", "name": "relu0"}, {"type": "conv", "name": "conv7", "weights": [f, []]}]}
+    with pytest.raises(ValueError) as simple_error:
+        vl_simplenn(simple, x)
+    dag = DagNN.from_simplenn(simple)
+    with pytest.raises(ValueError) as dag_error:
+        dag.eval({"x0": x})
+    reason = "layers[1] ('conv7'): vl_nnconv: F has 2 channels but X has 3 (C must be a multiple of FC)"
+    assert str(simple_error.value) == f"vl_simplenn: {reason}"
+    assert str(dag_error.value) == f"DagNN.eval: {reason}"
+
+
+class Broken(Layer):
+    def forward(self, inputs, params):
+        return [inputs[0]]
+
+    def backward(self, inputs, params, der_outputs):
+        raise ValueError("Broken: no backward")
+
+
+def test_block_errors_in_backward_name_the_layer():
+    net = DagNN()
+    net.add_layer("relu", ReLU(), "x", "y")
+    net.add_layer("b", Broken(), "y", "z")
+    net.eval({"x": np.ones((2, 2))})
+    with pytest.raises(ValueError, match=re.escape("DagNN.eval: layers[1] ('b'): Broken: no backward")):
+        net.eval({"x": np.ones((2, 2))}, {"z": np.ones((2, 2))})
+
+
+class Conv2(Layer):
+    """Wraps a Conv block and records which input derivatives the graph asked for."""
+
+    def __init__(self):
+        from cnnx.dagnn import Conv
+        self.inner = Conv(size=(3, 3, 2, 4), pad=1)
+        self.asked = []
+
+    def forward(self, inputs, params):
+        return self.inner.forward(inputs, params)
+
+    def backward(self, inputs, params, der_outputs):
+        self.asked.append(self.needs_input_der)
+        self.inner.needs_input_der = self.needs_input_der
+        return self.inner.backward(inputs, params, der_outputs)
+
+
+@pytest.mark.parametrize("conserve", [False, True])
+def test_dagnn_input_derivatives_false_skips_what_only_inputs_need(conserve):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 5, 2, 2)).astype(np.float32)
+    nets = []
+    for wanted in (True, False):
+        net = DagNN()
+        net.add_layer("relu0", ReLU(), "x", "x1")  # leads only to the input: nothing to compute
+        net.add_layer("conv", Conv2(), "x1", "x2", ["f", "b"])
+        net.add_layer("relu", ReLU(), "x2", "x3")
+        net.add_layer("loss", Loss(), ["x3", "label"], "objective")
+        net.get_param("f").value = rng.standard_normal((3, 3, 2, 4)).astype(np.float32) if wanted else \
+            nets[0].get_param("f").value
+        net.get_param("b").value = np.ones((4, 1), np.float32)
+        net.conserve_memory = conserve
+        net.input_derivatives = wanted
+        assert net.copy().input_derivatives is wanted
+        net.eval({"x": x, "label": [1, 2]}, {"objective": 1})
+        nets.append(net)
+    full, lean = nets
+    assert full.get_var("x").der is not None and lean.get_var("x").der is None
+    assert lean.get_var("label").der is None and full.get_var("label").der is None
+    assert full.layers[1].block.asked == [(True,)] and lean.layers[1].block.asked == [(False,)]
+    for name in ("f", "b"):
+        assert np.array_equal(full.get_param(name).der, lean.get_param(name).der)
+
+
+class Labelled2(Labelled):
+    def backward(self, inputs, params, der_outputs):
+        return [der_outputs[0] * 2, np.ones_like(inputs[1])], []
+
+
+def test_no_derivative_reaches_a_label_even_if_a_block_returns_one():
+    net = DagNN()
+    net.add_layer("relu", ReLU(), "x", "y")
+    net.add_layer("mine", Labelled2(), ["y", "c"], "z")
+    net.conserve_memory = False
+    net.eval({"x": np.ones((1, 2)), "c": np.ones((1, 2))}, {"z": np.ones((1, 2))})
+    assert net.get_layer("mine").block.needs_input_der == (True, False)
+    assert net.get_var("c").der is None and net.get_var("x").der.tolist() == [[2.0, 2.0]]

@@ -199,6 +199,10 @@ class Layer:
     positions of the inputs that are labels: a network may omit them to predict only, and they get
     no derivative), ``param_ndims`` (for each parameter, its number of dimensions in full, which
     model files restore when MATLAB dropped trailing singletons; 0 leaves it as stored).
+    Before ``backward`` the graph sets ``needs_input_der``, one flag per input: whether anyone
+    reads that input's derivative (not for labels, nor for network inputs when the network does not
+    want them). A block may return None for the others (:meth:`input_der_needed`); the graph drops
+    what it returns for them anyway.
 
     Examples
     --------
@@ -224,6 +228,7 @@ class Layer:
     backward_from_output = False
     label_inputs = ()
     param_ndims = ()
+    needs_input_der = ()
     net = None
 
     @classmethod
@@ -238,6 +243,10 @@ class Layer:
     def backward(self, inputs, params, der_outputs):
         """``(der_inputs, der_params)``: derivatives projected onto ``der_outputs``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def input_der_needed(self, k):
+        """Whether backward must compute the derivative of input ``k`` (always, outside a graph)."""
+        return not self.needs_input_der or self.needs_input_der[k]
 
     def init_params(self, rng):
         """Initial values of the layer's parameters (a list; empty if the block has none)."""
@@ -347,6 +356,27 @@ class WithOpts:
 
     def block_opts(self):
         return without_gpu_options(self._opts)
+
+
+# ------------------------------------------------------------------------------------------------
+# What both graphs do alike
+# ------------------------------------------------------------------------------------------------
+
+
+def layer_label(what, index, name):
+    """``layers[2] ('conv2')``: an entry of a network or a saved struct array by 0-based index and name."""
+    return f"{what}[{index}]" + (f" ('{name}')" if isinstance(name, str) else "")
+
+
+def run_layer(fname, index, name, step, *args):
+    """``step(*args)``, whose TypeError or ValueError comes out with ``fname: layers[index] ('name'): ``
+    in front: how SimpleNN and DagNN name the layer in a block's error."""
+    try:
+        return step(*args)
+    except (TypeError, ValueError) as error:
+        if type(error) not in (TypeError, ValueError):
+            raise  # a subclass may need other constructor arguments: leave it alone
+        raise type(error)(f"{fname}: {layer_label('layers', index, name)}: {error}") from error
 
 
 # ------------------------------------------------------------------------------------------------

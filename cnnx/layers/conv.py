@@ -99,7 +99,7 @@ class Conv(WithOpts, Filter):
 
     def backward(self, inputs, params, der_outputs):
         dx, df, db = vl_nnconv(inputs[0], params[0], self._biases(params), der_outputs[0],
-                               *self.block_opts(), **self._options())
+                               *self.block_opts(), no_der_data=not self.input_der_needed(0), **self._options())
         return [dx], ([df, db] if self.has_bias else [df])
 
     def init_params(self, rng):
