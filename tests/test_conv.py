@@ -1,5 +1,6 @@
 """Tests for vl_nnconv against a slow NumPy reference of MatConvNet's definition, PyTorch and
 numerical derivatives."""
+import re
 import threading
 
 import numpy as np
@@ -8,6 +9,11 @@ import pytest
 import cnnx
 from cnnx import testing, vl_nnconv
 from cnnx.conv import ALGORITHMS, ConvPlan, plan_conv, run_conv, validate_conv
+
+
+def exact(message):
+    """A pytest.raises pattern matching exactly ``message``."""
+    return f"^{re.escape(message)}$"
 
 
 def reference_conv(x, f, b, dzdy=None, pad=0, stride=1, dilate=1):
@@ -256,10 +262,18 @@ def test_plan_blocking():
 def test_plans_that_do_not_fit_are_errors():
     x, f, b, dzdy, opts = make(CASES[1], np.float32)  # stride [2, 1]
     problem = validate_conv(x, f, b, dzdy, **opts)
-    for plan in (ConvPlan("shifted_stride1", True, 1, block_cols=1), ConvPlan("im2col_gemm", True),
-                 ConvPlan("identity", True), ConvPlan("im2row_gemm", True, 1, chunks=99),
-                 ConvPlan("gemm_avx512", True), ConvPlan("im2row_gemm", False)):
-        with pytest.raises(ValueError, match="^vl_nnconv: "):
+    geom = problem.geometry
+    for plan, message in [
+        (ConvPlan("shifted_stride1", True, 1, block_cols=1),
+         f"vl_nnconv: algorithm 'shifted_stride1' (backward) does not apply to {geom}"),
+        (ConvPlan("im2col_gemm", True), f"vl_nnconv: algorithm 'im2col_gemm' (backward) does not apply to {geom}"),
+        (ConvPlan("identity", True), f"vl_nnconv: algorithm 'identity' (backward) does not apply to {geom}"),
+        (ConvPlan("im2row_gemm", True, 1, chunks=99),
+         f"vl_nnconv: plan {ConvPlan('im2row_gemm', True, 1, chunks=99)} does not fit {geom}"),
+        (ConvPlan("gemm_avx512", True), f"vl_nnconv: unknown algorithm 'gemm_avx512'; one of {sorted(ALGORITHMS)}"),
+        (ConvPlan("im2row_gemm", False), "vl_nnconv: a forward plan for a backward call"),
+    ]:
+        with pytest.raises(ValueError, match=exact(message)):
             run_conv(problem, plan)
 
 
@@ -505,32 +519,54 @@ F = np.zeros((3, 3, 4, 6), np.float32)
 B = np.zeros(6, np.float32)
 
 
-@pytest.mark.parametrize("call, error, words", [
-    (lambda: vl_nnconv(np.zeros(5, np.float32), F, B), ValueError, "X"),
-    (lambda: vl_nnconv(np.zeros((5, 5, 4, 2, 1), np.float32), F, B), ValueError, "X"),
-    (lambda: vl_nnconv(X, np.zeros((3, 3, 4, 6, 2), np.float32), B), ValueError, "F"),
-    (lambda: vl_nnconv(X, np.zeros((3, 3, 3, 6), np.float32), B), ValueError, "channels"),
-    (lambda: vl_nnconv(X, np.zeros((3, 3, 2, 5), np.float32), B[:5]), ValueError, "groups"),
-    (lambda: vl_nnconv(X, F, B, pad=-1), ValueError, "Pad"),
-    (lambda: vl_nnconv(X, F, B, pad=[1, 2]), ValueError, "Pad"),
-    (lambda: vl_nnconv(X, F, B, stride=0), ValueError, "Stride"),
-    (lambda: vl_nnconv(X, F, B, dilate=[1, 0]), ValueError, "Dilate"),
-    (lambda: vl_nnconv(X, F, B, dilate=3), ValueError, "larger than X"),
-    (lambda: vl_nnconv(X, np.zeros((6, 3, 4, 6), np.float32), B), ValueError, "larger than X"),
-    (lambda: vl_nnconv(X, None, np.zeros(4, np.float32), dilate=2), ValueError, "Dilate"),
-    (lambda: vl_nnconv(X, F.astype(np.float64), B), TypeError, "F"),
-    (lambda: vl_nnconv(X, F, B.astype(np.float64)), TypeError, "B"),
-    (lambda: vl_nnconv(X.astype(np.int32), F, B), TypeError, "X"),
-    (lambda: vl_nnconv(X.astype(np.complex64), F, B), TypeError, "X"),
-    (lambda: vl_nnconv(X, F, np.zeros(5, np.float32)), ValueError, "B"),
-    (lambda: vl_nnconv(X, None, B), ValueError, "B"),
-    (lambda: vl_nnconv(X, F, B, np.zeros((3, 3, 6, 3), np.float32)), ValueError, "DZDY"),
-    (lambda: vl_nnconv(X, F, B, np.zeros((3, 3, 6, 2), np.float64)), TypeError, "DZDY"),
-    (lambda: vl_nnconv(X, F, B, "Padding", 1), TypeError, "Padding"),
-    (lambda: vl_nnconv(X, F, B, bogus=1), TypeError, "bogus"),
-    (lambda: vl_nnconv(X, F, B, pad=2**40), ValueError, "Y"),
-    (lambda: vl_nnconv(X, F, B, pad=[2**31, 2**31, 0, 0]), ValueError, "BLAS"),
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: vl_nnconv(np.zeros(5, np.float32), F, B), ValueError,
+     'vl_nnconv: X must have 2 to 4 dimensions (H x W x C x N), got 1 ((5,))'),
+    (lambda: vl_nnconv(np.zeros((5, 5, 4, 2, 1), np.float32), F, B), ValueError,
+     'vl_nnconv: X must have 2 to 4 dimensions (H x W x C x N), got 5 ((5, 5, 4, 2, 1))'),
+    (lambda: vl_nnconv(X, np.zeros((3, 3, 4, 6, 2), np.float32), B), ValueError,
+     'vl_nnconv: F must have 2 to 4 dimensions (H x W x C x N), got 5 ((3, 3, 4, 6, 2))'),
+    (lambda: vl_nnconv(X, np.zeros((3, 3, 3, 6), np.float32), B), ValueError,
+     'vl_nnconv: F has 3 channels but X has 4 (C must be a multiple of FC)'),
+    (lambda: vl_nnconv(X, np.zeros((3, 3, 2, 5), np.float32), B[:5]), ValueError,
+     'vl_nnconv: F has 5 filters, not a multiple of the 2 groups (C / FC)'),
+    (lambda: vl_nnconv(X, F, B, pad=-1), ValueError, 'vl_nnconv: Pad must be non-negative, got [-1, -1, -1, -1]'),
+    (lambda: vl_nnconv(X, F, B, pad=[1, 2]), ValueError,
+     'vl_nnconv: Pad must have 1 or 4 elements [TOP BOTTOM LEFT RIGHT], got 2'),
+    (lambda: vl_nnconv(X, F, B, stride=0), ValueError, 'vl_nnconv: Stride must be at least 1, got [0, 0]'),
+    (lambda: vl_nnconv(X, F, B, dilate=[1, 0]), ValueError, 'vl_nnconv: Dilate must be at least 1, got [1, 0]'),
+    (lambda: vl_nnconv(X, F, B, dilate=3), ValueError,
+     'vl_nnconv: F (7 x 7 with dilation) is larger than X (5 x 5 including padding)'),
+    (lambda: vl_nnconv(X, np.zeros((6, 3, 4, 6), np.float32), B), ValueError,
+     'vl_nnconv: F (6 x 3 with dilation) is larger than X (5 x 5 including padding)'),
+    (lambda: vl_nnconv(X, None, np.zeros(4, np.float32), dilate=2), ValueError,
+     'vl_nnconv: Dilate must be 1 when F is empty (the identity filter bank)'),
+    (lambda: vl_nnconv(X, F.astype(np.float64), B), TypeError,
+     'vl_nnconv: F is float64 but X is float32; all arrays must share one dtype'),
+    (lambda: vl_nnconv(X, F, B.astype(np.float64)), TypeError,
+     'vl_nnconv: B is float64 but X is float32; all arrays must share one dtype'),
+    (lambda: vl_nnconv(X.astype(np.int32), F, B), TypeError,
+     'vl_nnconv: X must be a float32 or float64 array, got an integer array (int32)'),
+    (lambda: vl_nnconv(X.astype(np.complex64), F, B), TypeError,
+     'vl_nnconv: X must be a float32 or float64 array, got a complex array (complex64)'),
+    (lambda: vl_nnconv(X, F, np.zeros(5, np.float32)), ValueError,
+     'vl_nnconv: B has 5 elements but there are 6 filters (None or [] for no biases)'),
+    (lambda: vl_nnconv(X, None, B), ValueError,
+     'vl_nnconv: B has 6 elements but the identity filter bank (F empty) has C = 4 filters'),
+    (lambda: vl_nnconv(X, F, B, np.zeros((3, 3, 6, 3), np.float32)), ValueError,
+     'vl_nnconv: DZDY has shape (3, 3, 6, 3) but Y has shape (3, 3, 6, 2)'),
+    (lambda: vl_nnconv(X, F, B, np.zeros((3, 3, 6, 2), np.float64)), TypeError,
+     'vl_nnconv: DZDY is float64 but X is float32; all arrays must share one dtype'),
+    (lambda: vl_nnconv(X, F, B, "Padding", 1), TypeError,
+     "vl_nnconv: unknown option 'Padding'. Valid options are: Pad, Stride, Dilate, NoDerData, NoDerFilters, "
+     "NoDerBiases"),
+    (lambda: vl_nnconv(X, F, B, bogus=1), TypeError,
+     "vl_nnconv: unknown option 'bogus'. Valid options are: Pad, Stride, Dilate, NoDerData, NoDerFilters, NoDerBiases"),
+    (lambda: vl_nnconv(X, F, B, pad=2**40), ValueError,
+     'vl_nnconv: Y would have 58028439341660530060296300 elements, more than can be indexed'),
+    (lambda: vl_nnconv(X, F, B, pad=[2**31, 2**31, 0, 0]), ValueError,
+     'vl_nnconv: the im2row matrix has a dimension of 12884901897, more than BLAS can take (2^31 - 1)'),
 ])
-def test_errors(call, error, words):
-    with pytest.raises(error, match=words):
+def test_errors(call, error, message):
+    with pytest.raises(error, match=exact(message)):
         call()
