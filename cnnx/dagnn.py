@@ -539,6 +539,22 @@ class DagNN:
         """Names of the network outputs (variables no layer reads)."""
         return [v.name for v in self.vars if v.fanout == 0]
 
+    def get_label_inputs(self):
+        """Names of the network inputs that layers read only as labels (their blocks' ``label_inputs``,
+        such as a Loss's second input): ``eval`` may go without them, and ``cnn_train`` checks them
+        as labels.
+
+        Examples
+        --------
+        >>> from cnnx.dagnn import DagNN, Loss, ReLU
+        >>> net = DagNN()
+        >>> net.add_layer('relu', ReLU(), 'input', 'x1')
+        >>> net.add_layer('loss', Loss(), ['x1', 'label'], 'objective')
+        >>> net.get_label_inputs()
+        ['label']
+        """
+        return [var.name for v, var in enumerate(self.vars) if var.fanin == 0 and self._reader_of_data(v) is None]
+
     # -------------------------------------------------------------------------------------------
     # Running
     # -------------------------------------------------------------------------------------------
@@ -634,16 +650,20 @@ class DagNN:
             self._backward(der_pairs, short_circuit)
 
     def _check_inputs_given(self):
-        """Every network input must be given, except labels (inputs read only as a block's label_inputs)."""
+        """Every network input must be given, except labels (see :meth:`get_label_inputs`)."""
         for v, var in enumerate(self.vars):
             if var.fanin or var.value is not None:
                 continue
-            other = next((layer for layer in self.layers
-                          if any(i == v and k not in layer.block.label_inputs
-                                 for k, i in enumerate(layer.input_indexes))), None)
+            other = self._reader_of_data(v)
             if other is not None:
                 raise ValueError(f"DagNN.eval: the network input '{var.name}' (read by layer '{other.name}') "
                                  f"is not given")
+
+    def _reader_of_data(self, v):
+        """The first layer that reads variable ``v`` other than as one of its block's ``label_inputs``."""
+        return next((layer for layer in self.layers
+                     if any(i == v and k not in layer.block.label_inputs for k, i in enumerate(layer.input_indexes))),
+                    None)
 
     def _eval_var(self, name, what):
         i = self._var_index.get(name)

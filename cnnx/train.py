@@ -593,8 +593,6 @@ class _DagNNModel:
     """A DagNN driven through its eval; statistics are the running averages of its Loss layers."""
 
     def __init__(self, net, opts, training):
-        from .dagnn import Loss
-
         if opts["error_function"] is not None or opts["error_labels"] is not None:
             raise TypeError(f"{_FNAME}: error_function and error_labels apply to SimpleNN networks; a DagNN "
                             "reports the outputs of its Loss layers (add e.g. Loss(loss='classerror'))")
@@ -604,6 +602,7 @@ class _DagNNModel:
         self.opts = opts
         self._mode = net.mode
         self.inputs = self.net.get_inputs()
+        self.label_inputs = self.net.get_label_inputs()
         der_outputs = {"objective": 1} if opts["der_outputs"] is None else opts["der_outputs"]
         if isinstance(der_outputs, (list, tuple)):
             if len(der_outputs) % 2:
@@ -616,8 +615,7 @@ class _DagNNModel:
                 raise ValueError(f"{_FNAME}: der_outputs names '{name}', which is not a variable of the network "
                                  f"(outputs: {self.net.get_outputs()})")
         self.der_outputs = der_outputs
-        self.losses = [layer for layer in self.net.layers
-                       if isinstance(layer.block, Loss) and not layer.block.ignore_average]
+        self.losses = [layer for layer in self.net.layers if layer.block.reports_average]
         values = [p.value for p in self.net.params if p.value is not None]
         self.dtype = values[0].dtype if values else None
         if training and any(p.value is None for p in self.net.params):
@@ -641,7 +639,7 @@ class _DagNNModel:
             if name not in self.inputs:
                 raise ValueError(f"{_FNAME}: get_batch returned '{name}', which is not an input of the network "
                                  f"({where}; inputs: {self.inputs})")
-            if name.startswith("label"):
+            if name in self.label_inputs:
                 pairs[name] = _check_labels(value, batch, None, f"{where}, '{name}'")
             else:
                 _check_images(value, batch, self.dtype, f"{where}, '{name}'")
@@ -659,6 +657,7 @@ class _DagNNModel:
         net.mode = "normal" if train else "test"
         net.accumulate_param_ders = accumulate
         net.conserve_memory = self.opts["conserve_memory"]
+        net.input_derivatives = False  # training reads only the parameters' derivatives
         net.rng = self.rng
         net.eval(inputs, self.der_outputs if train else None)
 

@@ -227,3 +227,64 @@ def test_no_derivative_reaches_a_label_even_if_a_block_returns_one():
     net.eval({"x": np.ones((1, 2)), "c": np.ones((1, 2))}, {"z": np.ones((1, 2))})
     assert net.get_layer("mine").block.needs_input_der == (True, False)
     assert net.get_var("c").der is None and net.get_var("x").der.tolist() == [[2.0, 2.0]]
+
+
+# ------------------------------------------------------------------------------------------------
+# What the trainer reads: block attributes, not classes or names
+# ------------------------------------------------------------------------------------------------
+
+
+def small_problem():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 4, 2, 40)).astype(np.float32)
+    y = (1 + (x.sum(axis=(0, 1, 2)) > 0)).astype(np.float32)
+    simple = {"layers": [{"type": "conv", "weights": [0.01 * rng.standard_normal((4, 4, 2, 2)).astype(np.float32),
+                                                      np.zeros((2, 1), np.float32)]},
+                         {"type": "softmaxloss"}]}
+    return {"x": x, "y": y, "images": {"set": np.ones(40)}}, simple
+
+
+QUIET = dict(progress=False, plot_statistics=False, exp_dir=None, batch_size=10, num_epochs=1)
+
+
+def test_trainer_finds_labels_by_label_inputs_not_by_name():
+    from cnnx.train import cnn_train
+
+    imdb, simple = small_problem()
+    runs = []
+    for label in ("label", "classes"):
+        dag = DagNN.from_simplenn(simple, canonical_names=True)
+        dag.rename_var("label", label)
+        batch = lambda db, b, label=label: {"input": db["x"][..., b], label: db["y"][b]}  # noqa: E731
+        runs.append(cnn_train(dag, imdb, batch, **QUIET))
+    (a, stats_a), (b, stats_b) = runs
+    assert stats_a["train"][0]["objective"] == stats_b["train"][0]["objective"]
+    assert np.array_equal(a.params[0].value, b.params[0].value)
+    dag = DagNN.from_simplenn(simple, canonical_names=True)
+    dag.rename_var("label", "classes")
+    with pytest.raises(ValueError, match=re.escape("cnn_train: get_batch returned labels of shape (1,)")):
+        cnn_train(dag, imdb, lambda db, b: {"input": db["x"][..., b], "classes": db["y"][b][:1]}, **QUIET)
+
+
+class Averaged(Layer):
+    """Not a Loss, but it keeps a running average the trainer reports."""
+
+    type_name = "tests.Averaged"
+    reports_average = True
+
+    def __init__(self):
+        self.average = 0.0
+
+    def forward(self, inputs, params):
+        self.average = 7.0
+        return [np.sum(inputs[0]).reshape(1, 1, 1, 1)]
+
+
+def test_trainer_reports_every_block_that_keeps_an_average():
+    from cnnx.train import cnn_train
+
+    imdb, simple = small_problem()
+    dag = DagNN.from_simplenn(simple, canonical_names=True)
+    dag.add_layer("sum", Averaged(), "prediction", "total")
+    _, stats = cnn_train(dag, imdb, lambda db, b: {"input": db["x"][..., b], "label": db["y"][b]}, **QUIET)
+    assert stats["train"][0]["total"] == 7.0 and "objective" in stats["train"][0]

@@ -198,7 +198,9 @@ class Layer:
     What the graphs and the trainer read, instead of the block's class: ``label_inputs`` (the
     positions of the inputs that are labels: a network may omit them to predict only, and they get
     no derivative), ``param_ndims`` (for each parameter, its number of dimensions in full, which
-    model files restore when MATLAB dropped trailing singletons; 0 leaves it as stored).
+    model files restore when MATLAB dropped trailing singletons; 0 leaves it as stored),
+    ``reports_average`` (the block keeps a running ``average`` of its output per instance, since
+    ``reset()``, which the trainer reports as a statistic under the output's name).
     Before ``backward`` the graph sets ``needs_input_der``, one flag per input: whether anyone
     reads that input's derivative (not for labels, nor for network inputs when the network does not
     want them). A block may return None for the others (:meth:`input_der_needed`); the graph drops
@@ -229,6 +231,7 @@ class Layer:
     label_inputs = ()
     param_ndims = ()
     needs_input_der = ()
+    reports_average = False
     net = None
 
     @classmethod

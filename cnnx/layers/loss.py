@@ -76,6 +76,11 @@ class Loss(WithOpts, Layer):
     def ignore_average(self, value):
         self._ignore_average = flag("Loss", "ignore_average", value)
 
+    @property
+    def reports_average(self):
+        """The trainer reports ``average`` unless ``ignore_average``."""
+        return not self.ignore_average
+
     def forward(self, inputs, params):
         y = vl_nnloss(inputs[0], inputs[1], *self.block_opts(), loss=self.loss)
         if not self.ignore_average:
