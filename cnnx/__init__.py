@@ -9,7 +9,7 @@ from .activations import vl_nnprelu, vl_nnrelu
 from .concat import vl_nnconcat
 from .conv import vl_nnconv
 from .dropout import vl_nndropout
-from .loss import vl_nnsoftmaxloss
+from .softmaxloss import vl_nnsoftmaxloss
 from .nnloss import vl_nnloss
 from .pool import vl_nnpool
 from .simplenn import register_layer_type, vl_simplenn, vl_simplenn_display, vl_simplenn_tidy

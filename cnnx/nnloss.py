@@ -9,7 +9,7 @@ import numpy as np
 from ._checks import as_float_array, shape4
 from ._labels import parse_labels
 from ._options import Option, parse_options, take_derivative
-from .loss import instance_weights, vl_nnsoftmaxloss
+from .softmaxloss import instance_weights, vl_nnsoftmaxloss
 
 _FNAME = "vl_nnloss"
 _SUPPORTED = ("softmaxlog", "classerror")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cnnx.concat import vl_nnconcat
-from cnnx.loss import vl_nnsoftmaxloss
+from cnnx.softmaxloss import vl_nnsoftmaxloss
 from cnnx.nnloss import vl_nnloss
 from cnnx.testing import check_derivative
 

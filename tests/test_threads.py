@@ -134,7 +134,7 @@ def test_elementwise_blocks_follow_the_thread_policy(size, expected, restore_thr
 
     import cnnx.activations
     import cnnx.dropout
-    import cnnx.loss
+    import cnnx.softmaxloss
 
     cnnx.set_num_threads(2)
     if not _threads.openmp_enabled():
@@ -143,7 +143,7 @@ def test_elementwise_blocks_follow_the_thread_policy(size, expected, restore_thr
     for module, call in ((cnnx.activations, lambda: cnnx.vl_nnrelu(x)),
                          (cnnx.activations, lambda: cnnx.vl_nnprelu(x, np.ones(1, np.float32))),
                          (cnnx.dropout, lambda: cnnx.vl_nndropout(x, seed=1)),
-                         (cnnx.loss, lambda: cnnx.vl_nnsoftmaxloss(x.reshape(1, 1, 1, size), np.ones(size)))):
+                         (cnnx.softmaxloss, lambda: cnnx.vl_nnsoftmaxloss(x.reshape(1, 1, 1, size), np.ones(size)))):
         recorder = _Recorder(module._kernels)
         monkeypatch.setattr(module, "_kernels", recorder)
         call()

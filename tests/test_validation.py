@@ -14,7 +14,7 @@ import pytest
 import cnnx.activations
 import cnnx.conv
 import cnnx.dropout
-import cnnx.loss
+import cnnx.softmaxloss
 import cnnx.pool
 from cnnx import vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu, vl_nnsoftmaxloss
 from cnnx.concat import vl_nnconcat
@@ -52,7 +52,7 @@ def no_kernels(monkeypatch):
     monkeypatch.setattr(cnnx.pool, "_kernel", _NoKernel("pool"))
     monkeypatch.setattr(cnnx.activations, "_kernels", _NoKernel("activations"))
     monkeypatch.setattr(cnnx.dropout, "_kernels", _NoKernel("dropout"))
-    monkeypatch.setattr(cnnx.loss, "_kernels", _NoKernel("loss"))
+    monkeypatch.setattr(cnnx.softmaxloss, "_kernels", _NoKernel("softmaxloss"))
 
 
 CASES = []

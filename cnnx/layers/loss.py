@@ -11,7 +11,7 @@ Examples
 """
 import numpy as np
 
-from ..loss import vl_nnsoftmaxloss
+from ..softmaxloss import vl_nnsoftmaxloss
 from ..nnloss import vl_nnloss
 from .base import Layer, WithOpts, choice, flag
 from .registry import Conversion, register_layer_type

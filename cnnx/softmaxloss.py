@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 
 from ._checks import as_float_array, common_dtype, shape4
-from ._ext import loss as _kernels
+from ._ext import softmaxloss as _kernels
 from ._labels import check_label_values, parse_labels
 from ._options import Option, parse_options, take_derivative
 from ._threads import threads_for

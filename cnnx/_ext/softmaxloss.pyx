@@ -358,5 +358,5 @@ def _softmaxloss(const floating[::1, :, :] x, const double[::1, :, :] c, floatin
 
 def softmaxloss(x, *args):
     """Check the dtype of ``x`` (float32/float64), then run ``_softmaxloss``."""
-    float_kind("cnnx._ext.loss.softmaxloss", x)
+    float_kind("cnnx._ext.softmaxloss.softmaxloss", x)
     return _softmaxloss(x, *args)
