@@ -3,7 +3,8 @@
 Every block declares its options as a dict ``{python_name: Option}``. A call may give them as Python
 keywords (``pad=1``) or, after the array arguments, as MatConvNet name/value pairs (``'Pad', 1``);
 names match case-insensitively and ignoring underscores, so ``'NoDerData'`` is ``no_der_data``.
-Flags (``kind='flag'``) take no value in the name/value form, as in MatConvNet's MEX files.
+Flags (``kind='flag'``) take no value in the name/value form, as in MatConvNet's MEX files;
+switches (``kind='bool'``, MATLAB functions' ``vl_argparse`` options) take true or false.
 """
 import math
 import numbers
@@ -15,10 +16,11 @@ import numpy as np
 class Option:
     """One option: its kind, default and, for strings, the allowed values.
 
-    kind is one of 'flag', 'pad4' (scalar or [top, bottom, left, right], each >= 0),
-    'pair' (scalar or [y, x], each >= 1), 'pair0' (as pair, each >= 0), 'int' (>= 0),
-    'float', 'choice' (case-insensitive string from ``choices``) or 'any'. Integers must be
-    whole numbers below ``INT_OPTION_LIMIT`` (2^62); floats must fit a double.
+    kind is one of 'flag' (true when named), 'bool' (true or false, given as a value), 'pad4'
+    (scalar or [top, bottom, left, right], each >= 0), 'pair' (scalar or [y, x], each >= 1),
+    'pair0' (as pair, each >= 0), 'int' (>= 0), 'float', 'choice' (case-insensitive string from
+    ``choices``) or 'any'. Integers must be whole numbers below ``INT_OPTION_LIMIT`` (2^62); floats
+    must fit a double.
     """
 
     def __init__(self, kind, default=None, choices=None, display=None):
@@ -166,7 +168,7 @@ def validate_value(fname, label, option, value):
     Also used for positional arguments with option-like rules (a pool size is a 'pair').
     """
     kind = option.kind
-    if kind == "flag":
+    if kind in ("flag", "bool"):
         if not isinstance(value, (bool, np.bool_, numbers.Integral)):
             raise TypeError(f"{fname}: {label} must be true or false, got {value!r}")
         if value not in (0, 1):

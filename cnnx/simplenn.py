@@ -140,21 +140,15 @@ _SIMPLENN_OPTIONS = {
     "dzdy": Option("any"),
     "res": Option("any"),
     "mode": Option("choice", "normal", choices=("normal", "test", "train")),
-    "conserve_memory": Option("any", False),
-    "accumulate": Option("any", False),
+    "conserve_memory": Option("bool", False),
+    "accumulate": Option("bool", False),
     "back_prop_depth": Option("any", math.inf),
-    "skip_forward": Option("any", False),
-    "cudnn": Option("any", True),
-    "sync": Option("any", False),
+    "skip_forward": Option("bool", False),
+    "cudnn": Option("bool", True, display="CuDNN"),
+    "sync": Option("bool", False),
     "rng": Option("any"),
-    "input_derivative": Option("any", True),
+    "input_derivative": Option("bool", True),
 }
-
-
-def _as_bool(fname, label, value):
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
-        return bool(value)
-    raise TypeError(f"{fname}: {label} must be true or false, got {value!r}")
 
 
 def _back_prop_depth(fname, value):
@@ -266,13 +260,9 @@ def vl_simplenn(net, x, *args, **kwargs):
             raise TypeError(f"{fname}: {name} is given both positionally and as an option")
         opts[name] = value
     dzdy, res = opts["dzdy"], opts["res"]
-    conserve = _as_bool(fname, "ConserveMemory", opts["conserve_memory"])
-    accumulate = _as_bool(fname, "Accumulate", opts["accumulate"])
-    skip_forward = _as_bool(fname, "SkipForward", opts["skip_forward"])
-    _as_bool(fname, "CuDNN", opts["cudnn"])
-    _as_bool(fname, "Sync", opts["sync"])
+    conserve, accumulate, skip_forward = opts["conserve_memory"], opts["accumulate"], opts["skip_forward"]
     depth = _back_prop_depth(fname, opts["back_prop_depth"])
-    input_derivative = _as_bool(fname, "InputDerivative", opts["input_derivative"])
+    input_derivative = opts["input_derivative"]
     ctx = {"mode": "test" if opts["mode"] == "test" else "normal", "rng": opts["rng"], "der_input": True}
 
     # Structure only: the blocks check their options themselves (errors are tagged with the layer).

@@ -97,3 +97,13 @@ def test_a_block_without_options_says_so():
     message = "vl_nnprelu: unknown option 'Bogus'; vl_nnprelu takes no options"
     with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         vl_nnprelu(np.ones((2, 2, 3)), np.ones(3), "Bogus", 1)
+
+
+def test_bool_options_take_a_value_and_flag_rules():
+    spec = {"keep": Option("bool", False), "flag": Option("flag", False)}
+    assert parse_options("f", ("Keep", True, "Flag"), {}, spec) == {"keep": True, "flag": True}
+    assert parse_options("f", ("keep", 0), {}, spec) == {"keep": False, "flag": False}
+    with pytest.raises(ValueError, match=re.escape("f: Keep must be true or false (or 1 or 0), got 2")):
+        parse_options("f", ("keep", 2), {}, spec)
+    with pytest.raises(TypeError, match=re.escape("f: Keep must be true or false, got 'yes'")):
+        parse_options("f", (), {"keep": "yes"}, spec)

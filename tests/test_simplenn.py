@@ -344,6 +344,18 @@ def test_option_errors():
         vl_simplenn(net, x, rng="seed")
 
 
+
+@pytest.mark.parametrize("name, display", [("conserve_memory", "ConserveMemory"), ("accumulate", "Accumulate"),
+                                           ("skip_forward", "SkipForward"), ("cudnn", "CuDNN"), ("sync", "Sync"),
+                                           ("input_derivative", "InputDerivative")])
+def test_switches_follow_the_options_rules(name, display):
+    # One validator (cnnx._options) for every true/false option: 2 is a value out of range, "yes" a wrong type.
+    net, x = lenet(), lenet_input()
+    with pytest.raises(ValueError, match=re.escape(f"vl_simplenn: {display} must be true or false (or 1 or 0), got 2")):
+        vl_simplenn(net, x, **{name: 2})
+    with pytest.raises(TypeError, match=re.escape(f"vl_simplenn: {display} must be true or false, got 'yes'")):
+        vl_simplenn(net, x, 1.0, None, display, "yes")
+
 def test_softmaxloss_without_labels_is_an_error():
     net = lenet()
     del net["layers"][-1]["class"]
