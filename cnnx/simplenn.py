@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from ._options import Option, parse_options
+from ._shapes import window_output_size
 from .layers.base import layer_label, run_layer
 from .layers.base import pair as _pair
 from .layers.registry import LAYER_TYPES, LayerType, register_layer_type
@@ -473,9 +474,9 @@ def vl_simplenn_display(net, *args, **kwargs):
     for l, layer in enumerate(layers):
         entry = LAYER_TYPES[layer["type"]]
         d = data[:, l]
-        pad_sum = np.array([pad[0, l] + pad[1, l], pad[2, l] + pad[3, l]])
-        spatial = np.floor((d[:2] + pad_sum - support[:, l]) / stride[:, l]) + 1  # NaN stays NaN
-        out = [float(spatial[0]), float(spatial[1]), d[2], d[3]]
+        known = [int(v) if math.isfinite(v) else 0 for v in d[:2]]
+        spatial = window_output_size(*known, support[:, l].astype(int), pad[:, l].astype(int), stride[:, l].astype(int))
+        out = [float(y) if math.isfinite(v) else math.nan for v, y in zip(d[:2], spatial)] + [d[2], d[3]]
         if entry.data_size is not None:
             out = entry.data_size(layer, list(d), out)
         if entry.loss:

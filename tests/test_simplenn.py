@@ -687,6 +687,17 @@ def test_display_custom_layer_sizes(capsys):
     capsys.readouterr()
 
 
+def test_display_sizes_come_from_the_one_window_formula(capsys):
+    # cnnx._shapes.window_output_size, as vl_nnconv: no window fits -> 0 (not a negative size).
+    net = {"layers": [{"type": "conv", "weights": [np.ones((5, 5, 3, 2)), np.zeros(2)], "stride": 2},
+                      {"type": "pool", "pool": [3, 2], "pad": [0, 1, 0, 1]}]}
+    info = vl_simplenn_display(net, input_size=[2, 9, 3, 1])
+    np.testing.assert_array_equal(info["dataSize"][:, 1], [0, 3, 2, 1])
+    info = vl_simplenn_display(net, input_size=[9, 12, 3, 1])
+    np.testing.assert_array_equal(info["dataSize"][:, 1:], [[3, 2], [4, 4], [2, 2], [1, 1]])
+    capsys.readouterr()
+
+
 @pytest.mark.parametrize("form", ["keyword", "pairs"])
 def test_input_derivative_false_skips_only_the_input_derivative(form):
     net, x = lenet(), lenet_input()
