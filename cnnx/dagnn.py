@@ -326,6 +326,8 @@ class DagNN:
             self.layers.pop()
             self._rebuild()
             raise ValueError(f"DagNN.add_layer: layer '{name}': {error}") from None
+        for p, method in zip(layer.param_indexes, block.param_train_methods):
+            self.params[p].train_method = method
         block.net = self
 
     def remove_layer(self, name):

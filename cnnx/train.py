@@ -79,6 +79,7 @@ import numpy as np
 from . import solvers
 from ._files import atomic_open, remove_stale_temporaries
 from ._options import Option, _key, parse_options
+from .layers.registry import LAYER_TYPES
 
 __all__ = ["cnn_train"]
 
@@ -540,10 +541,11 @@ class _SimpleNNModel:
                 continue
             rates = _multipliers(layer, "learningRate", len(weights), l)
             decays = _multipliers(layer, "weightDecay", len(weights), l)
+            methods = LAYER_TYPES[layer["type"]].weight_train_methods
             for j, der in enumerate(ders):
                 if der is None or np.size(der) == 0:
                     continue
-                method = "average" if j == 2 and layer["type"] == "bnorm" else "gradient"
+                method = methods[j] if j < len(methods) else "gradient"
                 out.append(((l, j), _Slot(weights[j], der, float(rates[j]), float(decays[j]), method)))
         return out
 

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from cnnx.dagnn import DagNN, Layer, Loss, ReLU
+from cnnx.dagnn import Conv, DagNN, Layer, Loss, ReLU
 from cnnx.io import load_matconvnet, save_matconvnet
 from cnnx.layers import BLOCK_TYPES, LAYER_TYPES, Conversion
 from cnnx.simplenn import register_layer_type, vl_simplenn
@@ -288,3 +288,43 @@ def test_trainer_reports_every_block_that_keeps_an_average():
     dag.add_layer("sum", Averaged(), "prediction", "total")
     _, stats = cnn_train(dag, imdb, lambda db, b: {"input": db["x"][..., b], "label": db["y"][b]}, **QUIET)
     assert stats["train"][0]["total"] == 7.0 and "objective" in stats["train"][0]
+
+
+class AvgConv(Conv):
+    """A convolution whose biases are a running average (as bnorm's moments), for the trainer."""
+
+    type_name = "tests.AvgConv"
+    param_train_methods = ("gradient", "average")
+
+
+@pytest.fixture
+def avgconv_type():
+    conv = LAYER_TYPES["conv"]
+
+    def to_dagnn(layer):
+        converted = conv.to_dagnn(layer)
+        block = AvgConv(size=converted.block.size, pad=converted.block.pad)
+        return Conversion(block, converted.params)
+
+    entry = register_layer_type("avgconv", conv.forward, conv.backward, defaults=conv.defaults, check=conv.check,
+                                weight_train_methods=("gradient", "average"), block=AvgConv, to_dagnn=to_dagnn)
+    yield entry
+    del LAYER_TYPES["avgconv"]
+    del BLOCK_TYPES["tests.AvgConv"]
+
+
+def test_both_trainers_learn_average_weights_by_their_declared_method(avgconv_type):
+    from cnnx.train import cnn_train
+
+    imdb, simple = small_problem()
+    simple["layers"][0]["type"] = "avgconv"
+    simple["layers"][0]["learningRate"] = np.array([1.0, 0.1])
+    dag = DagNN.from_simplenn(simple, canonical_names=True)
+    assert [p.train_method for p in dag.params] == ["gradient", "average"]
+    options = dict(QUIET, learning_rate=0.0, weight_decay=0.0, batch_size=40)
+    trained_dag, _ = cnn_train(dag, imdb, lambda db, b: {"input": db["x"][..., b], "label": db["y"][b]}, **options)
+    trained, _ = cnn_train(simple, imdb, lambda db, b: (db["x"][..., b], db["y"][b]), **options)
+    biases = trained["layers"][0]["weights"][1]
+    assert not np.array_equal(biases, simple["layers"][0]["weights"][1])  # averaged, although the rate is 0
+    np.testing.assert_array_equal(np.ravel(biases), np.ravel(trained_dag.params[1].value))
+    np.testing.assert_array_equal(trained["layers"][0]["weights"][0], simple["layers"][0]["weights"][0])

@@ -199,6 +199,9 @@ class Layer:
     positions of the inputs that are labels: a network may omit them to predict only, and they get
     no derivative), ``param_ndims`` (for each parameter, its number of dimensions in full, which
     model files restore when MATLAB dropped trailing singletons; 0 leaves it as stored),
+    ``param_train_methods`` (for each parameter, 'gradient' or 'average': learned by the solver, or
+    a running average of what backward returns, as bnorm's moments; :meth:`DagNN.add_layer` sets
+    the parameters' ``train_method`` from it, missing entries leave 'gradient'),
     ``reports_average`` (the block keeps a running ``average`` of its output per instance, since
     ``reset()``, which the trainer reports as a statistic under the output's name).
     Before ``backward`` the graph sets ``needs_input_der``, one flag per input: whether anyone
@@ -230,6 +233,7 @@ class Layer:
     backward_from_output = False
     label_inputs = ()
     param_ndims = ()
+    param_train_methods = ()
     needs_input_der = ()
     reports_average = False
     net = None

@@ -47,7 +47,7 @@ class LayerType:
     """
 
     def __init__(self, name, forward, backward, defaults, options, check, geometry, data_size,
-                 abbreviation, weight_ndims, loss, block, to_dagnn):
+                 abbreviation, weight_ndims, weight_train_methods, loss, block, to_dagnn):
         self.name = name
         self.forward = forward
         self.backward = backward
@@ -58,6 +58,7 @@ class LayerType:
         self.data_size = data_size
         self.abbreviation = abbreviation
         self.weight_ndims = tuple(weight_ndims)
+        self.weight_train_methods = tuple(weight_train_methods)
         self.loss = loss
         self.block = block
         self.to_dagnn = to_dagnn
@@ -102,8 +103,8 @@ def register_block(block):
 
 
 def register_layer_type(name, forward, backward, *, defaults=None, options=None, check=None,
-                        geometry=None, data_size=None, abbreviation=None, weight_ndims=(), loss=False,
-                        block=None, to_dagnn=None, replace=False):
+                        geometry=None, data_size=None, abbreviation=None, weight_ndims=(),
+                        weight_train_methods=(), loss=False, block=None, to_dagnn=None, replace=False):
     """Teach SimpleNN a layer type: how to run it, check it, show it and convert it to DagNN.
 
     Parameters
@@ -143,6 +144,10 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
     weight_ndims : sequence of int, optional
         For each weight, the number of dimensions it has in full; :mod:`cnnx.io` restores the
         trailing singleton dimensions MATLAB drops (0: leave as stored).
+    weight_train_methods : sequence of str, optional
+        For each weight, how :func:`cnnx.cnn_train` learns it: ``'gradient'`` (the solver, the
+        default for missing entries) or ``'average'`` (a running average of the derivative
+        backward returns, as bnorm's moments).
     loss : bool, default False
         The output is an objective: kept when conserving memory, shown as 1x1x1x1 data.
     block : type, optional
@@ -190,6 +195,6 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
     if block is not None:
         register_block(block)
     entry = LayerType(name, forward, backward, defaults, options, check, geometry, data_size,
-                      abbreviation or name, weight_ndims, loss, block, to_dagnn)
+                      abbreviation or name, weight_ndims, weight_train_methods, loss, block, to_dagnn)
     LAYER_TYPES[name] = entry
     return entry
