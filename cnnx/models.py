@@ -208,6 +208,13 @@ def _network(layers, learning_rate, weight_decay):
     return vl_simplenn_tidy(net)
 
 
+def _dagnn_with_error(net, layer_name):
+    """from_simplenn with canonical names, plus a classerror layer ``layer_name`` whose output is 'error'."""
+    dag = dagnn.DagNN.from_simplenn(net, canonical_names=True)
+    dag.add_layer(layer_name, dagnn.Loss(loss="classerror"), ["prediction", "label"], "error")
+    return dag
+
+
 def cifar_dagnn(net):
     """Convert a CIFAR SimpleNN network to DagNN, adding a top-1 error output, as MatConvNet does.
 
@@ -236,9 +243,7 @@ def cifar_dagnn(net):
     >>> dag.get_outputs()
     ['objective', 'error']
     """
-    dag = dagnn.DagNN.from_simplenn(net, canonical_names=True)
-    dag.add_layer("error", dagnn.Loss(loss="classerror"), ["prediction", "label"], "error")
-    return dag
+    return _dagnn_with_error(net, "error")
 
 
 def mnist_lenet(dtype=np.float32, rng=0):
@@ -340,6 +345,4 @@ def mnist_dagnn(net):
     >>> dag.get_outputs()
     ['objective', 'error']
     """
-    dag = dagnn.DagNN.from_simplenn(net, canonical_names=True)
-    dag.add_layer("top1err", dagnn.Loss(loss="classerror"), ["prediction", "label"], "error")
-    return dag
+    return _dagnn_with_error(net, "top1err")

@@ -21,6 +21,7 @@ import numpy as np
 
 from .._files import atomic_open
 from ._download import RETRIES, fetch
+from ._imdb import training_mask
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -314,16 +315,8 @@ def preprocess(images, sets, whiten=True, contrast_normalization=True):
     >>> data.shape, data.dtype
     ((4, 4, 3, 10), dtype('float32'))
     """
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"preprocess: images must be 4-D (H, W, C, N), got shape {images.shape}")
+    images, train = training_mask(images, sets)
     n = images.shape[3]
-    sets = np.asarray(sets).ravel()
-    if sets.shape != (n,):
-        raise ValueError(f"preprocess: sets has {sets.size} entries for {n} images")
-    train = sets == 1
-    if not train.any():
-        raise ValueError("preprocess: sets marks no training image (value 1)")
     data = np.array(images, dtype=np.float32, order="F")
     z = data.T.reshape(n, -1)  # a view: one row per image
 

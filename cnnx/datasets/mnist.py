@@ -23,6 +23,7 @@ import zlib
 import numpy as np
 
 from ._download import RETRIES, fetch
+from ._imdb import training_mask
 
 #: The four files of MNIST, as downloaded: training images and labels, test images and labels.
 FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -370,16 +371,7 @@ def preprocess(images, sets):
     >>> data.ravel(), data_mean.ravel()
     (array([-5.,  5., 45.], dtype=float32), array([5.], dtype=float32))
     """
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"preprocess: images must be 4-D (H, W, C, N), got shape {images.shape}")
-    n = images.shape[3]
-    sets = np.asarray(sets).ravel()
-    if sets.shape != (n,):
-        raise ValueError(f"preprocess: sets has {sets.size} entries for {n} images")
-    train = sets == 1
-    if not train.any():
-        raise ValueError("preprocess: sets marks no training image (value 1)")
+    images, train = training_mask(images, sets)
     data = np.array(images, dtype=np.float32, order="F")
     data_mean = data[:, :, :, train].mean(axis=3, dtype=np.float64).astype(np.float32)
     data -= data_mean[:, :, :, None]
