@@ -228,10 +228,10 @@ def _simplenn_layer(raw, index):
     fields = _struct_fields(raw, f"layers[{index}]")
     label = layer_label("layers", index, _entry_name(fields, "layers", index))
     layer_type = _layer_field("type", fields["type"], label) if "type" in fields else None
-    if layer_type == "custom":
-        raise _Malformed(f"{label} is a custom layer; its MATLAB functions cannot run in cnnx (build the layer "
-                         "in Python instead)")
     entry = LAYER_TYPES.get(layer_type)
+    if entry is not None and entry.holds_functions:
+        raise _Malformed(f"{label} is a {layer_type} layer; its MATLAB functions cannot run in cnnx (build the layer "
+                         "in Python instead)")
     if entry is None:
         known = ", ".join(sorted(LAYER_TYPES))
         raise _Malformed(f"{label} has type '{layer_type}', which cnnx does not implement (it implements: {known})")
@@ -508,8 +508,8 @@ def _simplenn_to_matlab(net):
     except (TypeError, ValueError) as error:
         raise ValueError(f"save_matconvnet: {error}") from None
     for k, layer in enumerate(net["layers"]):
-        if layer["type"] == "custom":
-            raise TypeError(f"save_matconvnet: net['layers'][{k}] is a custom layer; its Python functions "
+        if LAYER_TYPES[layer["type"]].holds_functions:
+            raise TypeError(f"save_matconvnet: net['layers'][{k}] is a {layer['type']} layer; its Python functions "
                             "cannot be stored in a .mat file")
     content = {key: _to_matlab(value, f"net[{key!r}]", float) for key, value in net.items() if key != "layers"}
     content["layers"] = _cell([_to_matlab(layer, f"net['layers'][{k}]", float)

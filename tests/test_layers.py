@@ -328,3 +328,20 @@ def test_both_trainers_learn_average_weights_by_their_declared_method(avgconv_ty
     assert not np.array_equal(biases, simple["layers"][0]["weights"][1])  # averaged, although the rate is 0
     np.testing.assert_array_equal(np.ravel(biases), np.ravel(trained_dag.params[1].value))
     np.testing.assert_array_equal(trained["layers"][0]["weights"][0], simple["layers"][0]["weights"][0])
+
+
+def test_types_whose_layers_hold_functions_stay_out_of_model_files(tmp_path):
+    register_layer_type("pyfunc", _scale_forward, _scale_backward, holds_functions=True)
+    try:
+        net = {"layers": [{"type": "pyfunc", "name": "mine", "weights": [np.ones(1)]}]}
+        with pytest.raises(TypeError, match=re.escape(
+                "save_matconvnet: net['layers'][0] is a pyfunc layer; its Python functions cannot be stored")):
+            save_matconvnet(net, os.path.join(tmp_path, "net.mat"))
+        LAYER_TYPES["pyfunc"].holds_functions = False
+        save_matconvnet(net, os.path.join(tmp_path, "net.mat"))  # as MATLAB would write such a layer
+        LAYER_TYPES["pyfunc"].holds_functions = True
+        with pytest.raises(ValueError, match=re.escape(
+                "layers[0] ('mine') is a pyfunc layer; its MATLAB functions cannot run in cnnx")):
+            load_matconvnet(os.path.join(tmp_path, "net.mat"))
+    finally:
+        del LAYER_TYPES["pyfunc"]

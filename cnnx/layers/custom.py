@@ -58,4 +58,4 @@ def _custom_data_size(layer, in_size, out_size):
 
 
 register_layer_type("custom", _custom_forward, _custom_backward, check=_custom_check,
-                    data_size=_custom_data_size)
+                    data_size=_custom_data_size, holds_functions=True)

@@ -47,7 +47,7 @@ class LayerType:
     """
 
     def __init__(self, name, forward, backward, defaults, options, check, geometry, data_size,
-                 abbreviation, weight_ndims, weight_train_methods, loss, block, to_dagnn):
+                 abbreviation, weight_ndims, weight_train_methods, loss, holds_functions, block, to_dagnn):
         self.name = name
         self.forward = forward
         self.backward = backward
@@ -60,6 +60,7 @@ class LayerType:
         self.weight_ndims = tuple(weight_ndims)
         self.weight_train_methods = tuple(weight_train_methods)
         self.loss = loss
+        self.holds_functions = holds_functions
         self.block = block
         self.to_dagnn = to_dagnn
 
@@ -104,7 +105,8 @@ def register_block(block):
 
 def register_layer_type(name, forward, backward, *, defaults=None, options=None, check=None,
                         geometry=None, data_size=None, abbreviation=None, weight_ndims=(),
-                        weight_train_methods=(), loss=False, block=None, to_dagnn=None, replace=False):
+                        weight_train_methods=(), loss=False, holds_functions=False, block=None, to_dagnn=None,
+                        replace=False):
     """Teach SimpleNN a layer type: how to run it, check it, show it and convert it to DagNN.
 
     Parameters
@@ -150,6 +152,9 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
         backward returns, as bnorm's moments).
     loss : bool, default False
         The output is an objective: kept when conserving memory, shown as 1x1x1x1 data.
+    holds_functions : bool, default False
+        The layers hold functions (as ``'custom'`` ones): model files cannot store them, and such
+        a layer in a MATLAB file (its MATLAB functions) cannot be loaded.
     block : type, optional
         The DagNN block class of this type (a :class:`cnnx.layers.Layer` subclass with a
         ``type_name``); it is registered with :func:`register_block`, so that ``DagNN.loadobj`` and
@@ -195,6 +200,7 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
     if block is not None:
         register_block(block)
     entry = LayerType(name, forward, backward, defaults, options, check, geometry, data_size,
-                      abbreviation or name, weight_ndims, weight_train_methods, loss, block, to_dagnn)
+                      abbreviation or name, weight_ndims, weight_train_methods, loss, holds_functions, block,
+                      to_dagnn)
     LAYER_TYPES[name] = entry
     return entry
