@@ -130,7 +130,7 @@ def parse_options(fname, args, kwargs, spec):
 INT_OPTION_LIMIT = 2**62
 
 
-def _as_ints(fname, label, value):
+def whole_numbers(fname, label, value):
     """The whole numbers in ``value`` (a number, an array or a list of numbers) as exact Python ints.
 
     Each element is converted on its own, so that a list mixing Python and NumPy integers is not
@@ -175,7 +175,7 @@ def validate_value(fname, label, option, value):
             raise ValueError(f"{fname}: {label} must be true or false (or 1 or 0), got {value!r}")
         return bool(value)
     if kind == "pad4":
-        vals = _as_ints(fname, label, value)
+        vals = whole_numbers(fname, label, value)
         if len(vals) == 1:
             vals = vals * 4
         if len(vals) != 4:
@@ -185,7 +185,7 @@ def validate_value(fname, label, option, value):
         _check_limit(fname, label, vals, value)
         return tuple(vals)
     if kind in ("pair", "pair0"):
-        vals = _as_ints(fname, label, value)
+        vals = whole_numbers(fname, label, value)
         if len(vals) == 1:
             vals = vals * 2
         if len(vals) != 2:
@@ -196,7 +196,7 @@ def validate_value(fname, label, option, value):
         _check_limit(fname, label, vals, value)
         return tuple(vals)
     if kind == "int":
-        vals = _as_ints(fname, label, value)
+        vals = whole_numbers(fname, label, value)
         if len(vals) != 1 or vals[0] < 0:
             raise ValueError(f"{fname}: {label} must be a non-negative integer, got {value!r}")
         _check_limit(fname, label, vals, value)

@@ -345,3 +345,14 @@ def test_types_whose_layers_hold_functions_stay_out_of_model_files(tmp_path):
             load_matconvnet(os.path.join(tmp_path, "net.mat"))
     finally:
         del LAYER_TYPES["pyfunc"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Conv(pad=2**62), "Conv: pad must be 1, 2 or 4 non-negative whole numbers below 2^62, got 4611686018427387904"),
+    (lambda: Conv(stride=[1, 2**70]), "Conv: stride must be 1 or 2 positive whole numbers below 2^62, got [1, "
+                                      "1180591620717411303424]"),
+])
+def test_block_integers_follow_the_option_limit(make, message):
+    # The same whole-number reading and 2^62 limit as the block functions' options (cnnx._options).
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()

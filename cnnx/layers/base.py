@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .._checks import is_placeholder
-from .._options import without_gpu_options
+from .._options import INT_OPTION_LIMIT, whole_numbers, without_gpu_options
 
 
 # ------------------------------------------------------------------------------------------------
@@ -62,21 +62,19 @@ def _whole_numbers(lengths, minimum):
 
 
 def int_tuple(owner, name, value, lengths, minimum, expected=None, shown=None):
-    """Whole numbers >= minimum as a tuple; ``lengths`` maps a given length to an expansion."""
+    """Whole numbers >= minimum (and below 2^62, as every integer option) as a tuple, read by
+    ``cnnx._options``' rules; ``lengths`` maps a given length to an expansion."""
     expected = expected or _whole_numbers(lengths, minimum)
     shown = value if shown is None else shown
     try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError):  # ragged nested sequences
-        arr = np.asarray(None)
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise property_error(owner, name, expected, shown, TypeError)
-    flat = arr.reshape(-1)
-    if (flat.size not in lengths or not np.all(np.isfinite(flat)) or np.any(flat != np.trunc(flat))
-            or np.any(flat < minimum)):
+        ints = whole_numbers(owner, name, value)
+    except (TypeError, ValueError) as error:
+        raise property_error(owner, name, expected, shown, type(error)) from None
+    if len(ints) not in lengths or min(ints) < minimum:
         raise property_error(owner, name, expected, shown)
-    ints = [int(v) for v in flat]
-    return tuple(ints[i] for i in lengths[flat.size])
+    if max(ints) >= INT_OPTION_LIMIT:
+        raise property_error(owner, name, f"{expected} below 2^62", shown)
+    return tuple(ints[i] for i in lengths[len(ints)])
 
 
 PAD4 = {1: (0, 0, 0, 0), 2: (0, 0, 1, 1), 4: (0, 1, 2, 3)}  # [p1 p2] means [p1 p1 p2 p2]
