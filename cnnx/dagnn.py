@@ -598,9 +598,9 @@ class DagNN:
         and leaves derivatives in ``var.der`` and ``param.der``.
 
         Every network input must be given, except labels (inputs that blocks read only as their
-        ``label_inputs``, such as a Loss's second): without them those layers are skipped, so a network can run for prediction alone. Forward runs
-        the layers in ``execution_order``. Every call starts from scratch: values and derivatives
-        of all variables are cleared first.
+        ``label_inputs``, such as a Loss's second): without them those layers are skipped, so a
+        network can run for prediction alone. Forward runs the layers in ``execution_order``.
+        Every call starts from scratch: values and derivatives of all variables are cleared first.
 
         Backward runs the layers in reverse order. A variable read by several layers gets the sum of
         their derivatives, plus its entry in ``der_outputs`` if any. A parameter's derivative is

@@ -356,3 +356,12 @@ def test_block_integers_follow_the_option_limit(make, message):
     # The same whole-number reading and 2^62 limit as the block functions' options (cnnx._options).
     with pytest.raises(ValueError, match=re.escape(message)):
         make()
+
+
+def test_property_errors_name_the_block_class_as_filter_ones_did():
+    # Every property names type(block), as pad/stride/dilate always did (a subclass says its own name).
+    with pytest.raises(ValueError, match=re.escape("AvgConv: has_bias must be true or false, got 2")):
+        AvgConv(has_bias=2)
+    with pytest.raises(ValueError, match=re.escape("AvgConv: pad must be 1, 2 or 4 non-negative whole numbers")):
+        AvgConv(pad=-1)
+    assert Conv.pad.__doc__.startswith("[top, bottom, left, right] zero padding")

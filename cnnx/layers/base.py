@@ -6,6 +6,7 @@ was expected (``Conv: pad must be 1, 2 or 4 non-negative whole numbers, got 1.5`
 """
 import copy as _copy
 import math
+from functools import partial
 
 import numpy as np
 
@@ -298,48 +299,37 @@ class Layer:
         return f"{type(self).__name__}({props})"
 
 
+class Property:
+    """A block property, converted and checked when set by ``convert(owner, name, value)`` (owner:
+    the block's class name), which returns the value to keep or raises :func:`property_error`."""
+
+    def __init__(self, convert, doc):
+        self.convert = convert
+        self.__doc__ = doc
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, block, owner=None):
+        return self if block is None else block.__dict__[self.name]
+
+    def __set__(self, block, value):
+        block.__dict__[self.name] = self.convert(type(block).__name__, self.name, value)
+
+
 def same_size(input_sizes):
     return [None if not input_sizes or input_sizes[0] is None else tuple(input_sizes[0])]
-
-
-def window_output(size, pad, stride, extent):
-    """Sliding-window output height and width (MatConvNet's floor formula)."""
-    h, w = size[0], size[1]
-    yh = math.floor((h + pad[0] + pad[1] - extent[0]) / stride[0]) + 1
-    yw = math.floor((w + pad[2] + pad[3] - extent[1]) / stride[1]) + 1
-    return yh, yw
 
 
 class Filter(Layer):
     """Padding, stride and dilation shared by Conv and Pooling (MatConvNet's dagnn.Filter)."""
 
-    @property
-    def pad(self):
-        """[top, bottom, left, right] zero padding; 1 value for all, or [p1 p2] = [p1 p1 p2 p2]."""
-        return self._pad
-
-    @pad.setter
-    def pad(self, value):
-        self._pad = int_tuple(type(self).__name__, "pad", value, PAD4, 0)
-
-    @property
-    def stride(self):
-        """[sy, sx] step of the window (1 value for both)."""
-        return self._stride
-
-    @stride.setter
-    def stride(self, value):
-        self._stride = int_tuple(type(self).__name__, "stride", value, PAIR, 1)
-
-    @property
-    def dilate(self):
-        """[dy, dx] dilation of the window (1 value for both)."""
-        return self._dilate
-
-    @dilate.setter
-    def dilate(self, value):
-        self._dilate = int_tuple(type(self).__name__, "dilate", value, PAIR, 1)
-
+    pad = Property(partial(int_tuple, lengths=PAD4, minimum=0),
+                   "[top, bottom, left, right] zero padding; 1 value for all, or [p1 p2] = [p1 p1 p2 p2].")
+    stride = Property(partial(int_tuple, lengths=PAIR, minimum=1),
+                      "[sy, sx] step of the window (1 value for both).")
+    dilate = Property(partial(int_tuple, lengths=PAIR, minimum=1),
+                      "[dy, dx] dilation of the window (1 value for both).")
 
 
 class WithOpts:
@@ -350,17 +340,11 @@ class WithOpts:
     for; ``opts`` itself is saved as given.
     """
 
-    @property
-    def opts(self):
-        """More name/value options of the block function, as a tuple."""
-        return self._opts
-
-    @opts.setter
-    def opts(self, value):
-        self._opts = tuple(cell(value))
+    opts = Property(lambda owner, name, value: tuple(cell(value)),
+                    "More name/value options of the block function, as a tuple.")
 
     def block_opts(self):
-        return without_gpu_options(self._opts)
+        return without_gpu_options(self.opts)
 
 
 # ------------------------------------------------------------------------------------------------

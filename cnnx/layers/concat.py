@@ -7,13 +7,20 @@ Examples
 4
 """
 from ..concat import vl_nnconcat
-from .base import Layer, int_tuple, property_error
+from .base import Layer, Property, int_tuple, property_error
 from .registry import register_block
 
 
 # ------------------------------------------------------------------------------------------------
 # DagNN block
 # ------------------------------------------------------------------------------------------------
+
+
+def _dimension(owner, name, value):
+    dim = int_tuple(owner, name, value, {1: (0,)}, 1, expected="1, 2, 3 or 4")[0]
+    if dim > 4:
+        raise property_error(owner, name, "1, 2, 3 or 4", value)
+    return dim
 
 
 @register_block
@@ -38,17 +45,7 @@ class Concat(Layer):
     def __init__(self, dim=3):
         self.dim = dim
 
-    @property
-    def dim(self):
-        """1-based dimension to join along."""
-        return self._dim
-
-    @dim.setter
-    def dim(self, value):
-        dim = int_tuple("Concat", "dim", value, {1: (0,)}, 1, expected="1, 2, 3 or 4")[0]
-        if dim > 4:
-            raise property_error("Concat", "dim", "1, 2, 3 or 4", value)
-        self._dim = dim
+    dim = Property(_dimension, "1-based dimension to join along.")
 
     def forward(self, inputs, params):
         return [vl_nnconcat(inputs, self.dim)]

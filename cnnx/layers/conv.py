@@ -14,13 +14,26 @@ from .._checks import is_placeholder
 from .._options import Option, without_gpu_options
 from .._shapes import window_output_size
 from ..conv import vl_nnconv
-from .base import Filter, WithOpts, cell, check_array, check_weight_count, flag, int_tuple, pair, weight
+from .base import (Filter, Property, WithOpts, cell, check_array, check_weight_count, flag, int_tuple, pair,
+                   weight)
 from .registry import Conversion, register_layer_type
 
 
 # ------------------------------------------------------------------------------------------------
 # DagNN block
 # ------------------------------------------------------------------------------------------------
+
+
+def _bank_size(owner, name, value):
+    # MATLAB's size() drops trailing singleton dimensions: [5 5 3] is [5 5 3 1].
+    try:
+        flat = np.asarray(value).reshape(-1)
+    except (TypeError, ValueError):  # ragged nested sequences
+        flat = np.asarray([None], dtype=object)
+    if 2 <= flat.size < 4 and flat.dtype.kind in "biuf":
+        flat = np.concatenate([flat, np.ones(4 - flat.size, dtype=flat.dtype)])
+    expected = "2 to 4 non-negative whole numbers [FH FW FC K]"
+    return int_tuple(owner, name, flat, {4: (0, 1, 2, 3)}, 0, expected=expected, shown=value)
 
 
 class Conv(WithOpts, Filter):
@@ -57,31 +70,8 @@ class Conv(WithOpts, Filter):
         self.has_bias = has_bias
         self.opts = opts
 
-    @property
-    def size(self):
-        """(FH, FW, FC, K) shape of the filter bank."""
-        return self._size
-
-    @size.setter
-    def size(self, value):
-        # MATLAB's size() drops trailing singleton dimensions: [5 5 3] is [5 5 3 1].
-        try:
-            flat = np.asarray(value).reshape(-1)
-        except (TypeError, ValueError):  # ragged nested sequences
-            flat = np.asarray([None], dtype=object)
-        if 2 <= flat.size < 4 and flat.dtype.kind in "biuf":
-            flat = np.concatenate([flat, np.ones(4 - flat.size, dtype=flat.dtype)])
-        self._size = int_tuple("Conv", "size", flat, {4: (0, 1, 2, 3)}, 0,
-                                expected="2 to 4 non-negative whole numbers [FH FW FC K]", shown=value)
-
-    @property
-    def has_bias(self):
-        """Whether the second parameter (biases) is used."""
-        return self._has_bias
-
-    @has_bias.setter
-    def has_bias(self, value):
-        self._has_bias = flag("Conv", "has_bias", value)
+    size = Property(_bank_size, "(FH, FW, FC, K) shape of the filter bank.")
+    has_bias = Property(flag, "Whether the second parameter (biases) is used.")
 
     def _options(self):
         return dict(pad=self.pad, stride=self.stride, dilate=self.dilate)

@@ -9,11 +9,12 @@ Examples
 0.2
 """
 import numbers
+from functools import partial
 
 import numpy as np
 
 from ..dropout import vl_nndropout
-from .base import Layer, flag, real, same_size
+from .base import Layer, Property, flag, real, same_size
 from .registry import Conversion, register_layer_type
 
 
@@ -56,23 +57,9 @@ class DropOut(Layer):
         self.frozen = frozen
         self.mask = None
 
-    @property
-    def rate(self):
-        """Dropout probability."""
-        return self._rate
-
-    @rate.setter
-    def rate(self, value):
-        self._rate = real("DropOut", "rate", value, "a number in [0, 1)", lambda rate: 0 <= rate < 1)
-
-    @property
-    def frozen(self):
-        """Reuse the last mask."""
-        return self._frozen
-
-    @frozen.setter
-    def frozen(self, value):
-        self._frozen = flag("DropOut", "frozen", value)
+    rate = Property(partial(real, expected="a number in [0, 1)", accept=lambda rate: 0 <= rate < 1),
+                    "Dropout probability.")
+    frozen = Property(flag, "Reuse the last mask.")
 
     def forward(self, inputs, params):
         if self._is_test_mode():

@@ -9,11 +9,13 @@ Examples
 >>> Loss.label_inputs
 (1,)
 """
+from functools import partial
+
 import numpy as np
 
 from ..softmaxloss import vl_nnsoftmaxloss
 from ..nnloss import vl_nnloss
-from .base import Layer, WithOpts, choice, flag
+from .base import Layer, Property, WithOpts, choice, flag
 from .registry import Conversion, register_layer_type
 
 
@@ -58,23 +60,8 @@ class Loss(WithOpts, Layer):
         self.average = 0.0
         self.num_averaged = 0
 
-    @property
-    def loss(self):
-        """Loss type."""
-        return self._loss
-
-    @loss.setter
-    def loss(self, value):
-        self._loss = choice("Loss", "loss", value, ("softmaxlog", "classerror"))
-
-    @property
-    def ignore_average(self):
-        """Do not keep the running average."""
-        return self._ignore_average
-
-    @ignore_average.setter
-    def ignore_average(self, value):
-        self._ignore_average = flag("Loss", "ignore_average", value)
+    loss = Property(partial(choice, choices=("softmaxlog", "classerror")), "Loss type.")
+    ignore_average = Property(flag, "Do not keep the running average.")
 
     @property
     def reports_average(self):

@@ -6,16 +6,26 @@ Examples
 >>> Pooling(pool_size=2, stride=2).get_output_sizes([(8, 8, 3, 1)], [])
 [(4, 4, 3, 1)]
 """
+from functools import partial
+
 from .._options import Option, without_gpu_options
 from .._shapes import window_output_size
 from ..pool import vl_nnpool
-from .base import PAIR, Filter, WithOpts, cell, choice, int_tuple, pair, property_error, require
+from .base import Filter, PAIR, Property, WithOpts, cell, choice, int_tuple, pair, property_error, require
 from .registry import Conversion, register_layer_type
 
 
 # ------------------------------------------------------------------------------------------------
 # DagNN block
 # ------------------------------------------------------------------------------------------------
+
+
+def _no_dilation(owner, name, value):
+    # Inherited from dagnn.Filter and saved by MatConvNet, but vl_nnpool has no dilation.
+    expected = "1 (vl_nnpool has no dilation)"
+    if int_tuple(owner, name, value, PAIR, 1, expected=expected) != (1, 1):
+        raise property_error(owner, name, expected, value)
+    return (1, 1)
 
 
 class Pooling(WithOpts, Filter):
@@ -53,31 +63,9 @@ class Pooling(WithOpts, Filter):
         self.opts = opts
         self.dilate = dilate
 
-    @Filter.dilate.setter
-    def dilate(self, value):
-        # Inherited from dagnn.Filter and saved by MatConvNet, but vl_nnpool has no dilation.
-        dilate = int_tuple("Pooling", "dilate", value, PAIR, 1, expected="1 (vl_nnpool has no dilation)")
-        if dilate != (1, 1):
-            raise property_error("Pooling", "dilate", "1 (vl_nnpool has no dilation)", value)
-        self._dilate = dilate
-
-    @property
-    def method(self):
-        """'max' or 'avg'."""
-        return self._method
-
-    @method.setter
-    def method(self, value):
-        self._method = choice("Pooling", "method", value, ("max", "avg"))
-
-    @property
-    def pool_size(self):
-        """[PH, PW] pooling window."""
-        return self._pool_size
-
-    @pool_size.setter
-    def pool_size(self, value):
-        self._pool_size = int_tuple("Pooling", "pool_size", value, PAIR, 1)
+    dilate = Property(_no_dilation, "[1, 1]: kept for MatConvNet's files (dagnn.Filter has it).")
+    method = Property(partial(choice, choices=("max", "avg")), "'max' or 'avg'.")
+    pool_size = Property(partial(int_tuple, lengths=PAIR, minimum=1), "[PH, PW] pooling window.")
 
     def _options(self):
         return dict(pad=self.pad, stride=self.stride, method=self.method)

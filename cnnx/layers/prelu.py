@@ -9,7 +9,7 @@ Examples
 import numpy as np
 
 from ..activations import vl_nnprelu
-from .base import Layer, check_array, check_weight_count, int_tuple, same_size
+from .base import Layer, Property, check_array, check_weight_count, int_tuple, same_size
 from .registry import Conversion, register_layer_type
 
 
@@ -40,14 +40,8 @@ class PReLU(Layer):
     def __init__(self, num_channels=1):
         self.num_channels = num_channels
 
-    @property
-    def num_channels(self):
-        """Number of slopes."""
-        return self._num_channels
-
-    @num_channels.setter
-    def num_channels(self, value):
-        self._num_channels = int_tuple("PReLU", "num_channels", value, {1: (0,)}, 1)[0]
+    num_channels = Property(lambda owner, name, value: int_tuple(owner, name, value, {1: (0,)}, 1)[0],
+                            "Number of slopes.")
 
     def forward(self, inputs, params):
         return [vl_nnprelu(inputs[0], params[0])]

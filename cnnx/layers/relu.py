@@ -8,7 +8,7 @@ True
 """
 from .._options import Option
 from ..activations import vl_nnrelu
-from .base import Layer, WithOpts, flag, real, same_size
+from .base import Layer, Property, WithOpts, flag, real, same_size
 from .registry import Conversion, register_layer_type
 
 
@@ -46,23 +46,8 @@ class ReLU(WithOpts, Layer):
         self.use_short_circuit = use_short_circuit
         self.opts = opts
 
-    @property
-    def leak(self):
-        """Slope for negative inputs."""
-        return self._leak
-
-    @leak.setter
-    def leak(self, value):
-        self._leak = real("ReLU", "leak", value)
-
-    @property
-    def use_short_circuit(self):
-        """Back-propagate from the output when conserving memory."""
-        return self._use_short_circuit
-
-    @use_short_circuit.setter
-    def use_short_circuit(self, value):
-        self._use_short_circuit = flag("ReLU", "use_short_circuit", value)
+    leak = Property(real, "Slope for negative inputs.")
+    use_short_circuit = Property(flag, "Back-propagate from the output when conserving memory.")
 
     @property
     def backward_from_output(self):
