@@ -346,7 +346,7 @@ def _updated(slot, state, batch_size, rate, opts):
 
 
 # --------------------------------------------------------------------------------------------------
-# Error functions: MatConvNet's error_multiclass / error_binary, on the predictions res[-2]['x']
+# Error functions: MatConvNet's error_multiclass / error_binary, on the predictions (the loss's input)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -460,11 +460,15 @@ class _SimpleNNModel:
         layers = net["layers"]
         self.opts = opts
         self.error_function = opts["error_function"] or "multiclass"
-        if self.error_function in ("multiclass", "binary") and len(layers) < 2:
+        # The labels go to the loss layer (a type registered with loss=True; MatConvNet: the last
+        # layer), whose input are the predictions the error functions read.
+        self.loss = max((l for l, layer in enumerate(layers) if LAYER_TYPES[layer["type"]].loss),
+                        default=len(layers) - 1)
+        if self.error_function in ("multiclass", "binary") and self.loss == 0:
             raise ValueError(f"{_FNAME}: error_function '{self.error_function}' reads the predictions of the "
                              "layer before the loss, but the network has one layer")
-        if len(layers) >= 2:
-            layers[-2]["precious"] = True  # keep the predictions for the error function
+        if self.loss > 0:
+            layers[self.loss - 1]["precious"] = True  # keep the predictions for the error function
         self.dtype = None
         for index, layer in enumerate(layers):
             weights = layer.get("weights") or []
@@ -480,7 +484,7 @@ class _SimpleNNModel:
         if labels is None:
             labels = _ERROR_LABELS.get(self.error_function) if isinstance(self.error_function, str) else None
         self.error_labels = labels
-        self._original_class = layers[-1].get("class")
+        self._original_class = layers[self.loss].get("class")
         self._res = None
         self._totals = None
         self.rng = None  # the dropout layers' generator, set by the trainer each epoch
@@ -499,7 +503,7 @@ class _SimpleNNModel:
     def evaluate(self, inputs, train, accumulate):
         images, labels = inputs
         layers = self.net["layers"]
-        layers[-1]["class"] = labels
+        layers[self.loss]["class"] = labels
         dzdy = np.ones((), dtype=images.dtype) if train else None
         self._res = self._forward(
             self.net, images, dzdy, self._res if accumulate else None,
@@ -510,9 +514,9 @@ class _SimpleNNModel:
         res = self._res
         function = self.error_function
         if function == "multiclass":
-            errors = _error_multiclass(labels, res[-2]["x"])
+            errors = _error_multiclass(labels, res[self.loss]["x"])
         elif function == "binary":
-            errors = _error_binary(labels, res[-2]["x"])
+            errors = _error_binary(labels, res[self.loss]["x"])
         elif function == "none":
             errors = np.zeros(0)
         else:
@@ -564,9 +568,9 @@ class _SimpleNNModel:
 
     def end_phase(self):
         self._res = None
-        self.net["layers"][-1]["class"] = self._original_class
+        self.net["layers"][self.loss]["class"] = self._original_class
         if self._original_class is None:
-            self.net["layers"][-1].pop("class", None)
+            self.net["layers"][self.loss].pop("class", None)
 
     def saved_solver_state(self, states):
         """MatConvNet's layout: one list per layer, one entry per weight."""

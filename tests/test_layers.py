@@ -365,3 +365,20 @@ def test_property_errors_name_the_block_class_as_filter_ones_did():
     with pytest.raises(ValueError, match=re.escape("AvgConv: pad must be 1, 2 or 4 non-negative whole numbers")):
         AvgConv(pad=-1)
     assert Conv.pad.__doc__.startswith("[top, bottom, left, right] zero padding")
+
+
+def test_simplenn_trainer_gives_the_labels_to_the_loss_layer():
+    # The loss layer is the one whose type says loss=True, not the last one: here an identity follows it.
+    from cnnx.train import cnn_train
+
+    imdb, simple = small_problem()
+    identity = {"type": "custom", "forward": lambda layer, a, b: {**b, "x": a["x"]},
+                "backward": lambda layer, a, b: {**a, "dzdx": b["dzdx"]}}
+    followed = {"layers": simple["layers"] + [identity]}
+    batch = lambda db, b: (db["x"][..., b], db["y"][b])  # noqa: E731
+    trained, stats = cnn_train(followed, imdb, batch, **QUIET)
+    plain, plain_stats = cnn_train(simple, imdb, batch, **QUIET)
+    assert stats["train"][0]["objective"] == plain_stats["train"][0]["objective"]
+    assert stats["train"][0]["top1err"] == plain_stats["train"][0]["top1err"]
+    assert np.array_equal(trained["layers"][0]["weights"][0], plain["layers"][0]["weights"][0])
+    assert "class" not in trained["layers"][1]  # the labels are taken back after training
