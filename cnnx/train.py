@@ -596,7 +596,8 @@ class _SimpleNNModel:
 
 
 class _DagNNModel:
-    """A DagNN driven through its eval; statistics are the running averages of its Loss layers."""
+    """A DagNN driven through its eval; statistics are the running averages of its blocks that report one
+    (``reports_average``: the Loss layers)."""
 
     def __init__(self, net, opts, training):
         if opts["error_function"] is not None or opts["error_labels"] is not None:
@@ -668,7 +669,7 @@ class _DagNNModel:
         net.eval(inputs, self.der_outputs if train else None)
 
     def statistics(self, num):
-        """MatConvNet's extractStats: each Loss layer's running average, under its output's name."""
+        """MatConvNet's extractStats: each reporting block's running average, under its output's name."""
         return {layer.outputs[0]: float(layer.block.average) for layer in self.losses}
 
     def slots(self):
