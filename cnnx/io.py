@@ -604,8 +604,8 @@ def save_matconvnet(net, path, **extra):
 # ------------------------------------------------------------------------------------------------
 
 # Replaces scipy's header text (MATLAB only reads the last 12 of the header's 128 bytes).
-_SEALED_HEADER = b"MATLAB 5.0 MAT-file, written by cnnx: its last variable, cnnx_sha256, is the SHA-256 of all bytes before it"
-_SEALED_HEADER = _SEALED_HEADER.ljust(116)
+_SEALED_HEADER = (b"MATLAB 5.0 MAT-file, written by cnnx: its last variable, cnnx_sha256, is the SHA-256 "
+                  b"of all bytes before it").ljust(116)
 _CHUNK = 1 << 20
 
 

@@ -802,7 +802,8 @@ class _Plot:
             from matplotlib.ticker import MaxNLocator
         except ImportError:
             if not self.told_no_matplotlib:
-                _say("matplotlib is not installed, so there is no net-train.png (pip install matplotlib, or cnnx[plot])")
+                _say("matplotlib is not installed, so there is no net-train.png "
+                     "(pip install matplotlib, or cnnx[plot])")
             self.told_no_matplotlib = True
             return
         names = []

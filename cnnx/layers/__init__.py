@@ -33,7 +33,7 @@ from .dropout import DropOut
 from .loss import Loss
 from .concat import Concat
 from .sum import Sum
-from . import custom  # registers SimpleNN's 'custom' type (it has no DagNN block)
+from . import custom  # noqa: F401  (registers SimpleNN's 'custom' type; it has no DagNN block)
 
 __all__ = [
     "BLOCK_TYPES", "Concat", "Conv", "Conversion", "DropOut", "LAYER_TYPES", "Layer", "LayerType", "Loss",
