@@ -6,6 +6,7 @@ Networks are SimpleNN layer lists (`vl_simplenn`) or `DagNN` graphs, trained by 
 """
 from ._threads import get_num_threads, set_num_threads
 from .activations import vl_nnprelu, vl_nnrelu
+from .bnorm import vl_nnbnorm
 from .concat import vl_nnconcat
 from .conv import vl_nnconv
 from .dropout import vl_nndropout
@@ -33,6 +34,7 @@ __all__ = [
     "set_num_threads",
     "solvers",
     "testing",
+    "vl_nnbnorm",
     "vl_nnconcat",
     "vl_nnconv",
     "vl_nndropout",

@@ -3,7 +3,7 @@ forward and backward, and through vl_simplenn and DagNN: the kernels never write
 import numpy as np
 import pytest
 
-from cnnx import vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu, vl_nnsoftmaxloss
+from cnnx import vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu, vl_nnsoftmaxloss
 from cnnx.concat import vl_nnconcat
 from cnnx.dagnn import Conv, DagNN, Loss, Pooling, ReLU
 from cnnx.nnloss import vl_nnloss
@@ -120,6 +120,18 @@ def test_prelu(dtype, slopes, read_only):
     dy = randn(rng, x.shape, dtype)
     check(read_only, vl_nnprelu, x, a)
     check(read_only, vl_nnprelu, x, a, dy)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bnorm(dtype, read_only):
+    rng = np.random.default_rng(9)
+    x = randn(rng, (5, 4, 3, 2), dtype)
+    g, b, dy = randn(rng, (3, 1), dtype), randn(rng, (1, 3), dtype), randn(rng, x.shape, dtype)
+    moments = np.asarray([[0.1, 1.5], [0.2, 0.5], [-0.3, 2.0]], dtype=dtype)
+    check(read_only, vl_nnbnorm, x, g, b)
+    check(read_only, vl_nnbnorm, x, g, b, dy)
+    check(read_only, lambda x, g, b, m: vl_nnbnorm(x, g, b, moments=m), x, g, b, moments)
+    check(read_only, lambda x, g, b, dy, m: vl_nnbnorm(x, g, b, dy, moments=m), x, g, b, dy, moments)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 import cnnx.activations
+import cnnx.bnorm
 import cnnx.conv
 import cnnx.dropout
 import cnnx.softmaxloss
 import cnnx.pool
-from cnnx import vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu, vl_nnsoftmaxloss
+from cnnx import vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu, vl_nnsoftmaxloss
 from cnnx.concat import vl_nnconcat
 from cnnx.nnloss import vl_nnloss
 
@@ -51,6 +52,7 @@ def no_kernels(monkeypatch):
     monkeypatch.setattr(cnnx.conv, "_kernel", _NoKernel("conv"))
     monkeypatch.setattr(cnnx.pool, "_kernel", _NoKernel("pool"))
     monkeypatch.setattr(cnnx.activations, "_kernels", _NoKernel("activations"))
+    monkeypatch.setattr(cnnx.bnorm, "_kernels", _NoKernel("bnorm"))
     monkeypatch.setattr(cnnx.dropout, "_kernels", _NoKernel("dropout"))
     monkeypatch.setattr(cnnx.softmaxloss, "_kernels", _NoKernel("softmaxloss"))
 
@@ -321,6 +323,47 @@ for shape in ((0,), (5, 5, 0, 2)):
                if len(shape) == 1 else
                f"vl_nnconcat: DZDY has shape {shape} but the concatenation has shape (5, 5, 8, 2)")
     case(f"concat-dzdy{shape}", lambda s=shape: vl_nnconcat([X, X], 3, zeros(*s)), ValueError, message)
+
+
+# vl_nnbnorm: Epsilon, G, B, Moments and DZDY
+G4 = zeros(4)
+for value in (NAN, INF, -INF, -1e-9):
+    case(f"bnorm-epsilon-{value}", lambda v=value: vl_nnbnorm(X, G4, G4, epsilon=v), ValueError,
+         f"vl_nnbnorm: Epsilon must be a finite number >= 0, got {value!r}")
+case("bnorm-epsilon-string", lambda: vl_nnbnorm(X, G4, G4, "Epsilon", "1"), TypeError,
+     "vl_nnbnorm: Epsilon must be a real number, got '1'")
+case("bnorm-epsilon-2^1024", lambda: vl_nnbnorm(X, G4, G4, epsilon=2**1024), ValueError,
+     f"vl_nnbnorm: Epsilon must be a finite real number, got {2**1024!r}")
+case("bnorm-cudnn", lambda: vl_nnbnorm(X, G4, G4, "NoCuDNN"), TypeError,
+     "vl_nnbnorm: unknown option 'NoCuDNN'. Valid options are: Epsilon, Moments")
+for shape in ((0,), (0, 0), (3,), (4, 2)):
+    for arg, call in (("G", lambda s=shape: vl_nnbnorm(X, zeros(*s), G4)),
+                      ("B", lambda s=shape: vl_nnbnorm(X, G4, zeros(*s)))):
+        case(f"bnorm-{arg}{shape}", call, ValueError,
+             f"vl_nnbnorm: {arg} has {int(np.prod(shape))} elements but X has 4 channels")
+for shape in ((0,), (0, 0), (4,), (4, 3)):
+    case(f"bnorm-moments{shape}", lambda s=shape: vl_nnbnorm(X, G4, G4, moments=zeros(*s)), ValueError,
+         f"vl_nnbnorm: MOMENTS has {int(np.prod(shape))} elements but X has 4 channels (need 2C: C x 2 [MU SIGMA])")
+case("bnorm-moments-[]", lambda: vl_nnbnorm(X, G4, G4, moments=[]), ValueError,
+     "vl_nnbnorm: MOMENTS has 0 elements but X has 4 channels (need 2C: C x 2 [MU SIGMA])")
+case("bnorm-moments-float64", lambda: vl_nnbnorm(X, G4, G4, moments=np.zeros((4, 2))), TypeError,
+     "vl_nnbnorm: MOMENTS is float64 but X is float32; all arrays must share one dtype")
+case("bnorm-g-float64", lambda: vl_nnbnorm(X, np.zeros(4), G4), TypeError,
+     "vl_nnbnorm: G is float64 but X is float32; all arrays must share one dtype")
+case("bnorm-g-int", lambda: vl_nnbnorm(X, np.zeros(4, int), G4), TypeError,
+     "vl_nnbnorm: G must be a float32 or float64 array, got an integer array (int64)")
+for shape in ((0,), (0, 0), (5, 5, 4, 0), (5, 5, 4)):
+    case(f"bnorm-dzdy{shape}", lambda s=shape: vl_nnbnorm(X, G4, G4, zeros(*s)), ValueError,
+         f"vl_nnbnorm: DZDY has shape {shape} but X has shape (5, 5, 4, 2)")
+for shape in ((0, 5, 4, 2), (5, 0, 4, 2), (5, 5, 4, 0), (0, 4)):
+    channels = shape[2] if len(shape) > 2 else 1
+    for ident, dzdy in (("", ()), ("-backward", (zeros(*shape),))):
+        case(f"bnorm-x{shape}{ident}",
+             lambda s=shape, c=channels, d=dzdy: vl_nnbnorm(zeros(*s), zeros(c), zeros(c), *d), ValueError,
+             f"vl_nnbnorm: X has shape {shape}; the moments of a batch without values (H*W*N = 0) are "
+             "undefined (give Moments)")
+case("bnorm-x-5d", lambda: vl_nnbnorm(zeros(1, 1, 4, 1, 1), G4, G4), ValueError,
+     "vl_nnbnorm: X must have 2 to 4 dimensions (H x W x C x N), got 5 ((1, 1, 4, 1, 1))")
 
 
 @pytest.mark.parametrize("call, error, message", CASES)
