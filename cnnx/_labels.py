@@ -1,5 +1,7 @@
 """Class labels of the categorical losses (``vl_nnsoftmaxloss``, ``vl_nnloss``, the trainer):
-one parser, one set of accepted shapes, one set of messages."""
+one parser, one set of accepted shapes, one set of messages. The trainer checks a batch's labels
+with :func:`batch_labels` when ``get_batch`` returns them and reads them with :func:`parse_labels`
+against the predictions."""
 import numpy as np
 
 
@@ -46,12 +48,7 @@ def parse_labels(fname, c, height, width, classes, images, *, weights=False, che
         If ``c`` has none of the shapes above or (``check_values``) a label is not a whole
         number in 0..classes.
     """
-    arr = np.asarray(c)
-    if arr.dtype == object and arr.size and all(isinstance(v, int) and not isinstance(v, bool) for v in arr.flat):
-        # Python ints beyond 64 bits: numbers, out of range
-        raise ValueError(_value_message(fname, max(arr.flat, key=abs), classes))
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{fname}: labels C must be real numbers, got a {arr.dtype} array")
+    arr = _real_array(fname, c, classes)
     if arr.size == images:
         dims = (1, 1, images)
     else:
@@ -72,6 +69,43 @@ def parse_labels(fname, c, height, width, classes, images, *, weights=False, che
     return labels
 
 
+def _real_array(fname, c, classes):
+    """``c`` as an array of real numbers, else the TypeError (or, for Python ints beyond 64 bits,
+    the ValueError of a label out of range) every label check gives."""
+    arr = np.asarray(c)
+    if arr.dtype == object and arr.size and all(isinstance(v, int) and not isinstance(v, bool) for v in arr.flat):
+        raise ValueError(_value_message(fname, max(arr.flat, key=abs), classes))
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{fname}: labels C must be real numbers, got a {arr.dtype} array")
+    return arr
+
+
+def batch_labels(fname, c, images, classes=False):
+    """What can be told of a batch's labels before the scores exist (the trainer's check of what
+    ``get_batch`` returns): real numbers, in one of :func:`parse_labels`' forms as far as N
+    decides it (N elements, or an array of at most 4 dimensions whose 4th is N; for N = 1 any
+    2-D or 3-D array), and finite. With ``classes=True`` they must also be class labels: whole
+    numbers of at least 0 (the number of classes is the loss's to check). Returns the array.
+    """
+    arr = _real_array(fname, c, None)
+    fits = arr.size == images or arr.ndim == 4 and arr.shape[3] == images or images == 1 and 2 <= arr.ndim <= 3
+    if not fits:
+        raise ValueError(f"{fname}: labels C have shape {arr.shape} for {images} images; give N labels (one per "
+                         "image) or an H x W x 1|2 x N array")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{fname}: labels C must be finite, got NaN or infinity")
+    if classes:
+        flat = arr.reshape(-1) if arr.size == images else _as4d(arr)[:, :, 0, :].reshape(-1)
+        bad = flat[(flat < 0) | (flat != np.floor(flat))]
+        if bad.size:
+            raise ValueError(_value_message(fname, bad[0].item(), None))
+    return arr
+
+
+def _as4d(arr):
+    return arr.reshape(arr.shape + (1,) * (4 - arr.ndim))
+
+
 def check_label_values(fname, labels, classes):
     """Raise ValueError naming the first label (in Fortran order) of ``labels`` (as returned by
     :func:`parse_labels`) that is not a whole number in 0..classes."""
@@ -86,5 +120,7 @@ def _value_message(fname, value, classes):
         value = float(value)
         if value == value and abs(value) != float("inf") and value == int(value):
             value = int(value)  # a whole number out of range: shown as one
+    if classes is None:
+        return f"{fname}: labels C must be whole numbers of at least 0 (0 ignores an instance), got {value!r}"
     return (f"{fname}: labels C must be whole numbers in 0..{classes} (1..C are the C = {classes} "
             f"classes, 0 ignores an instance), got {value!r}")

@@ -20,14 +20,20 @@ class Option:
     (scalar or [top, bottom, left, right], each >= 0), 'pair' (scalar or [y, x], each >= 1),
     'pair0' (as pair, each >= 0), 'int' (>= 0), 'float', 'choice' (case-insensitive string from
     ``choices``) or 'any'. Integers must be whole numbers below ``INT_OPTION_LIMIT`` (2^62); floats
-    must fit a double.
+    must fit a double. ``low`` bounds an 'int' (0 by default) or a 'float'; ``high`` (excluded when
+    ``high_open``) bounds a 'float', and ``finite`` makes it refuse infinities and NaN.
     """
 
-    def __init__(self, kind, default=None, choices=None, display=None):
+    def __init__(self, kind, default=None, choices=None, display=None, low=None, high=None, high_open=False,
+                 finite=False):
         self.kind = kind
         self.default = default
         self.choices = choices
         self.display = display
+        self.low = low
+        self.high = high
+        self.high_open = high_open
+        self.finite = finite
 
 
 def _key(name):
@@ -162,6 +168,70 @@ def _check_limit(fname, label, vals, value):
         raise ValueError(f"{fname}: {label} must be less than 2^62, got {value!r}")
 
 
+def truth_value(fname, label, value, doubles=False):
+    """The rule of every true/false value: a logical or the integer 0 or 1, as a bool.
+
+    ``doubles=True`` also takes 0.0 and 1.0, as MATLAB stores logicals read from its files; a
+    Python float is otherwise not a logical (TypeError).
+    """
+    kinds = (bool, np.bool_, numbers.Integral) + ((numbers.Real,) if doubles else ())
+    if not isinstance(value, kinds):
+        raise TypeError(f"{fname}: {label} must be true or false, got {value!r}")
+    if value not in (0, 1):  # NaN is neither
+        raise ValueError(f"{fname}: {label} must be true or false (or 1 or 0), got {value!r}")
+    return bool(value)
+
+
+def _integer_text(low):
+    return {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer of at least {low}")
+
+
+def integer(fname, label, value, low=0):
+    """The rule of every integer value: one whole number (see :func:`whole_numbers`), at least
+    ``low`` and below 2^62, as a Python int."""
+    vals = whole_numbers(fname, label, value)
+    if len(vals) != 1 or vals[0] < low:
+        raise ValueError(f"{fname}: {label} must be {_integer_text(low)}, got {value!r}")
+    _check_limit(fname, label, vals, value)
+    return vals[0]
+
+
+def limit(fname, label, value):
+    """A positive integer (:func:`integer`) or MATLAB's ``inf`` for no limit (a depth, an epoch size)."""
+    if isinstance(value, float) and value == math.inf:
+        return value
+    return integer(fname, label, value, low=1)
+
+
+def real_number(fname, label, value, low=-math.inf, high=math.inf, high_open=False, finite=False):
+    """The rule of every real value: a number that fits a double, as a float; with ``finite``
+    not infinite nor NaN, and within ``[low, high]`` (``[low, high)`` when ``high_open``).
+    A logical is not a real number (``True`` is a TypeError)."""
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"{fname}: {label} must be a real number, got {value!r}")
+    try:
+        number = float(operator.index(value)) if isinstance(value, numbers.Integral) else float(value)
+    except OverflowError:  # an int beyond double's range
+        raise ValueError(f"{fname}: {label} must be a finite real number, got {value!r}") from None
+    except (TypeError, ValueError):
+        raise TypeError(f"{fname}: {label} must be a real number, got {value!r}") from None
+    if finite and not math.isfinite(number):
+        raise ValueError(f"{fname}: {label} must be a finite real number, got {number}")
+    if number < low or number > high or high_open and number == high:
+        bound = (f"in [{low}, {high})" if high_open else f"at least {low}" if high == math.inf
+                 else f"in [{low}, {high}]")
+        raise ValueError(f"{fname}: {label} must be {bound}, got {number}")
+    return number
+
+
+def choice_value(fname, label, value, choices):
+    """The rule of every string choice: one of ``choices``, any case, as lower case."""
+    if not isinstance(value, str) or value.lower() not in choices:
+        allowed = ", ".join(f"'{c}'" for c in choices)
+        raise ValueError(f"{fname}: {label} must be one of {allowed}, got {value!r}")
+    return value.lower()
+
+
 def validate_value(fname, label, option, value):
     """Check one value against ``option``'s kind and return it normalised (ints as tuples, ...).
 
@@ -169,11 +239,7 @@ def validate_value(fname, label, option, value):
     """
     kind = option.kind
     if kind in ("flag", "bool"):
-        if not isinstance(value, (bool, np.bool_, numbers.Integral)):
-            raise TypeError(f"{fname}: {label} must be true or false, got {value!r}")
-        if value not in (0, 1):
-            raise ValueError(f"{fname}: {label} must be true or false (or 1 or 0), got {value!r}")
-        return bool(value)
+        return truth_value(fname, label, value)
     if kind == "pad4":
         vals = whole_numbers(fname, label, value)
         if len(vals) == 1:
@@ -196,26 +262,13 @@ def validate_value(fname, label, option, value):
         _check_limit(fname, label, vals, value)
         return tuple(vals)
     if kind == "int":
-        vals = whole_numbers(fname, label, value)
-        if len(vals) != 1 or vals[0] < 0:
-            raise ValueError(f"{fname}: {label} must be a non-negative integer, got {value!r}")
-        _check_limit(fname, label, vals, value)
-        return vals[0]
+        return integer(fname, label, value, option.low or 0)
     if kind == "float":
-        if isinstance(value, (str, bytes)):
-            raise TypeError(f"{fname}: {label} must be a real number, got {value!r}")
-        try:
-            number = float(operator.index(value)) if isinstance(value, numbers.Integral) else float(value)
-        except OverflowError:  # an int beyond double's range
-            raise ValueError(f"{fname}: {label} must be a finite real number, got {value!r}") from None
-        except (TypeError, ValueError):
-            raise TypeError(f"{fname}: {label} must be a real number, got {value!r}") from None
-        return number
+        low = -math.inf if option.low is None else option.low
+        high = math.inf if option.high is None else option.high
+        return real_number(fname, label, value, low, high, option.high_open, option.finite)
     if kind == "choice":
-        if not isinstance(value, str) or value.lower() not in option.choices:
-            allowed = ", ".join(f"'{c}'" for c in option.choices)
-            raise ValueError(f"{fname}: {label} must be one of {allowed}, got {value!r}")
-        return value.lower()
+        return choice_value(fname, label, value, option.choices)
     return value
 
 

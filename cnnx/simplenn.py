@@ -15,13 +15,12 @@ block, so a new type is one call to :func:`register_layer_type`.
 """
 import copy
 import math
-import numbers
 import sys
 import time
 
 import numpy as np
 
-from ._options import Option, parse_options
+from ._options import Option, limit, parse_options
 from ._shapes import window_output_size
 from .layers.base import layer_label, run_layer
 from .layers.base import pair as _pair
@@ -152,14 +151,6 @@ _SIMPLENN_OPTIONS = {
 }
 
 
-def _back_prop_depth(fname, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fname}: BackPropDepth must be a number, got {value!r}")
-    if not value > 0 or (math.isfinite(value) and value != int(value)):
-        raise ValueError(f"{fname}: BackPropDepth must be a positive integer or inf, got {value!r}")
-    return value
-
-
 def _new_res(num_layers):
     """An empty ``res`` list for a network of ``num_layers`` layers (one record more than layers)."""
     return [{"x": None, "dzdx": None, "dzdw": [], "aux": None, "stats": None, "time": 0.0,
@@ -262,7 +253,7 @@ def vl_simplenn(net, x, *args, **kwargs):
         opts[name] = value
     dzdy, res = opts["dzdy"], opts["res"]
     conserve, accumulate, skip_forward = opts["conserve_memory"], opts["accumulate"], opts["skip_forward"]
-    depth = _back_prop_depth(fname, opts["back_prop_depth"])
+    depth = limit(fname, "BackPropDepth", opts["back_prop_depth"])
     input_derivative = opts["input_derivative"]
     ctx = {"mode": "test" if opts["mode"] == "test" else "normal", "rng": opts["rng"], "der_input": True}
 

@@ -59,9 +59,10 @@ array([0.9, 1.1, 1. ], dtype=float32)
 1
 """
 import math
-import numbers
 
 import numpy as np
+
+from ._options import real_number, truth_value
 
 __all__ = ["SOLVERS", "AdaDelta", "AdaGrad", "Adam", "RMSProp", "SGD", "Solver", "UserSolver"]
 
@@ -69,17 +70,10 @@ _FNAME = "cnn_train"  # messages about checkpoints and cnn_train's options name 
 
 
 def _nonnegative(fname, name, value, below=None):
-    """A finite real number at least 0 (and below ``below``), as a float; cnn_train's messages."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fname}: {name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{fname}: {name} must be finite, got {value}")
-    if below is not None and not 0.0 <= value < below:
-        raise ValueError(f"{fname}: {name} must be in [0.0, {float(below)}), got {value}")
-    if value < 0.0:
-        raise ValueError(f"{fname}: {name} must be at least 0.0, got {value}")
-    return value
+    """A finite real number at least 0 (and below ``below``), as a float (cnnx._options' rule)."""
+    if below is None:
+        return real_number(fname, name, value, low=0.0, finite=True)
+    return real_number(fname, name, value, 0.0, below, high_open=True, finite=True)
 
 
 def _state_array(saved, w, where):
@@ -298,11 +292,8 @@ class SGD(_ArrayState):
 
     def __init__(self, momentum=0.9, nesterov=False):
         momentum = _nonnegative("SGD", "momentum", momentum, below=1.0)
-        if not (isinstance(nesterov, (bool, np.bool_))
-                or isinstance(nesterov, numbers.Integral) and nesterov in (0, 1)):
-            raise TypeError(f"SGD: nesterov must be True or False, got {nesterov!r}")
         self.momentum = momentum
-        self.nesterov = bool(nesterov)
+        self.nesterov = truth_value("SGD", "nesterov", nesterov)
 
     @classmethod
     def _from_solver_opts(cls, solver_opts, momentum, nesterov):

@@ -78,7 +78,8 @@ import numpy as np
 
 from . import solvers
 from ._files import atomic_open, remove_stale_temporaries
-from ._options import Option, _key, parse_options
+from ._labels import batch_labels, parse_labels
+from ._options import Option, _key, integer, limit, parse_options, real_number, truth_value
 from .layers.registry import LAYER_TYPES
 
 __all__ = ["cnn_train"]
@@ -145,35 +146,6 @@ def _rename_aliases(args, kwargs):
     return args, renamed
 
 
-def _flag(name, value):
-    if isinstance(value, (bool, np.bool_)) or isinstance(value, numbers.Integral) and value in (0, 1):
-        return bool(value)
-    raise TypeError(f"{_FNAME}: {name} must be True or False, got {value!r}")
-
-
-def _integer(name, value, lowest):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise TypeError(f"{_FNAME}: {name} must be an integer, got {value!r}")
-    if value < lowest:
-        raise ValueError(f"{_FNAME}: {name} must be at least {lowest}, got {value}")
-    return int(value)
-
-
-def _real(name, value, low=0.0, high=math.inf, high_open=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{_FNAME}: {name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{_FNAME}: {name} must be finite, got {value}")
-    if value < low or value > high or high_open and value == high:
-        bound = f"in [{low}, {high})" if high_open else f"at least {low}" if high == math.inf else f"in [{low}, {high}]"
-        raise ValueError(f"{_FNAME}: {name} must be {bound}, got {value}")
-    return value
-
-
 def _learning_rates(value):
     arr = np.asarray(value)
     if arr.dtype == object or arr.dtype.kind not in "iuf":
@@ -225,22 +197,20 @@ def _parse(args, kwargs, imdb, get_batch):
     opts["exp_dir"] = None if exp_dir is None else os.fspath(exp_dir)
     for name in ("continue_", "prefetch", "nesterov", "save_solver_state", "conserve_memory",
                  "plot_statistics", "progress", "check_finite"):
-        opts[name] = _flag(name, opts[name])
-    opts["batch_size"] = _integer("batch_size", opts["batch_size"], 1)
-    opts["num_sub_batches"] = _integer("num_sub_batches", opts["num_sub_batches"], 1)
-    if opts["epoch_size"] != math.inf:
-        opts["epoch_size"] = _integer("epoch_size", opts["epoch_size"], 1)
-    if opts["back_prop_depth"] != math.inf:
-        opts["back_prop_depth"] = _integer("back_prop_depth", opts["back_prop_depth"], 1)
+        opts[name] = truth_value(_FNAME, name, opts[name])
+    opts["batch_size"] = integer(_FNAME, "batch_size", opts["batch_size"], low=1)
+    opts["num_sub_batches"] = integer(_FNAME, "num_sub_batches", opts["num_sub_batches"], low=1)
+    opts["epoch_size"] = limit(_FNAME, "epoch_size", opts["epoch_size"])
+    opts["back_prop_depth"] = limit(_FNAME, "back_prop_depth", opts["back_prop_depth"])
     opts["learning_rate"] = _learning_rates(opts["learning_rate"])
     if opts["num_epochs"] is None:
         # A schedule sets the length of training; a single rate trains MatConvNet's 300 epochs.
         rates = opts["learning_rate"]
         opts["num_epochs"] = len(rates) if len(rates) > 1 else 300
-    opts["num_epochs"] = _integer("num_epochs", opts["num_epochs"], 0)
-    opts["weight_decay"] = _real("weight_decay", opts["weight_decay"])
-    opts["momentum"] = _real("momentum", opts["momentum"], 0.0, 1.0, high_open=True)
-    opts["random_seed"] = _integer("random_seed", opts["random_seed"], 0)
+    opts["num_epochs"] = integer(_FNAME, "num_epochs", opts["num_epochs"])
+    opts["weight_decay"] = real_number(_FNAME, "weight_decay", opts["weight_decay"], low=0.0, finite=True)
+    opts["momentum"] = real_number(_FNAME, "momentum", opts["momentum"], 0.0, 1.0, high_open=True, finite=True)
+    opts["random_seed"] = integer(_FNAME, "random_seed", opts["random_seed"])
     given = {_key(name) for name in [*args[::2], *kwargs] if isinstance(name, str)}
     opts["solver"] = _solver(opts["solver"], opts["solver_opts"], opts["momentum"], opts["nesterov"], given)
     opts["solver_opts"] = opts["solver"].options
@@ -356,17 +326,15 @@ def _as4d(arr):
 
 def _error_multiclass(labels, predictions):
     """[top-1 errors, top-5 errors] summed over the batch (over pixels too for dense outputs)."""
-    predictions = _as4d(np.asarray(predictions))
-    images, classes = predictions.shape[3], predictions.shape[2]
-    labels = np.asarray(labels, dtype=np.float64)
-    labels = labels.reshape(1, 1, 1, images) if labels.size == images else _as4d(labels)
-    mass = (labels[:, :, :1, :] > 0).astype(np.float64)
-    if labels.shape[2] == 2:  # a second channel weighs each pixel
-        mass = mass * labels[:, :, 1:, :]
-    labels = labels[:, :, :1, :]
-    ranked = np.argsort(-predictions, axis=2, kind="stable")[:, :, : min(5, classes), :] + 1
-    wrong = ranked != labels
-    return np.array([np.sum(mass * wrong[:, :, :1, :]), np.sum(mass * wrong.min(axis=2, keepdims=True))])
+    height, width, classes, images = _as4d(np.asarray(predictions)).shape
+    predictions = np.reshape(predictions, (height * width, classes, images), order="F")
+    labels = parse_labels(_FNAME, labels, height, width, classes, images, weights=True, check_values=False)
+    mass = (labels[:, :1, :] > 0).astype(np.float64)
+    if labels.shape[1] == 2:  # a second channel weighs each pixel
+        mass = mass * labels[:, 1:, :]
+    ranked = np.argsort(-predictions, axis=1, kind="stable")[:, : min(5, classes), :] + 1
+    wrong = ranked != labels[:, :1, :]
+    return np.array([np.sum(mass * wrong[:, :1, :]), np.sum(mass * wrong.min(axis=1, keepdims=True))])
 
 
 def _error_binary(labels, predictions):
@@ -402,28 +370,8 @@ def _check_images(images, batch, dtype, where):
 
 
 def _check_labels(labels, batch, error_function, where):
-    """Check a batch's labels; returns them as an array (lists are accepted)."""
-    if isinstance(labels, (list, tuple)):
-        labels = np.asarray(labels)
-    if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iuf":
-        kind = type(labels).__name__ if not isinstance(labels, np.ndarray) else f"a {labels.dtype} array"
-        raise TypeError(f"{_FNAME}: get_batch must return labels as a numeric array ({where}), got {kind}")
-    count = len(batch)
-    if not (labels.size == count or labels.ndim == 4 and labels.shape[3] == count or count == 1 and labels.ndim == 3):
-        raise ValueError(
-            f"{_FNAME}: get_batch returned labels of shape {labels.shape} ({where}) for a batch of {count} "
-            f"images; give one label per image or an H x W x 1|2 x N array"
-        )
-    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
-        raise ValueError(f"{_FNAME}: get_batch returned labels that are NaN or infinite ({where})")
-    if error_function == "multiclass":
-        classes = labels if labels.size == count else _as4d(labels)[:, :, :1, :]
-        if np.any(classes != np.floor(classes)) or np.any(classes < 0):
-            raise ValueError(
-                f"{_FNAME}: get_batch returned class labels that are not non-negative whole numbers ({where}); "
-                "labels are 1-based and 0 marks an ignored image"
-            )
-    return labels
+    """Check a batch's labels (cnnx._labels' rules); returns them as an array (lists are accepted)."""
+    return batch_labels(f"{_FNAME}: get_batch ({where})", labels, len(batch), classes=error_function == "multiclass")
 
 
 def _ones(count):

@@ -262,7 +262,7 @@ def test_trainer_finds_labels_by_label_inputs_not_by_name():
     assert np.array_equal(a.params[0].value, b.params[0].value)
     dag = DagNN.from_simplenn(simple, canonical_names=True)
     dag.rename_var("label", "classes")
-    with pytest.raises(ValueError, match=re.escape("cnn_train: get_batch returned labels of shape (1,)")):
+    with pytest.raises(ValueError, match=re.escape("cnn_train: get_batch (train epoch 1, batch 1, 'classes'): labels C have shape (1,) for ")):
         cnn_train(dag, imdb, lambda db, b: {"input": db["x"][..., b], "classes": db["y"][b][:1]}, **QUIET)
 
 

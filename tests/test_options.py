@@ -1,11 +1,13 @@
 """MatConvNet-style option parsing shared by every block (cnnx._options)."""
+import math
 import re
 
 import numpy as np
 import pytest
 
 from cnnx import vl_nnprelu
-from cnnx._options import Option, parse_options, split_derivative
+from cnnx._options import Option, integer, limit, parse_options, real_number, split_derivative, truth_value
+from cnnx.layers.base import flag, real
 
 
 def exact(message):
@@ -107,3 +109,32 @@ def test_bool_options_take_a_value_and_flag_rules():
         parse_options("f", ("keep", 2), {}, spec)
     with pytest.raises(TypeError, match=re.escape("f: Keep must be true or false, got 'yes'")):
         parse_options("f", (), {"keep": "yes"}, spec)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: integer("f", "N", 0, low=1), ValueError, "f: N must be a positive integer, got 0"),
+    (lambda: integer("f", "N", 2.5), ValueError, "f: N must hold whole numbers, got 2.5"),
+    (lambda: integer("f", "N", "3"), TypeError, "f: N must be numeric, got '3'"),
+    (lambda: integer("f", "N", 2, low=3), ValueError, "f: N must be an integer of at least 3, got 2"),
+    (lambda: limit("f", "Depth", -math.inf), ValueError, "f: Depth must hold whole numbers, got -inf"),
+    (lambda: real_number("f", "R", True), TypeError, "f: R must be a real number, got True"),
+    (lambda: real_number("f", "R", 1.0, 0.0, 1.0, high_open=True), ValueError, "f: R must be in [0.0, 1.0), got 1.0"),
+    (lambda: real_number("f", "R", -1, low=0.0), ValueError, "f: R must be at least 0.0, got -1.0"),
+    (lambda: real_number("f", "R", math.nan, finite=True), ValueError, "f: R must be a finite real number, got nan"),
+    (lambda: truth_value("f", "B", 1.0), TypeError, "f: B must be true or false, got 1.0"),
+    (lambda: truth_value("f", "B", 0.5, doubles=True), ValueError, "f: B must be true or false (or 1 or 0), got 0.5"),
+    (lambda: flag("Conv", "has_bias", np.array([0.5])), ValueError, "Conv: has_bias must be true or false, got [0.5]"),
+    (lambda: real("ReLU", "leak", np.array(True)), TypeError, "ReLU: leak must be a finite number, got True"),
+])
+def test_one_rule_per_kind_of_value(call, error, message):
+    """Blocks, DagNN properties, the trainer and the solvers read values by these rules."""
+    with pytest.raises(error, match=exact(message)):
+        call()
+
+
+def test_rules_return_normalised_values():
+    assert integer("f", "N", np.float64(3.0), low=1) == 3 and isinstance(integer("f", "N", 3.0), int)
+    assert limit("f", "Depth", math.inf) == math.inf and limit("f", "Depth", 2) == 2
+    assert real_number("f", "R", np.int64(2)) == 2.0 and truth_value("f", "B", np.bool_(True)) is True
+    assert flag("Conv", "has_bias", np.array([[1.0]])) is True  # a MATLAB double, as model files store it
+    assert truth_value("f", "B", 1.0, doubles=True) is True

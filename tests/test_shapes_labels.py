@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from cnnx._labels import check_label_values, parse_labels
+from cnnx._labels import batch_labels, check_label_values, parse_labels
 from cnnx._shapes import window_output_size
 
 
@@ -87,3 +87,25 @@ def test_parse_labels_weights_are_not_checked_as_classes():
     c = np.ones((1, 1, 2, 3))
     c[0, 0, 1, :] = [0.5, 7, -2]
     assert parse_labels("f", c, 2, 4, 5, 3, weights=True)[0, 1, 1] == 7
+
+
+@pytest.mark.parametrize("c, images, classes, error, message", [
+    (np.ones((2, 3)), 3, False, ValueError,
+     "f: labels C have shape (2, 3) for 3 images; give N labels (one per image) or an H x W x 1|2 x N array"),
+    (np.array([1.0, np.nan]), 2, False, ValueError, "f: labels C must be finite, got NaN or infinity"),
+    (np.array(["a", "b"]), 2, False, TypeError, "f: labels C must be real numbers, got a <U1 array"),
+    (np.array([1, -2]), 2, True, ValueError,
+     "f: labels C must be whole numbers of at least 0 (0 ignores an instance), got -2"),
+    (np.full((2, 2, 2, 1), 0.5), 1, True, ValueError,
+     "f: labels C must be whole numbers of at least 0 (0 ignores an instance), got 0.5"),
+])
+def test_batch_labels_refuses(c, images, classes, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        batch_labels("f", c, images, classes=classes)
+
+
+def test_batch_labels_accepts_parse_labels_forms_and_ignores_weights():
+    weighted = np.concatenate([np.ones((2, 2, 1, 3)), np.full((2, 2, 1, 3), 0.5)], axis=2)
+    assert batch_labels("f", weighted, 3, classes=True) is weighted  # weights need not be whole
+    assert batch_labels("f", [1, 2, 0], 3, classes=True).tolist() == [1, 2, 0]
+    assert batch_labels("f", np.ones((4, 5)), 1).shape == (4, 5)  # H x W, N = 1

@@ -517,7 +517,7 @@ class Counter:
     ({"learning_rate": []}, ValueError, "learning_rate"),
     ({"learning_rate": "fast"}, TypeError, "learning_rate"),
     ({"batch_size": 0}, ValueError, "batch_size"),
-    ({"batch_size": 2.5}, TypeError, "batch_size"),
+    ({"batch_size": 2.5}, ValueError, "batch_size must hold whole numbers"),
     ({"num_sub_batches": 0}, ValueError, "num_sub_batches"),
     ({"num_epochs": -1}, ValueError, "num_epochs"),
     ({"epoch_size": 0}, ValueError, "epoch_size"),

@@ -11,7 +11,8 @@ from functools import partial
 import numpy as np
 
 from .._checks import is_placeholder
-from .._options import INT_OPTION_LIMIT, whole_numbers, without_gpu_options
+from .._options import (INT_OPTION_LIMIT, choice_value, real_number, truth_value, whole_numbers,
+                        without_gpu_options)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -33,6 +34,8 @@ def show(value):
             for v in value):
         return "[" + ", ".join(show(v) for v in value) + "]"
     if isinstance(value, np.ndarray):
+        if value.ndim == 0 and value.dtype.kind in "biufU":
+            return show(value.item())
         if value.dtype.kind in "iuf" and value.size <= 8 and (value.ndim <= 1 or value.ndim == 2 and 1 in value.shape):
             shown = [show(v) for v in value.reshape(-1, order="F")]
             return shown[0] if value.ndim == 0 else "[" + ", ".join(shown) + "]"
@@ -93,37 +96,49 @@ def _scalar(owner, name, value, expected):
     return arr.reshape(-1)[0].item()
 
 
+def _by_rule(owner, name, expected, shown, rule, *args):
+    """``rule(owner, name, *args)`` (one of ``cnnx._options``' rules), its error worded as a property's."""
+    try:
+        return rule(owner, name, *args)
+    except (TypeError, ValueError) as error:
+        raise property_error(owner, name, expected, shown, type(error)) from None
+
+
 def real(owner, name, value, expected="a finite number", accept=math.isfinite):
-    number = float(_scalar(owner, name, value, expected))
+    """A real number (``cnnx._options.real_number``) for which ``accept(number)`` holds, as a float."""
+    number = _by_rule(owner, name, expected, value, real_number, _scalar(owner, name, value, expected))
     if not accept(number):
         raise property_error(owner, name, expected, value)
     return number
 
 
 def flag(owner, name, value):
+    """True or false (``cnnx._options.truth_value``; MATLAB's doubles 0 and 1 too), as a bool."""
     number = _scalar(owner, name, value, "true or false")
-    if number not in (0, 1):  # NaN is not either
-        raise property_error(owner, name, "true or false", value)
-    return bool(number)
+    return _by_rule(owner, name, "true or false", value, truth_value, number, True)
+
+
+def _one_string(value):
+    """A 1-element string array (as MATLAB files give a char array) as its string; others as they are."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size == 1:
+        return str(value.reshape(-1)[0])
+    return value
 
 
 def text(owner, name, value):
-    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size == 1:
-        value = value.reshape(-1)[0]
+    value = _one_string(value)
     if not isinstance(value, str):
         raise property_error(owner, name, "a string", value, TypeError)
     return str(value)
 
 
 def choice(owner, name, value, choices):
+    """One of ``choices`` (``cnnx._options.choice_value``), as lower case."""
     expected = "one of " + ", ".join(f"'{c}'" for c in choices)
-    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size == 1:
-        value = str(value.reshape(-1)[0])
+    value = _one_string(value)
     if not isinstance(value, str):
         raise property_error(owner, name, expected, value, TypeError)
-    if value.lower() not in choices:
-        raise property_error(owner, name, expected, value)
-    return value.lower()
+    return _by_rule(owner, name, expected, value, choice_value, value, choices)
 
 
 def cell(value):
