@@ -217,7 +217,8 @@ def real_number(fname, label, value, low=-math.inf, high=math.inf, high_open=Fal
         raise TypeError(f"{fname}: {label} must be a real number, got {value!r}") from None
     if finite and not math.isfinite(number):
         raise ValueError(f"{fname}: {label} must be a finite real number, got {number}")
-    if number < low or number > high or high_open and number == high:
+    bounded = low > -math.inf or high < math.inf
+    if bounded and not low <= number <= high or high_open and number == high:  # NaN is in no range
         bound = (f"in [{low}, {high})" if high_open else f"at least {low}" if high == math.inf
                  else f"in [{low}, {high}]")
         raise ValueError(f"{fname}: {label} must be {bound}, got {number}")

@@ -10,7 +10,7 @@ from ._options import Option, parse_options, take_derivative
 from ._threads import threads_for
 
 _OPTIONS = {
-    "rate": Option("float", 0.5),
+    "rate": Option("float", 0.5, low=0, high=1, high_open=True),
     "mask": Option("any", None),
     "seed": Option("any", None),
     "rng": Option("any", None),
@@ -110,8 +110,6 @@ def vl_nndropout(x, *args, **kwargs):
     dzdy, args, kwargs = take_derivative(args, kwargs, fname)
     opts = parse_options(fname, args, kwargs, _OPTIONS)
     rate = opts["rate"]
-    if not 0 <= rate < 1:
-        raise ValueError(f"{fname}: Rate must be in [0, 1), got {rate!r}")
     x = as_float_array(x, "X", fname)
     n_threads = threads_for(x.size)
     out = np.empty(x.shape, dtype=x.dtype, order="F")

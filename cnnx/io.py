@@ -37,18 +37,28 @@ from .simplenn import vl_simplenn_tidy
 
 __all__ = ["load_matconvnet", "save_matconvnet", "verify_matconvnet"]
 
-# What each layer field means, for converting it (and saying what was expected when it cannot be):
-# int fields: the counts of whole numbers allowed and their layout.
-_INT_FIELDS = {
-    "pad": ((1, 4), " [TOP BOTTOM LEFT RIGHT]"), "crop": ((1, 4), " [TOP BOTTOM LEFT RIGHT]"),
-    "stride": ((1, 2), " [Y X]"), "dilate": ((1, 2), " [Y X]"), "upsample": ((1, 2), " [Y X]"),
-    "pool": ((1, 2), " [H W]"), "numGroups": ((1,), ""),
+# What a layer field means, for converting it (and saying what was expected when it cannot be).
+# The fields every layer has, whatever its type (vl_simplenn_tidy's, and MatConvNet's legacy conv
+# layout, which tidy turns into 'weights' for any type):
+_GENERIC_FIELDS = {"name": "string", "type": "string", "precious": "bool", "learningRate": "vector",
+                   "weightDecay": "vector", "weights": "weights", "filters": "weight", "biases": "weight"}
+# A layer type's own fields are those it declares in register_layer_type's options=, read by the
+# kind of their cnnx._options.Option: (how the file holds it, the counts of whole numbers allowed
+# and their layout). Other fields are read as MATLAB stores them.
+_OPTION_FIELDS = {
+    "pad4": ("ints", (1, 4), " [TOP BOTTOM LEFT RIGHT]"), "pair": ("ints", (1, 2), " [Y X]"),
+    "pair0": ("ints", (1, 2), " [Y X]"), "int": ("ints", (1,), ""), "float": ("float",),
+    "flag": ("bool",), "bool": ("bool",), "choice": ("string",),
 }
-_FLOAT_FIELDS = {"leak", "rate", "epsilon"}
-_BOOL_FIELDS = {"precious"}
-_VECTOR_FIELDS = {"learningRate", "weightDecay"}
-_STRING_FIELDS = {"type", "name", "method"}
-_WEIGHT_FIELDS = {"filters", "biases"}  # MatConvNet's legacy conv layout; 'weights' is a cell of them
+
+
+def _field_kind(entry, field):
+    """How the file holds ``field`` of a layer of type ``entry``: (kind, ...) or None for as stored."""
+    if field in _GENERIC_FIELDS:
+        return (_GENERIC_FIELDS[field],)
+    option = entry.options.get(field) if entry is not None else None
+    return _OPTION_FIELDS.get(option.kind) if option is not None else None
+
 
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}\Z")
 
@@ -171,22 +181,24 @@ def _with_ndim(array, ndim):
     return array.reshape(array.shape + (1,) * (ndim - array.ndim), order="F")
 
 
-def _layer_field(field, value, label):
-    """Convert one field of a SimpleNN layer by what it means; ``label`` names the layer."""
+def _layer_field(field, value, label, entry):
+    """Convert one field of a SimpleNN layer of type ``entry`` by what it means; ``label`` names the layer."""
     where = f"{label}: {field}"
-    if field == "weights":
+    kind = _field_kind(entry, field)
+    kind, details = (kind[0], kind[1:]) if kind else (None, ())
+    if kind == "weights":
         if not (isinstance(value, np.ndarray) and value.dtype == object and not _is_struct_array(value)):
             raise _Malformed(f"{where} must be a cell array of arrays, got {_describe(value)}")
         return [_weight_array(w, f"{where}[{k}]") for k, w in enumerate(value.ravel(order="F"))]
-    if field in _WEIGHT_FIELDS:
+    if kind == "weight":
         return _weight_array(value, where)
-    if field in _STRING_FIELDS:
+    if kind == "string":
         if not (isinstance(value, np.ndarray) and value.dtype.kind == "U"):
             raise _Malformed(f"{where} must be a string, got {_got(value)}")
         return _from_matlab(value, where)
     numbers = _real_numbers(value)
-    if field in _INT_FIELDS:
-        counts, layout = _INT_FIELDS[field]
+    if kind == "ints":
+        counts, layout = details
         many = " or ".join(str(n) for n in counts)
         expected = ("a whole number" if counts == (1,) else f"{many} whole numbers") + layout
         if (numbers is None or numbers.size not in counts or not np.all(np.isfinite(numbers))
@@ -194,17 +206,17 @@ def _layer_field(field, value, label):
             raise _Malformed(f"{where} must be {expected}, got {_got(value)}")
         ints = [int(v) for v in numbers]
         return ints[0] if len(ints) == 1 else ints
-    if field in _FLOAT_FIELDS:
+    if kind == "float":
         if numbers is None or numbers.size != 1 or not np.isfinite(numbers[0]):
             raise _Malformed(f"{where} must be a finite number, got {_got(value)}")
         return float(numbers[0])
-    if field in _BOOL_FIELDS:
+    if kind == "bool":
         flag = value.ravel()[0] if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" \
             and value.size == 1 else None
         if flag is None or flag not in (0, 1):
             raise _Malformed(f"{where} must be true or false (a logical, 0 or 1), got {_got(value)}")
         return bool(flag)
-    if field in _VECTOR_FIELDS:
+    if kind == "vector":
         if numbers is None or not np.all(np.isfinite(numbers)):
             raise _Malformed(f"{where} must be finite numbers, got {_got(value)}")
         return numbers
@@ -227,7 +239,7 @@ def _entry_name(fields, what, index):
 def _simplenn_layer(raw, index):
     fields = _struct_fields(raw, f"layers[{index}]")
     label = layer_label("layers", index, _entry_name(fields, "layers", index))
-    layer_type = _layer_field("type", fields["type"], label) if "type" in fields else None
+    layer_type = _layer_field("type", fields["type"], label, None) if "type" in fields else None
     entry = LAYER_TYPES.get(layer_type)
     if entry is not None and entry.holds_functions:
         raise _Malformed(f"{label} is a {layer_type} layer; its MATLAB functions cannot run in cnnx (build the layer "
@@ -235,7 +247,7 @@ def _simplenn_layer(raw, index):
     if entry is None:
         known = ", ".join(sorted(LAYER_TYPES))
         raise _Malformed(f"{label} has type '{layer_type}', which cnnx does not implement (it implements: {known})")
-    layer = {field: _layer_field(field, value, label) for field, value in fields.items()}
+    layer = {field: _layer_field(field, value, label, entry) for field, value in fields.items()}
     if "weights" in layer:
         layer["weights"] = [_with_ndim(w, entry.weight_ndims[k] if k < len(entry.weight_ndims) else 0)
                             for k, w in enumerate(layer["weights"])]

@@ -11,7 +11,8 @@ import pytest
 import scipy.io
 
 from cnnx.io import load_matconvnet, save_matconvnet
-from cnnx.simplenn import LAYER_TYPES, vl_simplenn, vl_simplenn_tidy
+from cnnx._options import Option
+from cnnx.simplenn import LAYER_TYPES, register_layer_type, vl_simplenn, vl_simplenn_tidy
 
 LABELS = np.array([2.0, 1.0])
 
@@ -441,13 +442,45 @@ F = np.ones((3, 3, 2, 4), np.float32)
 B = np.zeros((1, 4), np.float32)
 
 
+def _identity_forward(layer, res_i, res_ip1, ctx):
+    res_ip1["x"] = res_i["x"]
+
+
+def _identity_backward(layer, res_i, res_ip1, ctx):
+    res_i["dzdx"] = res_ip1["dzdx"]
+
+
+@pytest.fixture
+def declared_type():
+    """A layer type 'declared' registered with the public register_layer_type: its model-file
+    fields are the ones it declares in options= (as convt's and bnorm's)."""
+    options = {"numGroups": Option("int"), "crop": Option("pad4"), "upsample": Option("pair"),
+               "epsilon": Option("float"), "keep": Option("bool"), "how": Option("choice", choices=("a", "b"))}
+    register_layer_type("declared", _identity_forward, _identity_backward, options=options,
+                        defaults={"numGroups": 1, "crop": 0, "upsample": 1, "epsilon": 1e-4, "keep": False,
+                                  "how": "a"})
+    yield
+    del LAYER_TYPES["declared"]
+
+
+def test_a_registered_type_round_trips_its_declared_fields(tmp_path, declared_type):
+    layer = {"type": "declared", "name": "mine", "numGroups": 3, "crop": [1, 2, 3, 4], "upsample": [2, 1],
+             "epsilon": 0.25, "keep": True, "how": "b", "other": 2}
+    save_matconvnet({"layers": [layer]}, tmp_path / "mine.mat")
+    loaded = load_matconvnet(tmp_path / "mine.mat")["layers"][0]
+    for field in ("numGroups", "crop", "upsample", "epsilon", "keep", "how"):
+        assert loaded[field] == layer[field] and type(loaded[field]) is type(layer[field]), field
+    assert loaded["other"] == 2.0 and isinstance(loaded["other"], float)  # undeclared: as MATLAB stores it
+
+
 def simplenn_file_with(path, field, value, layer_type="conv"):
     """A SimpleNN file of three layers whose third, 'conv2' (or a pool or relu layer 'layer3'),
     has ``field = value``; ``value=None`` removes the field."""
     third = {"conv": {"name": "conv2", "type": "conv", "weights": cell(F, B), "pad": row(1)},
              "pool": {"name": "pool2", "type": "pool", "pool": row(2), "method": "max"},
              "relu": {"name": "relu2", "type": "relu"},
-             "dropout": {"name": "drop2", "type": "dropout"}}[layer_type]
+             "dropout": {"name": "drop2", "type": "dropout"},
+             "declared": {"name": "mine2", "type": "declared"}}[layer_type]
     if value is None:
         del third[field]
     else:
@@ -481,12 +514,12 @@ FLOAT32_64 = "must be a float32 or float64 array (MATLAB single or double)"
     ("conv", "stride", row(1, 2, 3), f"stride {PAIR}, got [1, 2, 3]"),
     ("conv", "stride", "2", f"stride {PAIR}, got the string '2'"),
     ("conv", "dilate", row(-np.inf), f"dilate {PAIR}, got -inf"),
-    ("conv", "numGroups", row(1.5), "numGroups must be a whole number, got 1.5"),
-    ("conv", "numGroups", row(1, 1), "numGroups must be a whole number, got [1, 1]"),
-    ("conv", "crop", row(np.nan), "crop must be 1 or 4 whole numbers [TOP BOTTOM LEFT RIGHT], got nan"),
-    ("conv", "upsample", row(0.5), f"upsample {PAIR}, got 0.5"),
-    ("pool", "pool", row(2, 2, 2), "pool must be 1 or 2 whole numbers [H W], got [2, 2, 2]"),
-    ("pool", "pool", "big", "pool must be 1 or 2 whole numbers [H W], got the string 'big'"),
+    ("declared", "numGroups", row(1.5), "numGroups must be a whole number, got 1.5"),
+    ("declared", "numGroups", row(1, 1), "numGroups must be a whole number, got [1, 1]"),
+    ("declared", "crop", row(np.nan), "crop must be 1 or 4 whole numbers [TOP BOTTOM LEFT RIGHT], got nan"),
+    ("declared", "upsample", row(0.5), f"upsample {PAIR}, got 0.5"),
+    ("pool", "pool", row(2, 2, 2), f"pool {PAIR}, got [2, 2, 2]"),
+    ("pool", "pool", "big", f"pool {PAIR}, got the string 'big'"),
     # float fields
     ("relu", "leak", "x", "leak must be a finite number, got the string 'x'"),
     ("relu", "leak", row(np.nan), "leak must be a finite number, got nan"),
@@ -495,7 +528,9 @@ FLOAT32_64 = "must be a float32 or float64 array (MATLAB single or double)"
     ("relu", "leak", np.array([[0.1j]]), "leak must be a finite number, got a 1x1 complex128 array"),
     ("dropout", "rate", "half", "rate must be a finite number, got the string 'half'"),
     ("dropout", "rate", row(np.nan), "rate must be a finite number, got nan"),
-    ("relu", "epsilon", cell(1e-4), "epsilon must be a finite number, got a 1x1 cell array"),
+    ("declared", "epsilon", cell(1e-4), "epsilon must be a finite number, got a 1x1 cell array"),
+    ("declared", "keep", row(0.5), "keep must be true or false (a logical, 0 or 1), got 0.5"),
+    ("declared", "how", row(1), "how must be a string, got 1"),
     # bool fields
     ("relu", "precious", "x", "precious must be true or false (a logical, 0 or 1), got the string 'x'"),
     ("relu", "precious", row(2), "precious must be true or false (a logical, 0 or 1), got 2"),
@@ -525,10 +560,10 @@ FLOAT32_64 = "must be a float32 or float64 array (MATLAB single or double)"
     ("conv", "weights", cell(cell(F), B), f"weights[0] {FLOAT32_64}, got a 1x1 cell array"),
     ("conv", "weights", cell(F, {"b": B}), f"weights[1] {FLOAT32_64}, got a 1x1 struct array"),
 ])
-def test_malformed_simplenn_fields(tmp_path, layer_type, field, value, message):
+def test_malformed_simplenn_fields(tmp_path, declared_type, layer_type, field, value, message):
     path = tmp_path / "bad.mat"
     simplenn_file_with(path, field, value, layer_type)
-    name = {"conv": "conv2", "pool": "pool2", "relu": "relu2", "dropout": "drop2"}[layer_type]
+    name = {"conv": "conv2", "pool": "pool2", "relu": "relu2", "dropout": "drop2", "declared": "mine2"}[layer_type]
     full = f"load_matconvnet: {path}: layers[2] ('{name}'): {message}"
     with pytest.raises(ValueError, match=re.escape(full)) as info:
         load_matconvnet(path)
@@ -564,7 +599,7 @@ def test_legacy_filters_and_biases_must_be_real_arrays(tmp_path):
     # What the field-by-field conversion lets through, vl_simplenn_tidy's checks catch, named the same way.
     ("conv", "pad", row(-1), "Pad must be non-negative, got [-1, -1, -1, -1]"),
     ("conv", "stride", row(0), "Stride must be at least 1, got [0, 0]"),
-    ("dropout", "rate", row(1.5), "Rate must be a number in [0, 1), got 1.5"),
+    ("dropout", "rate", row(1.5), "Rate must be in [0, 1), got 1.5"),
     ("pool", "pool", None, "missing field 'pool' (the pooling window size, scalar or [PH, PW])"),
 ])
 def test_malformed_simplenn_values_checked_by_tidy(tmp_path, layer_type, field, value, message):

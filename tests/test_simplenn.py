@@ -543,7 +543,7 @@ B4 = np.zeros((1, 4))
     ({"type": "pool", "name": "p"}, ValueError, r"layers\[1\] \('p'\): missing field 'pool'"),
     ({"type": "prelu"}, ValueError, r"'weights' must hold 1 arrays"),
     ({"type": "prelu", "weights": [[0.1]]}, TypeError, "slopes weights\\[0\\] must be a float32"),
-    ({"type": "dropout", "rate": 1.0}, ValueError, r"Rate must be a number in \[0, 1\)"),
+    ({"type": "dropout", "rate": 1.0}, ValueError, r"Rate must be in \[0, 1\), got 1.0"),
     ({"type": "custom", "forward": scale_forward}, ValueError, "missing field 'backward'"),
     ({"type": "custom", "forward": 3, "backward": scale_backward}, TypeError, "'forward' must be callable"),
     ({"type": "relu", "name": 5}, TypeError, "'name' must be a string"),

@@ -8,12 +8,11 @@ Examples
 >>> DropOut(rate=0.2).rate
 0.2
 """
-import numbers
 from functools import partial
 
-import numpy as np
 
-from ..dropout import vl_nndropout
+from .._options import validate_value
+from ..dropout import _OPTIONS as _BLOCK_OPTIONS, vl_nndropout
 from .base import Layer, Property, flag, real, same_size
 from .registry import Conversion, register_layer_type
 
@@ -103,10 +102,13 @@ def _dropout_backward(layer, res_i, res_ip1, ctx):
         res_i["dzdx"] = vl_nndropout(res_i["x"], res_ip1["dzdx"], mask=res_ip1["aux"])
 
 
+# The block's rule for the rate; checked on every vl_simplenn call, since a test-mode call does not
+# reach vl_nndropout.
+_DROPOUT_OPTIONS = {"rate": _BLOCK_OPTIONS["rate"]}
+
+
 def _dropout_check(layer, where):
-    rate = layer["rate"]
-    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
-        raise ValueError(f"{where}: Rate must be a number in [0, 1), got {rate!r}")
+    validate_value(where, "Rate", _DROPOUT_OPTIONS["rate"], layer["rate"])
 
 
 def _dropout_to_dagnn(layer):
@@ -114,4 +116,4 @@ def _dropout_to_dagnn(layer):
 
 
 register_layer_type("dropout", _dropout_forward, _dropout_backward, defaults={"rate": 0.5},
-                    check=_dropout_check, block=DropOut, to_dagnn=_dropout_to_dagnn)
+                    options=_DROPOUT_OPTIONS, check=_dropout_check, block=DropOut, to_dagnn=_dropout_to_dagnn)

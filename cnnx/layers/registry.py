@@ -128,7 +128,11 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
     options : dict, optional
         ``{field: cnnx._options.Option}``: fields that are block options, range-checked by
         :func:`vl_simplenn_tidy` with the blocks' own rules. :func:`vl_simplenn` leaves that to
-        the block call itself.
+        the block call itself. :func:`cnnx.load_matconvnet` reads these fields by their kind
+        (whole numbers as ints, 'float' as a float, 'bool'/'flag' as a bool, 'choice' as a
+        string) and names the field when a file holds something else; undeclared fields (other
+        than the generic ``name``, ``type``, ``precious``, ``weights``, ``learningRate`` and
+        ``weightDecay``) come back as MATLAB stores them (numbers as doubles).
     check : callable, optional
         ``check(layer, where)`` raises ValueError or TypeError, starting the message with the
         string ``where`` (which names the layer), when the layer is malformed (missing fields,
