@@ -5,13 +5,19 @@ AdaDelta, RMSProp) over an image database, evaluates a validation set after each
 one checkpoint per epoch, from which an interrupted run resumes. It follows MatConvNet v1.0-beta25:
 the loss layers sum over the batch and the update divides the gradient by the batch size.
 
-Reproducibility: at the start of epoch ``e`` every random source is reseeded from
-``random_seed + e`` (MatConvNet's ``rng(epoch + randomSeed)``): the shuffle of the training and
-validation sets, the generator the dropout layers draw their masks from (a fresh
-``numpy.random.Generator`` handed to ``vl_simplenn`` as its ``rng`` option, or set as the DagNN's
-``rng``), and NumPy's global generator (``np.random.seed``), for a ``get_batch`` that augments with
-``np.random.*``. A run stopped after epoch 2 and resumed therefore ends with exactly the weights of
-an uninterrupted one; the kernels give the same bits at any thread count.
+Reproducibility: every random source is seeded from ``random_seed + e`` in epoch ``e``
+(MatConvNet's ``rng(epoch + randomSeed)``): the shuffle of the training and validation sets at the
+start of the epoch; and, before each sub-batch (each piece of a batch, see ``num_sub_batches``),
+from the seed, the batch number and the piece's place in the batch, the generator the dropout
+layers draw their masks from (a fresh ``numpy.random.Generator`` handed to ``vl_simplenn`` as its
+``rng`` option, or set as the DagNN's ``rng``) and NumPy's global generator (``np.random.seed``),
+for a ``get_batch`` that augments with ``np.random.*``. A run stopped after epoch 2 and resumed
+therefore ends with exactly the weights of an uninterrupted one; the kernels give the same bits at
+any thread count; and K MPI ranks draw what one process with ``num_sub_batches = K`` draws.
+
+More than one machine: under ``mpiexec -n K`` (mpi4py, ``pip install 'cnnx[mpi]'``) the ``comm``
+option makes K processes train one network together, each on every K-th image of every batch,
+exchanging derivatives once per step; see :mod:`cnnx._distributed` for how, and ``comm`` below.
 
 Files in ``exp_dir``:
 
@@ -114,6 +120,8 @@ _DEFAULTS = {
     "plot_statistics": True,
     "progress": True,
     "check_finite": True,
+    "comm": "auto",
+    "comm_timeout": 600.0,
 }
 _OPTIONS = {name: Option("any", default, display=name) for name, default in _DEFAULTS.items()}
 
@@ -211,6 +219,9 @@ def _parse(args, kwargs, imdb, get_batch):
     opts["weight_decay"] = real_number(_FNAME, "weight_decay", opts["weight_decay"], low=0.0, finite=True)
     opts["momentum"] = real_number(_FNAME, "momentum", opts["momentum"], 0.0, 1.0, high_open=True, finite=True)
     opts["random_seed"] = integer(_FNAME, "random_seed", opts["random_seed"])
+    opts["comm_timeout"] = real_number(_FNAME, "comm_timeout", opts["comm_timeout"], low=0.0, finite=True)
+    if opts["comm_timeout"] == 0:
+        raise ValueError(f"{_FNAME}: comm_timeout must be positive, got 0.0")
     given = {_key(name) for name in [*args[::2], *kwargs] if isinstance(name, str)}
     opts["solver"] = _solver(opts["solver"], opts["solver_opts"], opts["momentum"], opts["nesterov"], given)
     opts["solver_opts"] = opts["solver"].options
@@ -477,11 +488,16 @@ class _SimpleNNModel:
         values = np.concatenate([[np.sum(res[-1]["x"], dtype=np.float64)], errors])
         self._totals = values if self._totals is None else self._totals + values
 
-    def statistics(self, num):
-        """The objective and errors summed over the phase so far, divided by the number of images."""
-        if self._totals is None:
+    def phase_sums(self):
+        """The objective and errors summed over the phase so far (what the MPI ranks add up)."""
+        return self._totals
+
+    def statistics(self, num, sums=None):
+        """The objective and errors summed over the phase so far (or ``sums``), divided by the number of images."""
+        sums = self._totals if sums is None else sums
+        if sums is None:
             return {}
-        return dict(zip(["objective", *self.error_labels], (self._totals / num).tolist()))
+        return dict(zip(["objective", *self.error_labels], (sums / num).tolist()))
 
     def slots(self):
         """(key, _Slot) for every array with a derivative from the last batch."""
@@ -503,6 +519,10 @@ class _SimpleNNModel:
 
     def set_value(self, key, value):
         self.net["layers"][key[0]]["weights"][key[1]] = value
+
+    def values(self):
+        """Every weight array, layer by layer."""
+        return [w for layer in self.net["layers"] for w in layer.get("weights") or [] if w is not None]
 
     def describe_key(self, key):
         l, j = key
@@ -616,9 +636,18 @@ class _DagNNModel:
         net.rng = self.rng
         net.eval(inputs, self.der_outputs if train else None)
 
-    def statistics(self, num):
-        """MatConvNet's extractStats: each reporting block's running average, under its output's name."""
-        return {layer.outputs[0]: float(layer.block.average) for layer in self.losses}
+    def phase_sums(self):
+        """Each reporting block's sum and count (what the MPI ranks add up)."""
+        return [value for layer in self.losses
+                for value in (layer.block.average * layer.block.num_averaged, layer.block.num_averaged)]
+
+    def statistics(self, num, sums=None):
+        """MatConvNet's extractStats: each reporting block's running average, under its output's name
+        (with ``sums``: their sums over the ranks divided by their counts)."""
+        if sums is None:
+            return {layer.outputs[0]: float(layer.block.average) for layer in self.losses}
+        return {layer.outputs[0]: float(total / count) if count else 0.0
+                for layer, total, count in zip(self.losses, sums[::2], sums[1::2])}
 
     def slots(self):
         return [(p, _Slot(param.value, param.der, float(param.learning_rate), float(param.weight_decay),
@@ -627,6 +656,10 @@ class _DagNNModel:
 
     def set_value(self, key, value):
         self.net.params[key].value = value
+
+    def values(self):
+        """Every parameter value."""
+        return [param.value for param in self.net.params if param.value is not None]
 
     def describe_key(self, key):
         return f"parameter '{self.net.params[key].name}'"
@@ -872,22 +905,29 @@ def _saved_stats(stats):
 # --------------------------------------------------------------------------------------------------
 
 
-def _seed_epoch(seed, model):
-    """Reseed every random source of the epoch; returns the generator that shuffles the sets."""
-    np.random.seed(seed % 2**32)  # for get_batch functions that augment with np.random
-    model.rng = np.random.default_rng([seed, 1])  # the dropout masks' seeds
+def _seed_epoch(seed):
+    """The generator that shuffles the sets of the epoch (the other random sources: _seed_piece)."""
     return np.random.default_rng([seed, 0])
+
+
+def _seed_piece(seed, batch_number, piece, model):
+    """Reseed what a piece of a batch draws from (get_batch's np.random, the dropout masks) from the
+    epoch's seed, the batch and the piece's place in it only: so MPI ranks sharing a batch draw what
+    one process with that many sub-batches draws."""
+    np.random.seed([seed % 2**32, batch_number, piece])
+    model.rng = np.random.default_rng([seed, 1, batch_number, piece])
 
 
 _STOPPED = ("stopped before saving this epoch, so the last checkpoint is intact (lower the learning rate, "
             "or pass check_finite=False to train on regardless)")
 
 
-def _run_phase(model, phase, subset, epoch, rate, opts, imdb, get_batch, states):
+def _run_phase(model, phase, subset, epoch, rate, opts, imdb, get_batch, states, ranks=None):
+    """One epoch of one set; with ``ranks`` (cnnx._distributed.Ranks) this rank's share of it."""
     train = phase == "train"
     batch_size, subs = opts["batch_size"], opts["num_sub_batches"]
     num_batches = -(-len(subset) // batch_size)
-    progress = _Progress(opts["progress"], phase, epoch, num_batches)
+    progress = _Progress(opts["progress"] and (ranks is None or ranks.is_root), phase, epoch, num_batches)
     stats = {"num": 0, "time": 0.0}
     num = 0
     model.start_phase()
@@ -895,21 +935,29 @@ def _run_phase(model, phase, subset, epoch, rate, opts, imdb, get_batch, states)
     try:
         for number, t in enumerate(range(0, len(subset), batch_size), start=1):
             this_batch = min(batch_size, len(subset) - t)
+            mine = subset[t : t + this_batch]
+            if ranks is not None:
+                mine = ranks.share(mine)
+            where = f"{phase} epoch {epoch}, batch {number}"
             for s in range(subs):
-                batch = subset[t + s : t + this_batch : subs]  # sub-batches interleave, as MatConvNet's
-                num += len(batch)
+                batch = mine[s::subs]  # sub-batches interleave, as MatConvNet's
                 if len(batch) == 0:
                     continue
-                where = f"{phase} epoch {epoch}, batch {number}"
+                _seed_piece(opts["random_seed"] + epoch, number, s if ranks is None else ranks.rank * subs + s, model)
                 inputs = model.check_batch(get_batch(imdb, batch), batch, where)
                 model.evaluate(inputs, train, accumulate=s > 0)
-            statistics = model.statistics(num)
+            num += this_batch
+            if ranks is None:
+                statistics = model.statistics(num)
+            else:  # one exchange per step: the statistics, and in training every derivative
+                slots = model.slots() if train else None
+                statistics = model.statistics(num, ranks.exchange(len(mine), model.phase_sums(), slots))
             if opts["check_finite"]:
                 for name, value in statistics.items():
                     if not math.isfinite(value):
                         raise FloatingPointError(f"{_FNAME}: the {name} became {value} in {where}; {_STOPPED}")
             if train:
-                for key, slot in model.slots():
+                for key, slot in (model.slots() if ranks is None else slots):
                     if key not in states:
                         states[key] = opts["solver"].init_state(slot.value)
                     value, states[key] = _updated(slot, states[key], this_batch, rate, opts)
@@ -936,6 +984,42 @@ def _make_model(net, opts, training):
     if isinstance(net, DagNN):
         return _DagNNModel(net, opts, training)
     raise TypeError(f"{_FNAME}: net must be a SimpleNN dict or a cnnx.dagnn.DagNN, got {type(net).__name__}")
+
+
+def _start_ranks(model, opts):
+    """cnnx._distributed.Ranks for the ``comm`` option (None: one process), after the start-up handshake."""
+    from . import __version__, _distributed
+
+    comm = _distributed.communicator(opts["comm"])
+    if comm is None:
+        return None
+    ranks = _distributed.Ranks(comm, opts["comm_timeout"])
+    facts = {"cnnx version": __version__, "network": model.architecture(),
+             "initial weights": _distributed.digest_of_weights(model.values())}
+    for name in ("batch_size", "num_sub_batches", "num_epochs", "epoch_size", "random_seed", "weight_decay",
+                 "learning_rate", "continue_", "check_finite"):
+        facts[name] = opts[name]
+    facts["solver"] = repr(opts["solver"])
+    facts["training set"] = _distributed.digest_of_weights([opts["train"]])
+    facts["validation set"] = _distributed.digest_of_weights([opts["val"]])
+    ranks.handshake(facts)
+    ranks.check_batches("training", min(opts["train"].size, opts["epoch_size"]), opts["batch_size"])
+    ranks.check_batches("validation", opts["val"].size, opts["batch_size"])
+    return ranks
+
+
+def _resume_sending(exp_dir, model, opts):
+    """_resume on rank 0, with the path of the checkpoint to send to the other ranks (None: none)."""
+    resumed = _resume(exp_dir, model, opts)
+    return resumed, (_checkpoint_path(exp_dir, resumed[3]) if resumed[3] else None)
+
+
+def _load_sent_checkpoint(path, model, opts):
+    """(model, states, stats, epoch) from the checkpoint rank 0 sent (None: it resumed from none)."""
+    if path is None:
+        return model, {}, {"train": [], "val": []}, 0
+    epoch = int(_CHECKPOINT.fullmatch(os.path.basename(path)).group(1))
+    return (*_load_checkpoint(path, epoch, model, opts), epoch)
 
 
 def _say(message):
@@ -1151,6 +1235,24 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
         Stop with FloatingPointError, naming the epoch and the batch, as soon as a statistic (the
         objective) or a parameter becomes NaN or infinite, before a checkpoint of the diverged
         network is written. False trains on (MatConvNet's behaviour).
+    comm : 'auto'
+        Data-parallel training over MPI (mpi4py): an mpi4py communicator, ``'auto'`` (MPI's
+        ``COMM_WORLD`` when ``mpiexec`` started more than one rank, else one process) or None (one
+        process). Rank ``r`` of ``K`` evaluates images ``r, r + K, ...`` of every batch; one
+        allgather per step of one buffer (every derivative and the statistics) lets every rank sum
+        the derivatives in rank order and take the same step. ``batch_size`` stays the global batch,
+        and K ranks end with exactly the weights of one process with ``num_sub_batches = K`` (the
+        same pieces, summed in the same order); against ``num_sub_batches = 1`` they differ by
+        float rounding (float32: about 1e-7 relative per step). bnorm moments (``'average'``
+        parameters) are averaged over the ranks, weighted by their images. Statistics are summed
+        over the ranks; only rank 0 shows progress and writes ``exp_dir``; on resume rank 0 chooses
+        the checkpoint and sends it to the others. A start-up handshake checks that every rank has
+        the same cnnx version, network, initial weights and options (else ValueError on every
+        rank), and the first batch of each set must give every rank an image. Threads per rank:
+        ``CNNX_NUM_THREADS``, else the machine's cores divided by its ranks.
+    comm_timeout : 600
+        Seconds a rank waits for the others at an exchange; then it prints why on stderr and
+        aborts the MPI job (a rank died, hangs or stopped on an error of its own).
     prefetch : False
         Accepted for compatibility; ignored.
 
@@ -1199,17 +1301,23 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
     opts = _parse(args, kwargs, imdb, get_batch)
     training = opts["train"].size > 0
     model = _make_model(net, opts, training)
+    ranks = _start_ranks(model, opts)
     exp_dir = opts["exp_dir"]
     stats = {"train": [], "val": []}
     states = {}
     start = 0
     replaced = []  # continue_=False: the earlier run's checkpoints, replaced at the first save
     plot = None
+    if exp_dir is not None and ranks is not None and not ranks.is_root:
+        if opts["continue_"]:  # rank 0 chooses the checkpoint and sends it
+            model, states, stats, start = ranks.resumed(None, lambda path: _load_sent_checkpoint(path, model, opts))
+        exp_dir = None  # only rank 0 writes files
     if exp_dir is not None:
         _make_exp_dir(exp_dir)
         plot = _Plot(os.path.join(exp_dir, "net-train.png")) if opts["plot_statistics"] else None
         if opts["continue_"]:
-            model, states, stats, start = _resume(exp_dir, model, opts)
+            model, states, stats, start = (_resume(exp_dir, model, opts) if ranks is None else
+                                           ranks.resumed(lambda: _resume_sending(exp_dir, model, opts), None))
             if start > 0:  # the run may have died before writing them: rewrite from the checkpoint
                 _write_statistics(exp_dir, stats, plot)
                 if start >= opts["num_epochs"] and opts["progress"]:
@@ -1222,14 +1330,14 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
 
     rates = list(opts["learning_rate"])
     for epoch in range(start + 1, opts["num_epochs"] + 1):
-        shuffle = _seed_epoch(opts["random_seed"] + epoch, model)
+        shuffle = _seed_epoch(opts["random_seed"] + epoch)
         rate = rates[min(epoch, len(rates)) - 1]
         train = opts["train"][shuffle.permutation(opts["train"].size)]
         val = opts["val"][shuffle.permutation(opts["val"].size)]
         if opts["epoch_size"] != math.inf:
             train = train[: opts["epoch_size"]]
-        stats["train"].append(_run_phase(model, "train", train, epoch, rate, opts, imdb, get_batch, states))
-        stats["val"].append(_run_phase(model, "val", val, epoch, rate, opts, imdb, get_batch, states))
+        stats["train"].append(_run_phase(model, "train", train, epoch, rate, opts, imdb, get_batch, states, ranks))
+        stats["val"].append(_run_phase(model, "val", val, epoch, rate, opts, imdb, get_batch, states, ranks))
 
         if exp_dir is not None:
             if training:
