@@ -16,14 +16,10 @@ MNIST is by Yann LeCun, Corinna Cortes and Christopher J. C. Burges (CC BY-SA 3.
 import argparse
 import os
 import sys
-import time
-
-import numpy as np
 
 import cnnx
-from cnnx.datasets import mnist
+from cnnx.datasets import _example as example, mnist
 from cnnx.models import mnist_dagnn, mnist_lenet
-from cnnx.train import cnn_train
 
 SAMPLE_NOTE = ("Training on the 5,000-digit MNIST sample that ships with cnnx instead "
                "(4,000 training, 1,000 test digits).")
@@ -49,23 +45,9 @@ def parse_args(argv):
                         help="images per batch (default: the model's, 100)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="learning rate (default: the model's, 0.001)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="kernel threads (default: CNNX_NUM_THREADS or all cores)")
-    parser.add_argument("--restart", action="store_true",
-                        help="start from epoch 1 instead of resuming from the last checkpoint "
-                             "(the earlier run's checkpoints are deleted when the first new one is saved)")
-    parser.add_argument("--subset", type=int, default=None, metavar="N",
-                        help="train on the first N training images and validate on the first "
-                             "N/5 test images (a quick run)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the weight initialisation (default: 0)")
+    example.add_run_args(parser)
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "threads", "subset"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if args.learning_rate is not None and not args.learning_rate > 0:
-        parser.error(f"--learning-rate must be positive, got {args.learning_rate}")
+    example.check_args(parser, args)
     return args
 
 
@@ -73,12 +55,6 @@ def default_exp_dir(network, sample):
     """MatConvNet's data/<dataset>-<model>-<wrapper>; the sample's runs are kept apart, so that a
     run on the full MNIST never resumes one trained on the sample."""
     return os.path.join("data", f"mnist-lenet-{network}" + ("-sample" if sample else ""))
-
-
-def dag_batch(imdb, batch):
-    """The DagNN batch function: the same images, as named network inputs."""
-    images, labels = mnist.get_batch(imdb, batch)
-    return {"input": images, "label": labels}
 
 
 def get_imdb(args):
@@ -103,11 +79,7 @@ def main(argv=None):
         print(error, file=sys.stderr)
         return 1
     exp_dir = args.exp_dir or default_exp_dir(args.network, sample)
-    sets = imdb["images"]["set"]
-    train = np.flatnonzero(sets == 1)
-    val = np.flatnonzero(sets == 3)  # MatConvNet validates on the test set
-    if args.subset is not None:
-        train, val = train[:args.subset], val[:max(1, args.subset // 5)]
+    train, val = example.image_sets(imdb, args.subset)
 
     net = mnist_lenet(rng=args.seed)
     net["meta"]["classes"] = {"name": list(imdb["meta"]["classes"])}
@@ -115,34 +87,13 @@ def main(argv=None):
     get_batch = mnist.get_batch
     if args.network == "dagnn":
         net = mnist_dagnn(net)
-        get_batch = dag_batch
+        get_batch = example.dag_batches(mnist.get_batch)
 
     data = "the shipped sample" if sample else "MNIST"
-    print(f"mnist: lenet ({args.network}) on {data}, {len(train)} training and {len(val)} test "
-          f"images, {cnnx.get_num_threads()} thread(s), experiment folder {exp_dir}")
-    start = time.perf_counter()
-    try:
-        _, stats = cnn_train(
-            net, imdb, get_batch,
-            exp_dir=exp_dir,
-            continue_=not args.restart,
-            batch_size=args.batch_size or opts["batchSize"],
-            num_epochs=args.epochs or opts["numEpochs"],
-            learning_rate=args.learning_rate or opts["learningRate"],
-            train=train,
-            val=val,
-        )
-    except (ValueError, OSError, FloatingPointError) as error:
-        # another network's checkpoints in --exp-dir, a full disk, a diverged run: the message
-        # says which file and what to do; every complete checkpoint is still there
-        print(error, file=sys.stderr)
-        return 1
-    last = stats["val"][-1]
-    # SimpleNN reports top1err and top5err; the DagNN its 'error' output (classerror = top-1).
-    top1 = last["top1err"] if "top1err" in last else last["error"]
-    print(f"mnist: test top-1 error after epoch {len(stats['val'])}: {top1:.4f} "
-          f"(objective {last['objective']:.4f}; {time.perf_counter() - start:.1f} s)")
-    return 0
+    return example.train("mnist", f"lenet ({args.network}) on {data}", net, imdb, get_batch, args, exp_dir, train, val,
+                         batch_size=args.batch_size or opts["batchSize"],
+                         num_epochs=args.epochs or opts["numEpochs"],
+                         learning_rate=args.learning_rate or opts["learningRate"])
 
 
 if __name__ == "__main__":

@@ -715,7 +715,7 @@ def test_example_uses_cnn_mnists_training_options(monkeypatch, tmp_path):
         seen.update(opts)
         return net, {"val": [{"objective": 0.1, "top1err": 0.05}]}
 
-    monkeypatch.setattr(example, "cnn_train", fake_train)
+    monkeypatch.setattr("cnnx.datasets._example.cnn_train", fake_train)  # the examples train through it
     assert example.main(["--sample", "--exp-dir", str(tmp_path)]) == 0
     assert seen["batch_size"] == 100 and seen["num_epochs"] == 20 and seen["learning_rate"] == 0.001
     assert "weight_decay" not in seen and seen["continue_"] is True  # cnn_train's 0.0005, resuming
