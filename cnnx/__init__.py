@@ -4,6 +4,8 @@ Tensors are MatConvNet's: (H, W, C, N) arrays, float32 by default, float64 suppo
 one function that runs forward, or backward when given the derivative of the output (``dzdy``).
 Networks are SimpleNN layer lists (`vl_simplenn`) or `DagNN` graphs, trained by `cnn_train`.
 """
+import importlib
+
 from ._threads import get_num_threads, set_num_threads
 from .activations import vl_nnprelu, vl_nnrelu
 from .bnorm import vl_nnbnorm
@@ -17,9 +19,18 @@ from .simplenn import register_layer_type, vl_simplenn, vl_simplenn_display, vl_
 from .dagnn import DagNN
 from .io import load_matconvnet, save_matconvnet
 from .train import cnn_train
-from . import dagnn, datasets, models, solvers, testing
+from . import dagnn, models, solvers, testing
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # cnnx.datasets is imported when first used: its downloads (pooch, requests, tqdm) would add a
+    # tenth of a second to every 'import cnnx'.
+    if name == "datasets":
+        return importlib.import_module(".datasets", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DagNN",

@@ -300,10 +300,12 @@ def test_get_batch_draws_from_numpys_global_generator():
 
 
 @pytest.fixture
-def server():
+def server(monkeypatch):
     """A bounded HTTP server on 127.0.0.1: serves `payload`, or dies after `cut` bytes (in the
-    first `cuts` answers only, when that is set); counts the `requests`."""
-    behaviour = {"payload": b"", "cut": None, "cuts": None, "requests": 0}
+    first `cuts` answers only, when that is set); counts the `requests`. pooch's waits between
+    retries (1 s, 2 s, ...) are recorded in `waits` instead of slept."""
+    behaviour = {"payload": b"", "cut": None, "cuts": None, "requests": 0, "waits": []}
+    monkeypatch.setattr(pooch.core.time, "sleep", behaviour["waits"].append)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -384,14 +386,12 @@ def test_download_cut_off_mid_transfer_leaves_nothing(server, archive_bytes, tmp
     assert os.listdir(tmp_path) == []
 
 
-def test_download_tries_a_broken_transfer_again(server, archive_bytes, tmp_path, monkeypatch):
-    waits = []
-    monkeypatch.setattr(pooch.core.time, "sleep", waits.append)  # pooch waits 1 s, 2 s...
+def test_download_tries_a_broken_transfer_again(server, archive_bytes, tmp_path):
     payload, md5 = archive_bytes
     server["payload"], server["cut"], server["cuts"] = payload, len(payload) // 2, 2
     path = cifar10.download(tmp_path, url=server["url"], md5=md5, timeout=10, progress=False)
     assert Path(path).read_bytes() == payload and os.listdir(tmp_path) == [cifar10.ARCHIVE]
-    assert server["requests"] == 3 and waits == [1, 2]
+    assert server["requests"] == 3 and server["waits"] == [1, 2]
 
 
 def test_download_keeps_an_archive_that_is_already_there(server, archive_bytes, tmp_path):
@@ -486,6 +486,13 @@ def test_example_trains_nin_without_whitening(mini, tmp_path):
     assert (data / "imdb-v1-whiten0-contrast0.npz").is_file()
 
 
+def load_example():
+    spec = importlib.util.spec_from_file_location("cifar10_example", ROOT / "examples" / "cifar10.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    return example
+
+
 @pytest.mark.parametrize("args, message", [
     (["--epochs", 0], "--epochs must be at least 1"),
     (["--subset", -5], "--subset must be at least 1"),
@@ -493,18 +500,14 @@ def test_example_trains_nin_without_whitening(mini, tmp_path):
     (["--model", "vgg"], "invalid choice"),
 ])
 def test_example_rejects_bad_arguments(args, message, capsys):
-    spec = importlib.util.spec_from_file_location("cifar10_example", ROOT / "examples" / "cifar10.py")
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_example()
     with pytest.raises(SystemExit) as stop:
         example.parse_args([str(a) for a in args])
     assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_example_offline_says_where_to_put_the_archive(tmp_path, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("cifar10_example", ROOT / "examples" / "cifar10.py")
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_example()
 
     def offline(host, *args, **kwargs):  # what a machine without a network answers
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
@@ -518,13 +521,6 @@ def test_example_offline_says_where_to_put_the_archive(tmp_path, monkeypatch, ca
     assert os.listdir(data_dir) == []
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("cifar10_example", ROOT / "examples" / "cifar10.py")
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
-    return example
-
-
 @pytest.mark.parametrize("args, folder", [
     ([], "cifar-lenet-simplenn"),
     (["--model", "nin", "--network", "dagnn"], "cifar-nin-dagnn"),
@@ -533,35 +529,34 @@ def test_example_default_folder_names_model_and_wrapper(args, folder):
     assert load_example().parse_args(args).exp_dir == os.path.join("data", folder)
 
 
-def run_example_failing(*args):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "cifar10.py"), "--threads", "1", *map(str, args)],
-        capture_output=True, text=True, env=example_env(), timeout=120, cwd=ROOT)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    return result.stderr
+def run_in_process(capsys, *args, code=0):
+    """The example's main() in this process (its script runs as a process in the tests above):
+    its exit code must be ``code``; returns what it printed (stdout, then stderr)."""
+    assert load_example().main(["--threads", "1", *map(str, args)]) == code
+    captured = capsys.readouterr()
+    return captured.out, captured.err
 
 
 @pytest.mark.slow
-def test_example_refuses_a_folder_of_another_network_and_restart_clears_it(mini, tmp_path):
+def test_example_refuses_a_folder_of_another_network_and_restart_clears_it(mini, tmp_path, capsys, restore_threads):
     exp = tmp_path / "exp"
     common = ["--data-dir", mini[0], "--exp-dir", exp, "--subset", 20, "--batch-size", 20]
-    run_example(*common, "--epochs", 2)
+    run_in_process(capsys, *common, "--epochs", 2)
     checkpoint = exp / "net-epoch-2.mat"
-    err = run_example_failing(*common, "--epochs", 3, "--model", "nin")
+    _, err = run_in_process(capsys, *common, "--epochs", 3, "--model", "nin", code=1)
     assert err.strip() == (
         f"cnn_train: the checkpoint {checkpoint} holds another network than the one to train (the checkpoint "
         "has layers[0] ('layer1'): conv with shapes 5x5x3x32, 32, net has layers[0] ('conv1'): conv with "
         "shapes 5x5x3x192, 192); train it in another exp_dir, or pass continue_=False to start this one over")
-    err = run_example_failing(*common, "--epochs", 3, "--network", "dagnn")
+    _, err = run_in_process(capsys, *common, "--epochs", 3, "--network", "dagnn", code=1)
     assert "(the checkpoint has a SimpleNN network, net has a DagNN network)" in err
     assert sorted(p.name for p in exp.glob("*.mat")) == ["net-epoch-1.mat", "net-epoch-2.mat"]
 
     # --restart with another model replaces the old run, so the next plain run continues the new one
-    output = run_example(*common, "--epochs", 1, "--model", "nin", "--restart")
+    output, _ = run_in_process(capsys, *common, "--epochs", 1, "--model", "nin", "--restart")
     assert "nin (simplenn)" in output
     assert sorted(p.name for p in exp.glob("*.mat")) == ["net-epoch-1.mat"]
-    assert final_error(run_example(*common, "--epochs", 2, "--model", "nin"))[0] == 2
+    assert final_error("".join(run_in_process(capsys, *common, "--epochs", 2, "--model", "nin")))[0] == 2
 
 
 def test_example_with_a_full_disk_names_the_cache_in_one_line(mini, tmp_path, monkeypatch, capsys):

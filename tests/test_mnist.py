@@ -601,10 +601,10 @@ def load_example():
 @pytest.mark.slow
 @pytest.mark.parametrize("network", ["simplenn", "dagnn"])
 def test_example_trains_on_the_sample_saves_and_resumes(tmp_path, network):
-    common = ["--sample", "--subset", 300, "--network", network]
+    common = ["--sample", "--subset", 100, "--network", network]
     out, _ = run_example(*common, "--epochs", 1, cwd=tmp_path)
     exp = tmp_path / "data" / f"mnist-lenet-{network}-sample"
-    assert (f"mnist: lenet ({network}) on the shipped sample, 300 training and 60 test images, "
+    assert (f"mnist: lenet ({network}) on the shipped sample, 100 training and 20 test images, "
             f"1 thread(s), experiment folder {exp.relative_to(tmp_path)}") in out
     epoch, error = final_error(out)
     assert epoch == 1 and 0 <= error <= 1

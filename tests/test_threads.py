@@ -49,9 +49,14 @@ def test_bad_environment_variable_is_a_clear_error(tmp_path):
     assert out.returncode != 0 and "CNNX_NUM_THREADS" in out.stderr
 
 
+@pytest.fixture(scope="module")
+def unset(tmp_path_factory):
+    """What a child without CNNX_NUM_THREADS reports (one child for every comparison)."""
+    return _threads_in_child(None, tmp_path_factory.mktemp("unset"))
+
+
 @pytest.mark.parametrize("value", ["", " ", "\t \n"])
-def test_empty_environment_variable_means_unset(tmp_path, value):
-    unset = _threads_in_child(None, tmp_path)
+def test_empty_environment_variable_means_unset(tmp_path, unset, value):
     assert unset.returncode == 0, unset.stderr
     out = _threads_in_child(value, tmp_path)
     assert out.returncode == 0, out.stderr
