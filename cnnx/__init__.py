@@ -11,6 +11,7 @@ from .activations import vl_nnprelu, vl_nnrelu
 from .bnorm import vl_nnbnorm
 from .concat import vl_nnconcat
 from .conv import vl_nnconv
+from .convt import vl_nnconvt
 from .dropout import vl_nndropout
 from .softmaxloss import vl_nnsoftmaxloss
 from .nnloss import vl_nnloss
@@ -48,6 +49,7 @@ __all__ = [
     "vl_nnbnorm",
     "vl_nnconcat",
     "vl_nnconv",
+    "vl_nnconvt",
     "vl_nndropout",
     "vl_nnloss",
     "vl_nnpool",

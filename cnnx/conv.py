@@ -454,14 +454,7 @@ def validate_conv(x, f, b, *args, **kwargs):
     y_shape = (YH, YW, K, N)
     check_elements(_FNAME, "Y", *y_shape)
     geom = ConvGeometry(H, W, C, N, FH, FW, FC, K, YH, YW, sy, sx, pt, pb, pl, pr, dil_y, dil_x, identity)
-    P, Q = geom.P, geom.Q
-    batch = _gemm_batch(geom)
-    check_elements(_FNAME, "the im2row buffer", batch, P, Q, C // FC)
-    check_blas_dims(_FNAME, "the im2row matrix", batch * P, Q, K, N, H * W * C)
-    # One column of taps over all the columns it reaches (forward and stride-1 backward).
-    reach = max(W, YW) + (FW - 1) * dil_x
-    check_elements(_FNAME, "the expanded X", max(H, YH), reach, FH, max(FC, K))
-    check_blas_dims(_FNAME, "the expanded X", max(H, YH) * reach, FH * max(FC, K))
+    check_buffers(geom, _FNAME)
 
     if dzdy is not None and shape4(dzdy, "DZDY", _FNAME) != y_shape:
         raise ValueError(f"{_FNAME}: DZDY has shape {dzdy.shape} but Y has shape {y_shape}")
@@ -477,6 +470,19 @@ def validate_conv(x, f, b, *args, **kwargs):
         problem.need_df = not opts["no_der_filters"] and not identity
         problem.need_db = not opts["no_der_biases"] and b is not None
     return problem
+
+
+def check_buffers(geom, fname):
+    """Raise ValueError (naming ``fname``) if the kernels' buffers for ``geom`` could not be
+    indexed or handed to BLAS; vl_nnconvt checks its adjoint convolution with it too."""
+    H, W, C, FH, FW, FC, K, YH, YW = geom.H, geom.W, geom.C, geom.FH, geom.FW, geom.FC, geom.K, geom.YH, geom.YW
+    batch = _gemm_batch(geom)
+    check_elements(fname, "the im2row buffer", batch, geom.P, geom.Q, C // FC)
+    check_blas_dims(fname, "the im2row matrix", batch * geom.P, geom.Q, K, geom.N, H * W * C)
+    # One column of taps over all the columns it reaches (forward and stride-1 backward).
+    reach = max(W, YW) + (FW - 1) * geom.dil_x
+    check_elements(fname, "the expanded X", max(H, YH), reach, FH, max(FC, K))
+    check_blas_dims(fname, "the expanded X", max(H, YH) * reach, FH * max(FC, K))
 
 
 def run_conv(problem, plan):
