@@ -12,6 +12,7 @@ from .bnorm import vl_nnbnorm
 from .concat import vl_nnconcat
 from .conv import vl_nnconv
 from .convt import vl_nnconvt
+from .crop import vl_nncrop
 from .dropout import vl_nndropout
 from .softmaxloss import vl_nnsoftmaxloss
 from .nnloss import vl_nnloss
@@ -50,6 +51,7 @@ __all__ = [
     "vl_nnconcat",
     "vl_nnconv",
     "vl_nnconvt",
+    "vl_nncrop",
     "vl_nndropout",
     "vl_nnloss",
     "vl_nnpool",
