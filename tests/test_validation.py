@@ -19,6 +19,8 @@ import cnnx.softmaxloss
 import cnnx.pool
 from cnnx import vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu, vl_nnsoftmaxloss
 from cnnx.concat import vl_nnconcat
+from cnnx.convt import vl_nnconvt
+from cnnx.crop import vl_nncrop
 from cnnx.nnloss import vl_nnloss
 
 NAN, INF = float("nan"), float("inf")
@@ -325,6 +327,26 @@ for shape in ((0,), (5, 5, 0, 2)):
                if len(shape) == 1 else
                f"vl_nnconcat: DZDY has shape {shape} but the concatenation has shape (5, 5, 8, 2)")
     case(f"concat-dzdy{shape}", lambda s=shape: vl_nnconcat([X, X], 3, zeros(*s)), ValueError, message)
+
+
+# vl_nnconvt: Upsample, Crop, NumGroups (errors before the conv kernels run); vl_nncrop's CROP
+FT = zeros(3, 3, 2, 4)  # vl_nnconvt(X, FT): 2 output channels
+for option, label, kind in (("upsample", "Upsample", "pair"), ("crop", "Crop", "pad4")):
+    for i, (value, error, message) in enumerate(integer_values(label, kind)):
+        case(f"convt-{option}-{i}", lambda v=value, o=option: vl_nnconvt(X, FT, None, **{o: v}),
+             error, f"vl_nnconvt: {message}")
+for i, (value, error, message) in enumerate(integer_values("CROP", "pad4")):
+    case(f"crop-crop-{i}", lambda v=value: vl_nncrop(X, v), error, f"vl_nncrop: {message}")
+case("convt-numgroups-0", lambda: vl_nnconvt(X, FT, None, num_groups=0), ValueError,
+     "vl_nnconvt: NumGroups must be at least 1, got 0")
+case("convt-numgroups-1.5", lambda: vl_nnconvt(X, FT, None, "NumGroups", 1.5), ValueError,
+     "vl_nnconvt: NumGroups must hold whole numbers, got 1.5")
+case("convt-no-channels", lambda: vl_nnconvt(X[:, :, :0], FT[:, :, :, :0], None), ValueError,
+     "vl_nnconvt: X has shape (5, 5, 0, 2); H, W and C must be at least 1 (only N may be 0)")
+case("convt-filters-0", lambda: vl_nnconvt(X, FT[:, :, :0], None), ValueError,
+     "vl_nnconvt: F has shape (3, 3, 0, 4); FH, FW, K and C must be at least 1")
+case("convt-crop-beyond-2^62", lambda: vl_nnconvt(X, FT, None, upsample=2**61), ValueError,
+     f"vl_nnconvt: Y before cropping would be {4 * 2**61 + 3} x {4 * 2**61 + 3}; each must be less than 2^62")
 
 
 # vl_nnbnorm: Epsilon, G, B, Moments and DZDY
