@@ -31,6 +31,8 @@ import scipy.io
 from scipy.io.matlab import MatlabFunction, MatlabObject, MatlabOpaque, mat_struct, matfile_version
 
 from ._files import atomic_open
+from ._matv73 import h5py_or_error
+from ._matv73 import read_variables as read_v73_variables
 from .layers.base import layer_label
 from .layers.registry import BLOCK_TYPES, LAYER_TYPES
 from .simplenn import vl_simplenn_tidy
@@ -364,9 +366,11 @@ def load_matconvnet(path, with_extra=False):
     Parameters
     ----------
     path : str or os.PathLike
-        A MATLAB v5/v7 ``.mat`` file holding either a variable ``net`` (a SimpleNN struct with a
+        A MATLAB ``.mat`` file holding either a variable ``net`` (a SimpleNN struct with a
         ``layers`` cell array, or a DagNN ``saveobj`` struct with ``vars``, ``params``, ``layers``)
-        or those fields as top-level variables (``save(file, '-struct', 'net')``).
+        or those fields as top-level variables (``save(file, '-struct', 'net')``). Versions 5 and 7
+        are read by SciPy; version 7.3 (HDF5, MATLAB's ``-v7.3`` and its default for variables over
+        2 GB) through h5py, the optional ``hdf5`` extra.
     with_extra : bool, default False
         Also return the other top-level variables of a file with a ``net`` variable (for example
         ``cnn_train``'s ``state`` and ``stats``), converted to Python values.
@@ -383,9 +387,12 @@ def load_matconvnet(path, with_extra=False):
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    ImportError
+        If the file is MATLAB v7.3 (HDF5) and h5py, the ``hdf5`` extra (``pip install 'cnnx[hdf5]'``),
+        is not installed.
     ValueError
-        If the file is MATLAB v7.3 (HDF5), not a ``.mat`` file, holds no network, or holds a layer
-        cnnx does not implement; the message says what was found. Also if the file was written by
+        If the file is not a ``.mat`` file, holds no network, or holds a layer cnnx does not
+        implement; the message says what was found. Also if the file was written by
         :func:`save_matconvnet` and its bytes no longer match the checksum stored in it (see
         :func:`verify_matconvnet`). Also for a field that is not what it must be (``pad = 1.5``,
         a string for a number, weights that are not single or double, complex numbers anywhere
@@ -410,11 +417,11 @@ def load_matconvnet(path, with_extra=False):
     except Exception as error:  # scipy raises several types for files that are not .mat files
         raise ValueError(f"load_matconvnet: {path} is not a MATLAB .mat file ({error})") from None
     if major == 2:
-        raise ValueError(f"load_matconvnet: {path} is a MATLAB v7.3 (HDF5) file, which cnnx cannot read; "
-                         "re-save it in MATLAB with save(file, '-struct', 'net', '-v7')")
-    verify_matconvnet(path)
+        h5py_or_error(path)
+    else:
+        verify_matconvnet(path)
     try:
-        variables = _read_variables(path)
+        variables = read_v73_variables(path) if major == 2 else _read_variables(path)
     except Exception as error:
         raise ValueError(f"load_matconvnet: cannot read {path} as a .mat file ({error})") from None
     variables = {k: v for k, v in variables.items() if not k.startswith("__") and k != "cnnx_sha256"}

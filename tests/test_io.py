@@ -286,15 +286,6 @@ def test_save_overwrites_atomically(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------
 
 
-def test_v73_file_is_refused(tmp_path):
-    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
-    header = header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM"
-    path = tmp_path / "big.mat"
-    path.write_bytes(header.ljust(512, b"\x00") + b"\x89HDF\r\n\x1a\n" + b"\x00" * 64)
-    with pytest.raises(ValueError, match=r"v7\.3 \(HDF5\)"):
-        load_matconvnet(path)
-
-
 def test_not_a_mat_file(tmp_path):
     path = tmp_path / "notes.mat"
     path.write_text("just some text, not a MATLAB file\n" * 10)
