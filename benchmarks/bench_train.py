@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py [--quick] [--repeats R] [--batches B]
     python benchmarks/bench_train.py --cifar-run [--threads T]
+    python benchmarks/bench_train.py --mpi [--quick] [--repeats R] [--batches B]
 
 Each configuration (library x threads) runs in its own subprocess, configurations alternate, and
 each is repeated; the table shows the best and the median images/second of the timed epoch, the
@@ -17,6 +18,11 @@ layers (3x3 stride-2 pooling with ceil-mode output sizes, which is MatConvNet's 
 padding with padded cells excluded), summed softmax loss, ``torch.optim.SGD`` with momentum 0.9,
 in the default NCHW layout and in channels_last; it is skipped when torch is not installed.
 
+``--mpi`` measures data-parallel training (``cnn_train`` over MPI, the ``mpi`` extra): the same
+cnnx lenet epoch on 1 process with 1 thread, 1 process with 2 threads and ``mpiexec -n 2`` ranks
+with 1 thread each, the parallel efficiency of each against 1 thread (img/s over twice the 1-thread
+figure) and the bytes one step's exchange brings into each rank (cnn_train's report on rank 0).
+
 ``--cifar-run`` measures instead how long the CIFAR-10 example's default run takes: one epoch of
 ``examples/cifar10.py``'s work at its real size (50,000 training and 10,000 test images of 32x32x3,
 random but preprocessed-sized, with the left-right flips of ``cifar10.get_batch``, lenet's schedule,
@@ -27,6 +33,7 @@ same) and what redrawing the 45-epoch plot costs, as a share of an epoch.
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -84,7 +91,7 @@ def import_cnnx():
     return cnnx
 
 
-def run_cnnx(threads, num_batches):
+def run_cnnx(threads, num_batches, progress=False):
     cnnx = import_cnnx()
     from cnnx.models import cifar_lenet
     from cnnx.train import cnn_train
@@ -100,7 +107,7 @@ def run_cnnx(threads, num_batches):
     _, stats = cnn_train(
         cifar_lenet(), imdb, get_batch, exp_dir=None, batch_size=BATCH, num_epochs=2,
         learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY, momentum=MOMENTUM,
-        train=np.arange(images.shape[3]), val=[], progress=False, plot_statistics=False)
+        train=np.arange(images.shape[3]), val=[], progress=progress, plot_statistics=False)
     timed = stats["train"][-1]
     return timed["num"] / timed["time"], before
 
@@ -207,22 +214,55 @@ def run_torch(threads, num_batches, channels_last):
 
 def worker(args):
     if args.library == "cnnx":
-        speed, before = run_cnnx(args.threads, args.batches)
+        speed, before = run_cnnx(args.threads, args.batches, progress=args.ranks > 1)
     else:
         speed, before = run_torch(args.threads, args.batches, args.library == "torch-cl")
     after = peak_rss_mb()
-    print(json.dumps({"speed": speed, "peak_mb": after, "growth_mb": after - before}))
+    if os.environ.get("PMI_RANK", "0") == "0":  # under mpiexec, rank 0 speaks for all
+        print(json.dumps({"speed": speed, "peak_mb": after, "growth_mb": after - before}))
 
 
-def run_config(library, threads, batches):
+def mpiexec():
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")  # pip's mpich, next to this Python
+    return beside if os.path.exists(beside) else "mpiexec"
+
+
+def mpi_scaling(repeats, batches):
+    """1 process x 1 thread, 1 process x 2 threads, 2 MPI ranks x 1 thread: img/s and efficiency."""
+    configs = [(1, 1), (1, 2), (2, 1)]  # (ranks, threads per rank)
+    results = {config: [] for config in configs}
+    bytes_per_step = None
+    for r in range(repeats):
+        for ranks, threads in (configs if r % 2 == 0 else configs[::-1]):
+            run, output = run_config("cnnx", threads, batches, ranks)
+            results[(ranks, threads)].append(run["speed"])
+            found = re.search(r"gathers ([\d,]+) bytes", output)
+            bytes_per_step = found.group(1) if found else bytes_per_step
+            print(f"  run {r + 1}/{repeats}: {ranks} rank(s) x {threads} thread(s): {run['speed']:8.1f} img/s",
+                  file=sys.stderr)
+    one = max(results[(1, 1)])
+    print(f"lenet training through cnn_train, batch {BATCH}, {batches} timed batches, best/median of {repeats} run(s)")
+    print(f"{'configuration':26s} {'img/s best':>11s} {'median':>9s} {'efficiency':>11s}")
+    for ranks, threads in configs:
+        best = max(results[(ranks, threads)])
+        name = f"{ranks} process, {threads} thread(s)" if ranks == 1 else f"{ranks} MPI ranks x {threads} thread"
+        print(f"{name:26s} {best:11.1f} {statistics.median(results[(ranks, threads)]):9.1f} "
+              f"{best / (one * ranks * threads):10.0%}")
+    print(f"bytes gathered into each rank per step (2 ranks): {bytes_per_step}")
+
+
+def run_config(library, threads, batches, ranks=1):
+    """One worker process (``ranks`` > 1: under mpiexec); returns its figures and its whole output."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), CNNX_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
-    command = [sys.executable, os.path.abspath(__file__), "--worker", library,
-               "--threads", str(threads), "--batches", str(batches)]
+    command = [sys.executable, os.path.abspath(__file__), "--worker", library, "--threads", str(threads),
+               "--batches", str(batches), "--ranks", str(ranks)]
+    if ranks > 1:
+        command = [mpiexec(), "-n", str(ranks)] + command
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     if result.returncode != 0:
-        raise RuntimeError(f"{library} with {threads} thread(s) failed:\n{result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{library} with {ranks} rank(s) x {threads} thread(s) failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stdout
 
 
 def torch_available():
@@ -242,8 +282,14 @@ def main():
                         help="thread counts to compare (default: 1 2)")
     parser.add_argument("--cifar-run", action="store_true",
                         help="time the CIFAR-10 example's default 45-epoch run instead (cnnx only)")
+    parser.add_argument("--mpi", action="store_true",
+                        help="1 vs 2 MPI ranks of 1 thread against 1 process of 2 threads (cnnx only)")
     parser.add_argument("--worker", choices=["cnnx", "torch", "torch-cl"], help=argparse.SUPPRESS)
+    parser.add_argument("--ranks", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.mpi and not args.worker:
+        mpi_scaling(args.repeats or (1 if args.quick else 3), args.batches or (5 if args.quick else 20))
+        return
     if args.cifar_run:
         for threads in args.threads:
             cifar_run(threads)
@@ -261,7 +307,7 @@ def main():
     for r in range(repeats):
         order = configs if r % 2 == 0 else configs[::-1]  # alternate, so drifts hit both sides
         for library, threads in order:
-            results[(library, threads)].append(run_config(library, threads, batches))
+            results[(library, threads)].append(run_config(library, threads, batches)[0])
             print(f"  run {r + 1}/{repeats}: {library:8s} {threads} thread(s): "
                   f"{results[(library, threads)][-1]['speed']:8.1f} img/s", file=sys.stderr)
 

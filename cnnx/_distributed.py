@@ -82,7 +82,8 @@ class Ranks:
         self.size = comm.Get_size()
         self.timeout = timeout
         self.layout = None  # (key, offset, shape, dtype) of each derivative in the buffer
-        self.bytes_per_step = 0
+        self.bytes_per_step = 0  # what one training step's allgather brings into each rank
+        self.reported = False  # whether cnn_train has printed the ranks and bytes_per_step
         self._threads_per_rank()
 
     @property

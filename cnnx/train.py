@@ -86,6 +86,7 @@ from . import solvers
 from ._files import atomic_open, remove_stale_temporaries
 from ._labels import batch_labels, parse_labels
 from ._options import Option, _key, integer, limit, parse_options, real_number, truth_value
+from ._threads import get_num_threads
 from .layers.registry import LAYER_TYPES
 
 __all__ = ["cnn_train"]
@@ -952,6 +953,10 @@ def _run_phase(model, phase, subset, epoch, rate, opts, imdb, get_batch, states,
             else:  # one exchange per step: the statistics, and in training every derivative
                 slots = model.slots() if train else None
                 statistics = model.statistics(num, ranks.exchange(len(mine), model.phase_sums(), slots))
+                if train and opts["progress"] and ranks.is_root and not ranks.reported:
+                    ranks.reported = True
+                    print(f"{_FNAME}: {ranks.size} MPI ranks, kernel threads per rank: {get_num_threads()}; a training "
+                          f"step gathers {ranks.bytes_per_step:,} bytes into every rank (one allgather)", flush=True)
             if opts["check_finite"]:
                 for name, value in statistics.items():
                     if not math.isfinite(value):

@@ -75,6 +75,8 @@ def main(mode, folder):
         return 0
     net, imdb, get_batch = problem("simplenn")
     options = dict(OPTIONS, exp_dir=None, comm_timeout=3)
+    if mode == "report":  # progress on: rank 0 says what a step exchanges
+        options.update(progress=True, num_epochs=1)
     if mode == "mismatch":  # rank 1 asks for another batch size
         options["batch_size"] += rank
     elif mode == "hang":  # rank 1 hangs in its second batch (mpiexec ends it once rank 0 stops)

@@ -73,6 +73,20 @@ def test_two_ranks_end_with_the_weights_of_one_process_with_two_sub_batches(tmp_
     assert done.stdout.count("resuming by loading epoch 2") == 0  # progress=False: nothing printed
 
 
+def test_rank_zero_reports_the_bytes_a_step_exchanges_once(tmp_path):
+    finished = run_ranks("report", tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    _, stats = reference("simplenn", 1)
+    sums = len(set(stats["train"][0]) - {"num", "time"})  # objective, top1err, top5err
+    net, _, _ = mpi_worker.problem("simplenn")
+    derivative_bytes = sum(-(-w.nbytes // 8) * 8 for layer in net["layers"] for w in layer.get("weights") or [])
+    # Into each of the 2 ranks, the other's buffer: its image count, its statistic sums, its derivatives.
+    expected = f"{8 + 8 * sums + derivative_bytes:,}"
+    reports = [line for line in finished.stdout.splitlines() if line.startswith("cnn_train: 2 MPI ranks")]
+    assert reports == [f"cnn_train: 2 MPI ranks, kernel threads per rank: 1; a training step gathers {expected} "
+                       "bytes into every rank (one allgather)"]
+
+
 def test_a_mismatch_between_ranks_is_an_error_on_every_rank(tmp_path):
     done = run_ranks("mismatch", tmp_path)
     message = ("ValueError: cnn_train: rank 1 of 2 has another batch_size than rank 0 (9 on rank 1, 8 on rank 0); "
