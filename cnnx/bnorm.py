@@ -1,6 +1,4 @@
 """Batch normalisation: ``vl_nnbnorm``."""
-import math
-
 import numpy as np
 
 from ._checks import as_float_array, common_dtype, fortran4, like, shape4
@@ -9,7 +7,7 @@ from ._options import Option, parse_options, take_derivative
 from ._threads import ELEMENTWISE_ELEMENTS_PER_THREAD, threads_for_work
 
 _OPTIONS = {
-    "epsilon": Option("float", 1e-4),
+    "epsilon": Option("float", 1e-4, low=0, finite=True),
     "moments": Option("any", None),
 }
 
@@ -98,8 +96,6 @@ def vl_nnbnorm(x, g, b, *args, **kwargs):
     dzdy, args, kwargs = take_derivative(args, kwargs, fname)
     opts = parse_options(fname, args, kwargs, _OPTIONS)
     epsilon = opts["epsilon"]
-    if not (math.isfinite(epsilon) and epsilon >= 0):
-        raise ValueError(f"{fname}: Epsilon must be a finite number >= 0, got {epsilon!r}")
     x = as_float_array(x, "X", fname)
     height, width, channels, images = shape4(x, "X", fname)
     g = _per_channel(g, "G", fname, x, channels)

@@ -31,11 +31,12 @@ import warnings
 
 import numpy as np
 
-from .layers import BLOCK_TYPES, LAYER_TYPES, Concat, Conv, DropOut, Layer, Loss, Pooling, PReLU, ReLU, Sum
+from .layers import (BLOCK_TYPES, LAYER_TYPES, BatchNorm, Concat, Conv, DropOut, Layer, Loss, Pooling, PReLU,
+                     ReLU, Sum)
 from .layers.base import cell, choice, flag, layer_label, property_error, real, run_layer, show, text
 
 __all__ = [
-    "Concat", "Conv", "DagLayer", "DagNN", "DropOut", "Layer", "Loss", "PReLU", "Param", "Pooling",
+    "BatchNorm", "Concat", "Conv", "DagLayer", "DagNN", "DropOut", "Layer", "Loss", "PReLU", "Param", "Pooling",
     "ReLU", "Sum", "Var",
 ]
 
@@ -215,7 +216,8 @@ class DagNN:
     meta : dict
         Free-form information (``inputSize``, ``classes``, ``trainOpts``, ...).
     mode : {'normal', 'test'}
-        'test' makes dropout the identity. 'train' is accepted as 'normal'.
+        'test' makes dropout the identity and batch normalisation use its moments parameter.
+        'train' is accepted as 'normal'.
     conserve_memory : bool, default True
         Free intermediate values and derivatives once no layer needs them (see :meth:`eval`);
         ``var.precious = True`` keeps a variable.
@@ -328,6 +330,9 @@ class DagNN:
             raise ValueError(f"DagNN.add_layer: layer '{name}': {error}") from None
         for p, method in zip(layer.param_indexes, block.param_train_methods):
             self.params[p].train_method = method
+        for p, rate in zip(layer.param_indexes, block.param_learning_rates):
+            if rate is not None:
+                self.params[p].learning_rate = float(rate)
         block.net = self
 
     def remove_layer(self, name):
@@ -1076,12 +1081,13 @@ class DagNN:
         Variables are ``x0`` (input), ``x1``, ... (``xi`` is the output of layer i); a
         ``softmaxloss`` layer gets a second input ``label`` (then ``label1``, ``label2``, ...) and
         becomes ``Loss(loss='softmaxlog')``. Parameters are ``<layer>f`` and ``<layer>b`` for conv
-        (no ``b`` without biases) and ``<layer>a`` for prelu, keeping the layer's
+        (no ``b`` without biases), ``<layer>a`` for prelu and ``<layer>m``, ``<layer>b``,
+        ``<layer>x`` for bnorm (gains, biases, moments), keeping the layer's
         ``learningRate`` and ``weightDecay``. With ``canonical_names`` the input is ``input``, each
         loss output ``objective`` (then ``objective1``, ...) and each loss's first input
         ``prediction``. Values are copied. Each layer converts as its type's ``to_dagnn`` says
         (:func:`cnnx.simplenn.register_layer_type`); built in: conv, pool, relu, prelu, dropout,
-        softmaxloss.
+        bnorm, softmaxloss.
 
         Parameters
         ----------

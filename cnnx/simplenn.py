@@ -65,6 +65,8 @@ def _tidy_layer(fname, index, layer, check_options):
             layer[field] = copy.copy(value)
     if not isinstance(layer["name"], str):
         raise TypeError(f"{where}: 'name' must be a string, got {type(layer['name']).__name__}")
+    if entry.tidy is not None:
+        entry.tidy(layer)
     if entry.check is not None:
         entry.check(layer, where)
     if check_options and entry.options:
@@ -80,7 +82,9 @@ def vl_simplenn_tidy(net):
     As MatConvNet's tidy: every layer gets ``name = 'layer<k>'`` (k counting from 1) and
     ``precious = False``; conv layers ``pad = 0``, ``stride = 1``, ``dilate = 1``, ``opts = []``;
     pool layers ``pad = 0``, ``stride = 1``, ``opts = []`` and (unlike MatConvNet, whose tidy forgets
-    it) ``method = 'max'``; relu ``leak = 0``; dropout ``rate = 0.5``. Legacy ``filters``/``biases``
+    it) ``method = 'max'``; relu ``leak = 0``; dropout ``rate = 0.5``; bnorm ``epsilon = 1e-5``
+    and, when it has only gains and biases, zero moments ``weights[2]`` (C x 2, in the gains'
+    precision; MatConvNet's are always single). Legacy ``filters``/``biases``
     fields become ``weights``, and top-level ``classes``/``normalization`` move into ``meta``
     (deriving ``meta['normalization']['cropSize']`` from ``border`` and ``imageSize``). Arrays are
     shared with ``net``, not copied.
@@ -198,7 +202,9 @@ def vl_simplenn(net, x, *args, **kwargs):
     res : list of dict, optional
         Results of an earlier call, reused (needed by ``SkipForward`` and ``Accumulate``).
     Mode : 'normal'
-        ``'test'`` makes dropout the identity (forward and backward). ``'train'`` means normal.
+        ``'test'`` makes dropout the identity (forward and backward) and bnorm normalise by its
+        moments ``weights[2]`` (forward; backward uses the batch's, as MatConvNet's).
+        ``'train'`` means normal.
     ConserveMemory : False
         Free intermediate values as soon as they are not needed: forward only keeps the output;
         forward and backward keep ``res[0]``, ``res[-1]`` and every ``dzdw``. The output of a layer

@@ -369,7 +369,7 @@ def test_from_simplenn_rejects_types_without_a_block():
                                          "backward": lambda *a: None}]}
     with pytest.raises(ValueError, match=re.escape(
             "DagNN.from_simplenn: layers[1] ('mine') has type 'custom', which has no DagNN block (supported: "
-            "conv, pool, relu, prelu, dropout, softmaxloss)")):
+            "conv, pool, relu, prelu, dropout, bnorm, softmaxloss)")):
         DagNN.from_simplenn(net)
 
 
@@ -977,8 +977,8 @@ def test_loadobj_errors():
     s = small_net().saveobj()
     s["layers"][0]["type"] = "dagnn.Mystery"
     with pytest.raises(ValueError, match=re.escape(
-            "DagNN.loadobj: layers[0] ('relu') has unknown block type 'dagnn.Mystery' (known: dagnn.Concat, "
-            "dagnn.Conv, dagnn.DropOut, dagnn.Loss, dagnn.PReLU, dagnn.Pooling, dagnn.ReLU, dagnn.Sum; pass "
+            "DagNN.loadobj: layers[0] ('relu') has unknown block type 'dagnn.Mystery' (known: dagnn.BatchNorm, "
+            "dagnn.Concat, dagnn.Conv, dagnn.DropOut, dagnn.Loss, dagnn.PReLU, dagnn.Pooling, dagnn.ReLU, dagnn.Sum; pass "
             "blocks={type: class} for others)")):
         DagNN.loadobj(s)
     s = small_net().saveobj()

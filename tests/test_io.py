@@ -471,7 +471,9 @@ def simplenn_file_with(path, field, value, layer_type="conv"):
              "pool": {"name": "pool2", "type": "pool", "pool": row(2), "method": "max"},
              "relu": {"name": "relu2", "type": "relu"},
              "dropout": {"name": "drop2", "type": "dropout"},
-             "declared": {"name": "mine2", "type": "declared"}}[layer_type]
+             "declared": {"name": "mine2", "type": "declared"},
+             "bnorm": {"name": "bn2", "type": "bnorm", "weights": cell(np.ones((2, 1), np.float32),
+                                                                       np.zeros((2, 1), np.float32))}}[layer_type]
     if value is None:
         del third[field]
     else:
@@ -520,6 +522,8 @@ FLOAT32_64 = "must be a float32 or float64 array (MATLAB single or double)"
     ("dropout", "rate", "half", "rate must be a finite number, got the string 'half'"),
     ("dropout", "rate", row(np.nan), "rate must be a finite number, got nan"),
     ("declared", "epsilon", cell(1e-4), "epsilon must be a finite number, got a 1x1 cell array"),
+    ("bnorm", "epsilon", row(np.nan), "epsilon must be a finite number, got nan"),
+    ("bnorm", "epsilon", "small", "epsilon must be a finite number, got the string 'small'"),
     ("declared", "keep", row(0.5), "keep must be true or false (a logical, 0 or 1), got 0.5"),
     ("declared", "how", row(1), "how must be a string, got 1"),
     # bool fields
@@ -554,7 +558,8 @@ FLOAT32_64 = "must be a float32 or float64 array (MATLAB single or double)"
 def test_malformed_simplenn_fields(tmp_path, declared_type, layer_type, field, value, message):
     path = tmp_path / "bad.mat"
     simplenn_file_with(path, field, value, layer_type)
-    name = {"conv": "conv2", "pool": "pool2", "relu": "relu2", "dropout": "drop2", "declared": "mine2"}[layer_type]
+    name = {"conv": "conv2", "pool": "pool2", "relu": "relu2", "dropout": "drop2", "declared": "mine2",
+            "bnorm": "bn2"}[layer_type]
     full = f"load_matconvnet: {path}: layers[2] ('{name}'): {message}"
     with pytest.raises(ValueError, match=re.escape(full)) as info:
         load_matconvnet(path)
@@ -591,12 +596,15 @@ def test_legacy_filters_and_biases_must_be_real_arrays(tmp_path):
     ("conv", "pad", row(-1), "Pad must be non-negative, got [-1, -1, -1, -1]"),
     ("conv", "stride", row(0), "Stride must be at least 1, got [0, 0]"),
     ("dropout", "rate", row(1.5), "Rate must be in [0, 1), got 1.5"),
+    ("bnorm", "epsilon", row(-1e-5), "Epsilon must be at least 0, got -1e-05"),
+    ("bnorm", "weights", cell(np.ones((2, 1), np.float32), np.zeros((2, 1), np.float32), np.zeros((2, 3), np.float32)),
+     "the moments weights[2] must be C x 2 [MU SIGMA] for the 2 gains, got shape (2, 3)"),
     ("pool", "pool", None, "missing field 'pool' (the pooling window size, scalar or [PH, PW])"),
 ])
 def test_malformed_simplenn_values_checked_by_tidy(tmp_path, layer_type, field, value, message):
     path = tmp_path / "bad.mat"
     simplenn_file_with(path, field, value, layer_type)
-    name = {"conv": "conv2", "pool": "pool2", "relu": "relu2", "dropout": "drop2"}[layer_type]
+    name = {"conv": "conv2", "pool": "pool2", "relu": "relu2", "dropout": "drop2", "bnorm": "bn2"}[layer_type]
     with pytest.raises(ValueError, match=re.escape(f"load_matconvnet: {path}: layers[2] ('{name}'): {message}")):
         load_matconvnet(path)
 
@@ -721,8 +729,8 @@ DAG_PAD = "block.pad must be 1, 2 or 4 non-negative whole numbers"
      "layers[0] ('conv1'): block must be a struct (a dict) of the block's properties, got 3"),
     (set_entry("layers", 0, "name", row(3)), "layers[0]: name must be a string, got 3"),
     (set_entry("layers", 1, "type", row(3)), "layers[1] ('relu1'): type must be a string, got 3"),
-    (set_entry("layers", 1, "type", "dagnn.BatchNorm"),
-     "layers[1] ('relu1') has unknown block type 'dagnn.BatchNorm' (known: dagnn.Concat, dagnn.Conv, "
+    (set_entry("layers", 1, "type", "mine.Block"),
+     "layers[1] ('relu1') has unknown block type 'mine.Block' (known: dagnn.BatchNorm, dagnn.Concat, dagnn.Conv, "
      "dagnn.DropOut, dagnn.Loss, dagnn.PReLU, dagnn.Pooling, dagnn.ReLU, dagnn.Sum; pass "
      "blocks={type: class} for others)"),
     (set_entry("layers", 1, "inputs", cell(row(3))), "layers[1] ('relu1'): inputs must be non-empty strings, got 3"),

@@ -89,6 +89,8 @@ def test_registered_type_without_a_conversion_says_so():
 def test_register_layer_type_checks_the_conversion_and_block():
     with pytest.raises(TypeError, match="to_dagnn must be callable"):
         register_layer_type("broken", _scale_forward, _scale_backward, to_dagnn=3)
+    with pytest.raises(TypeError, match="^register_layer_type: tidy must be callable, got int$"):
+        register_layer_type("broken", _scale_forward, _scale_backward, tidy=3)
     with pytest.raises(TypeError, match="type_name"):
         register_layer_type("broken", _scale_forward, _scale_backward, block=Layer)
     assert "broken" not in LAYER_TYPES

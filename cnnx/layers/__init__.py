@@ -1,7 +1,7 @@
 """Layer kinds: one module per kind, the single place that defines it for every part of cnnx.
 
-A kind module (``conv``, ``pool``, ``relu``, ``prelu``, ``dropout``, ``loss``, ``concat``, ``sum``,
-``custom``) holds, side by side:
+A kind module (``conv``, ``pool``, ``relu``, ``prelu``, ``dropout``, ``bnorm``, ``loss``, ``concat``,
+``sum``, ``custom``) holds, side by side:
 
 - the DagNN block class (MatConvNet's ``dagnn.Conv``, ...): its properties and how they are
   checked and saved, its forward and backward over the block function, its output sizes, its
@@ -30,12 +30,13 @@ from .pool import Pooling
 from .relu import ReLU
 from .prelu import PReLU
 from .dropout import DropOut
+from .bnorm import BatchNorm
 from .loss import Loss
 from .concat import Concat
 from .sum import Sum
 from . import custom  # noqa: F401  (registers SimpleNN's 'custom' type; it has no DagNN block)
 
 __all__ = [
-    "BLOCK_TYPES", "Concat", "Conv", "Conversion", "DropOut", "LAYER_TYPES", "Layer", "LayerType", "Loss",
-    "PReLU", "Pooling", "ReLU", "Sum", "register_block", "register_layer_type",
+    "BLOCK_TYPES", "BatchNorm", "Concat", "Conv", "Conversion", "DropOut", "LAYER_TYPES", "Layer", "LayerType",
+    "Loss", "PReLU", "Pooling", "ReLU", "Sum", "register_block", "register_layer_type",
 ]

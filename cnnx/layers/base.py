@@ -216,6 +216,9 @@ class Layer:
     ``param_train_methods`` (for each parameter, 'gradient' or 'average': learned by the solver, or
     a running average of what backward returns, as bnorm's moments; :meth:`DagNN.add_layer` sets
     the parameters' ``train_method`` from it, missing entries leave 'gradient'),
+    ``param_learning_rates`` (for each parameter, the ``learning_rate`` :meth:`DagNN.add_layer`
+    gives it, as MatConvNet's blocks set in ``attach``: 0.1 for bnorm's moments; None and missing
+    entries leave it as it is, 1 for a new parameter),
     ``reports_average`` (the block keeps a running ``average`` of its output per instance, since
     ``reset()``, which the trainer reports as a statistic under the output's name).
     Before ``backward`` the graph sets ``needs_input_der``, one flag per input: whether anyone
@@ -248,6 +251,7 @@ class Layer:
     label_inputs = ()
     param_ndims = ()
     param_train_methods = ()
+    param_learning_rates = ()
     needs_input_der = ()
     reports_average = False
     net = None

@@ -46,13 +46,14 @@ class LayerType:
     {'pad': 0, 'stride': 1, 'dilate': 1, 'opts': []}
     """
 
-    def __init__(self, name, forward, backward, defaults, options, check, geometry, data_size,
+    def __init__(self, name, forward, backward, defaults, options, tidy, check, geometry, data_size,
                  abbreviation, weight_ndims, weight_train_methods, loss, holds_functions, block, to_dagnn):
         self.name = name
         self.forward = forward
         self.backward = backward
         self.defaults = dict(defaults or {})
         self.options = dict(options or {})
+        self.tidy = tidy
         self.check = check
         self.geometry = geometry
         self.data_size = data_size
@@ -103,7 +104,7 @@ def register_block(block):
     return block
 
 
-def register_layer_type(name, forward, backward, *, defaults=None, options=None, check=None,
+def register_layer_type(name, forward, backward, *, defaults=None, options=None, tidy=None, check=None,
                         geometry=None, data_size=None, abbreviation=None, weight_ndims=(),
                         weight_train_methods=(), loss=False, holds_functions=False, block=None, to_dagnn=None,
                         replace=False):
@@ -133,6 +134,11 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
         string) and names the field when a file holds something else; undeclared fields (other
         than the generic ``name``, ``type``, ``precious``, ``weights``, ``learningRate`` and
         ``weightDecay``) come back as MATLAB stores them (numbers as doubles).
+    tidy : callable, optional
+        ``tidy(layer)`` completes a layer beyond its field defaults, before ``check`` (bnorm adds
+        its moments weight when a layer has only gains and biases). It gets the layer copy that
+        :func:`vl_simplenn_tidy` returns, so it must replace, not change, shared values such as
+        the ``weights`` list.
     check : callable, optional
         ``check(layer, where)`` raises ValueError or TypeError, starting the message with the
         string ``where`` (which names the layer), when the layer is malformed (missing fields,
@@ -180,7 +186,7 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
     ValueError
         If ``name`` is already registered and ``replace`` is false.
     TypeError
-        If ``forward``, ``backward`` or ``to_dagnn`` is not callable, or ``block`` has no
+        If ``forward``, ``backward``, ``tidy`` or ``to_dagnn`` is not callable, or ``block`` has no
         ``type_name``.
 
     Examples
@@ -198,12 +204,13 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
         raise TypeError(f"register_layer_type: name must be a non-empty string, got {name!r}")
     if name in LAYER_TYPES and not replace:
         raise ValueError(f"register_layer_type: layer type '{name}' is already registered (pass replace=True)")
-    for label, fn in (("forward", forward), ("backward", backward), ("to_dagnn", to_dagnn or callable)):
+    for label, fn in (("forward", forward), ("backward", backward), ("tidy", tidy or callable),
+                      ("to_dagnn", to_dagnn or callable)):
         if not callable(fn):
             raise TypeError(f"register_layer_type: {label} must be callable, got {type(fn).__name__}")
     if block is not None:
         register_block(block)
-    entry = LayerType(name, forward, backward, defaults, options, check, geometry, data_size,
+    entry = LayerType(name, forward, backward, defaults, options, tidy, check, geometry, data_size,
                       abbreviation or name, weight_ndims, weight_train_methods, loss, holds_functions, block,
                       to_dagnn)
     LAYER_TYPES[name] = entry
