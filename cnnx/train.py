@@ -396,14 +396,27 @@ def _layer_label(index, layer):
     return f"layers[{index}]" + (f" ('{name}')" if isinstance(name, str) and name else "")
 
 
+def _weight_methods(layer, count):
+    """How each of a SimpleNN layer's ``count`` weights learns ('gradient' where its type says nothing)."""
+    declared = LAYER_TYPES[layer["type"]].weight_train_methods
+    return [declared[j] if j < len(declared) else "gradient" for j in range(count)]
+
+
 def _multipliers(layer, field, count, index):
+    """A layer's learningRate or weightDecay, one number per weight. The weight decay of a weight
+    learned by a running average is never read, so the trailing such weights may lack one
+    (MatConvNet's bnorm layers give ``weightDecay = [0 0]`` for [G, B, MOMENTS]); it reads as 0."""
     values = np.asarray(layer[field], dtype=np.float64).reshape(-1)
-    if values.size != count:
+    methods = _weight_methods(layer, count)
+    needed = count
+    while field == "weightDecay" and needed and methods[needed - 1] == "average":
+        needed -= 1
+    if not needed <= values.size <= count:
         raise ValueError(f"{_FNAME}: {_layer_label(index, layer)} has {count} weights but "
                          f"{values.size} {field} multipliers")
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{_FNAME}: {_layer_label(index, layer)} has a non-finite {field}")
-    return values
+    return np.concatenate([values, np.zeros(count - values.size)])
 
 
 class _SimpleNNModel:
@@ -510,12 +523,11 @@ class _SimpleNNModel:
                 continue
             rates = _multipliers(layer, "learningRate", len(weights), l)
             decays = _multipliers(layer, "weightDecay", len(weights), l)
-            methods = LAYER_TYPES[layer["type"]].weight_train_methods
+            methods = _weight_methods(layer, len(weights))
             for j, der in enumerate(ders):
                 if der is None or np.size(der) == 0:
                     continue
-                method = methods[j] if j < len(methods) else "gradient"
-                out.append(((l, j), _Slot(weights[j], der, float(rates[j]), float(decays[j]), method)))
+                out.append(((l, j), _Slot(weights[j], der, float(rates[j]), float(decays[j]), methods[j])))
         return out
 
     def set_value(self, key, value):
@@ -1146,7 +1158,11 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
     Multipliers missing from a SimpleNN layer are set to ones (so biases are weight-decayed too);
     a DagNN parameter carries its own ``learning_rate`` and ``weight_decay``. A bnorm layer's moments
     (SimpleNN ``weights[2]``) and a DagNN parameter with ``train_method = 'average'`` follow
-    ``w = (1 - m) * w + m / batch_size / fanout * g`` with ``m`` the parameter's own multiplier.
+    ``w = (1 - m) * w + m / batch_size / fanout * g`` with ``m`` the parameter's own multiplier
+    (learningRate(3); a DagNN BatchNorm's moments start with 0.1) and no weight decay: bnorm's
+    ``g`` is the sum over the batch's pieces of their moments times their images, so this is a
+    running average of the batch's moments (also over sub-batches and MPI ranks, as MatConvNet's
+    multi-GPU training averages them). Such weights need no weightDecay entry.
 
     Parameters
     ----------

@@ -16,11 +16,12 @@ OPTIONS = dict(batch_size=8, learning_rate=[0.05, 0.05, 0.02], weight_decay=1e-3
                train=np.arange(45), val=np.arange(45, 56), progress=False, plot_statistics=False)
 
 
-def problem(network_type, random=True):
+def problem(network_type, random=True, bnorm=False):
     """(net, imdb, get_batch): conv - relu - dropout - conv - softmaxloss on 6x5x3 images, 3 classes.
 
     ``random=False``: no dropout and no flips, for a comparison with other sub-batches (which draw
-    other masks and flips)."""
+    other masks and flips). ``bnorm=True``: a bnorm layer after the first conv (its moments learned
+    at the rate 0.1)."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((6, 5, 3, 56), dtype=np.float32)
     y = 1.0 + (x[0, 0, 0] > 0) + (x[2, 2, 2] > 0.5)
@@ -34,6 +35,10 @@ def problem(network_type, random=True):
                                      np.zeros(3, np.float32)]},
         {"type": "softmaxloss"},
     ]}
+    if bnorm:
+        gains, biases = np.ones((4, 1), np.float32), np.zeros((4, 1), np.float32)
+        net["layers"].insert(1, {"type": "bnorm", "weights": [gains, biases],
+                                 "learningRate": np.array([1.0, 1.0, 0.1])})
 
     def get_batch(imdb, batch):  # a random flip from np.random, as cifar10.get_batch
         images = imdb["x"][..., batch]
@@ -72,6 +77,11 @@ def main(mode, folder):
         net, imdb, get_batch = problem(mode, random=False)
         trained, _ = cnn_train(net, imdb, get_batch, exp_dir=None, **OPTIONS)
         np.savez(os.path.join(folder, f"{mode}-plain-rank{rank}.npz"), *weights_of(trained))
+        return 0
+    if mode.startswith("bnorm-"):  # 'bnorm-simplenn', 'bnorm-dagnn': the moments over the ranks
+        net, imdb, get_batch = problem(mode.removeprefix("bnorm-"), bnorm=True)
+        trained, _ = cnn_train(net, imdb, get_batch, exp_dir=None, **OPTIONS)
+        np.savez(os.path.join(folder, f"{mode}-rank{rank}.npz"), *weights_of(trained))
         return 0
     net, imdb, get_batch = problem("simplenn")
     options = dict(OPTIONS, exp_dir=None, comm_timeout=3)

@@ -8,7 +8,9 @@ from cnnx import testing, vl_nnbnorm
 from cnnx.dagnn import BatchNorm, DagNN
 from cnnx.io import load_matconvnet, save_matconvnet
 from cnnx.simplenn import vl_simplenn, vl_simplenn_tidy
+from cnnx.train import cnn_train
 from test_bnorm import bnorm_reference, load_reference, mcn_options
+from test_train import QUIET, dag_batch, simple_batch, to_dag, weights_of
 
 DTYPES = [np.float32, np.float64]
 
@@ -272,3 +274,127 @@ def test_model_files_round_trip_both_graphs(tmp_path, dtype):
         ("bnm", "gradient", 1.0), ("bnb", "gradient", 1.0), ("bnx", "average", 0.05)]
     for got, want in zip(back.params, dag.params):
         np.testing.assert_array_equal(got.value, want.value.reshape(got.value.shape))
+
+
+# ------------------------------------------------------------------------------------------------
+# Training: the moments as a running average of the batches' moments
+# ------------------------------------------------------------------------------------------------
+
+
+def bnorm_problem(network_type="simplenn", seed=8):
+    """(net, imdb, get_batch): conv (no biases) - bnorm - relu - conv - softmaxloss on 6x5x3
+    images of 3 classes, the bnorm layer set up as MatConvNet's cnn_mnist_init inserts it."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((6, 5, 3, 80), dtype=np.float32) + 0.5
+    y = 1.0 + (x[0, 0, 0] > 0.5) + (x[2, 2, 2] > 1.0)
+    imdb = {"x": x, "y": y.astype(np.float32)}
+    net = {"layers": [
+        {"type": "conv", "weights": [0.3 * rng.standard_normal((3, 3, 3, 4), dtype=np.float32), None], "pad": 1},
+        {"type": "bnorm", "weights": [np.ones((4, 1), np.float32), np.zeros((4, 1), np.float32)],
+         "learningRate": np.array([1.0, 1.0, 0.05]), "weightDecay": np.array([0.0, 0.0])},
+        {"type": "relu"},
+        {"type": "conv", "weights": [0.1 * rng.standard_normal((6, 5, 4, 3), dtype=np.float32),
+                                     np.zeros((1, 3), np.float32)]},
+        {"type": "softmaxloss"},
+    ]}
+    if network_type == "dagnn":
+        return to_dag(net), imdb, dag_batch
+    return net, imdb, simple_batch
+
+
+TRAIN = dict(batch_size=10, learning_rate=0.05, weight_decay=1e-3, train=np.arange(60), val=np.arange(60, 80),
+             exp_dir=None, **QUIET)
+
+
+def test_a_network_with_bnorm_trains_and_validates_with_its_moments():
+    net, imdb, get_batch = bnorm_problem()
+    trained, stats = cnn_train(net, imdb, get_batch, num_epochs=5, **TRAIN)
+    objectives = [s["objective"] for s in stats["train"]]
+    assert objectives[-1] < 0.7 * objectives[0]
+    moments = trained["layers"][1]["weights"][2]
+    assert moments.shape == (4, 2) and moments.dtype == np.float32 and (moments[:, 1] > 0.1).all()
+    # validation ran in test mode: by the stored moments, not the batch's
+    val = imdb["x"][..., 60:]
+    layers = [dict(layer) for layer in trained["layers"]]
+    layers[-1]["class"] = imdb["y"][60:]
+    test_loss, normal_loss = (float(vl_simplenn({"layers": layers}, val, mode=mode)[-1]["x"]) / 20
+                              for mode in ("test", "normal"))
+    assert stats["val"][-1]["objective"] == pytest.approx(test_loss, rel=1e-5)
+    assert abs(test_loss - normal_loss) > 1e-3
+
+
+@pytest.mark.parametrize("num_sub_batches", [1, 2])
+def test_simplenn_and_dagnn_train_to_the_same_weights(one_thread, num_sub_batches):
+    trained = []
+    for network_type in ("simplenn", "dagnn"):
+        net, imdb, get_batch = bnorm_problem(network_type)
+        trained.append(cnn_train(net, imdb, get_batch, num_epochs=2, num_sub_batches=num_sub_batches, **TRAIN)[0])
+    simple, dag = ([w for w in weights_of(net) if w.dtype != object] for net in trained)  # conv1 has no biases
+    assert len(simple) == len(dag) == 6
+    for a, b in zip(simple, dag):
+        np.testing.assert_array_equal(a, b)
+    assert [p.train_method for p in trained[1].params][1:4] == ["gradient", "gradient", "average"]
+
+
+@pytest.mark.parametrize("network_type", ["simplenn", "dagnn"])
+def test_the_moments_average_the_sub_batches_moments(network_type):
+    """With the gradient steps off, each batch moves the moments towards the batch's moments, the
+    average of its sub-batches' weighted by their images: w = (1 - m) w + m / B sum_s N_s moments_s."""
+    rng = np.random.default_rng(9)
+    channel_scale, channel_mean = np.array([1.0, 3.0])[:, None], np.array([0.5, -2.0])[:, None]
+    x = (rng.standard_normal((4, 3, 2, 23)) * channel_scale + channel_mean).astype(np.float32)
+    imdb = {"x": x, "y": np.ones(23, np.float32)}
+    net = {"layers": [
+        {"type": "bnorm", "weights": [np.ones(2, np.float32), np.zeros(2, np.float32)],
+         "learningRate": np.array([0.0, 0.0, 0.3])},
+        {"type": "conv", "weights": [np.ones((4, 3, 2, 2), np.float32), np.zeros(2, np.float32)]},
+        {"type": "softmaxloss"},
+    ]}
+    pieces = []
+
+    def get_batch(imdb, batch, inner=dag_batch if network_type == "dagnn" else simple_batch):
+        pieces.append(batch)
+        return inner(imdb, batch)
+
+    if network_type == "dagnn":
+        net = to_dag(net)
+    trained, _ = cnn_train(net, imdb, get_batch, batch_size=8, num_sub_batches=3, num_epochs=1, learning_rate=0.0,
+                           weight_decay=0.0, train=np.arange(23), val=[], exp_dir=None, **QUIET)
+    assert [len(piece) for piece in pieces] == [3, 3, 2, 3, 3, 2, 3, 2, 2]  # 8 + 8 + 7 images
+    expected = np.zeros((2, 2))
+    for t in range(0, 9, 3):
+        batch = pieces[t:t + 3]
+        total = sum(len(piece) * vl_nnbnorm(x[..., piece].astype(np.float64), np.ones(2), np.zeros(2),
+                                            epsilon=1e-5)[1] for piece in batch)
+        expected = 0.7 * expected + 0.3 / sum(len(piece) for piece in batch) * total
+    moments = trained["layers"][0]["weights"][2] if network_type == "simplenn" else trained.params[2].value
+    np.testing.assert_allclose(moments, expected, rtol=1e-5)
+    assert np.abs(expected).min() > 0.1
+
+
+@pytest.mark.parametrize("network_type", ["simplenn", "dagnn"])
+def test_resuming_gives_the_uninterrupted_weights(tmp_path, one_thread, network_type):
+    options = dict(TRAIN, exp_dir=None)
+    net, imdb, get_batch = bnorm_problem(network_type)
+    straight, _ = cnn_train(net, imdb, get_batch, num_epochs=3, **options)
+    options["exp_dir"] = tmp_path
+    net, imdb, get_batch = bnorm_problem(network_type)
+    cnn_train(net, imdb, get_batch, num_epochs=2, **options)
+    net, imdb, get_batch = bnorm_problem(network_type)
+    resumed, _ = cnn_train(net, imdb, get_batch, num_epochs=3, **options)
+    for a, b in zip(weights_of(straight), weights_of(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(weights_of(straight)[3], weights_of(bnorm_problem(network_type)[0])[3])  # moments
+
+
+def test_the_multipliers_of_a_bnorm_layer():
+    net, imdb, get_batch = bnorm_problem()
+    net["layers"][1]["learningRate"] = np.array([1.0, 1.0])
+    with pytest.raises(ValueError, match=re.escape(
+            "cnn_train: layers[1] ('layer2') has 3 weights but 2 learningRate multipliers")):
+        cnn_train(net, imdb, get_batch, num_epochs=1, **TRAIN)
+    net["layers"][1]["learningRate"] = np.array([1.0, 1.0, 0.0])
+    net["layers"][1]["weightDecay"] = np.array([0.0])  # the biases' decay is read: it must be there
+    with pytest.raises(ValueError, match=re.escape(
+            "cnn_train: layers[1] ('layer2') has 3 weights but 1 weightDecay multipliers")):
+        cnn_train(net, imdb, get_batch, num_epochs=1, **TRAIN)

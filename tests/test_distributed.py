@@ -37,8 +37,8 @@ def run_ranks(mode, folder, ranks=2):
                            mode, str(folder)], env=env, capture_output=True, text=True, timeout=120)
 
 
-def reference(network_type, num_sub_batches, random=True):
-    net, imdb, get_batch = mpi_worker.problem(network_type, random)
+def reference(network_type, num_sub_batches, random=True, bnorm=False):
+    net, imdb, get_batch = mpi_worker.problem(network_type, random, bnorm)
     trained, stats = cnn_train(net, imdb, get_batch, exp_dir=None, num_sub_batches=num_sub_batches,
                                **mpi_worker.OPTIONS)
     return mpi_worker.weights_of(trained), stats
@@ -85,6 +85,19 @@ def test_rank_zero_reports_the_bytes_a_step_exchanges_once(tmp_path):
     reports = [line for line in finished.stdout.splitlines() if line.startswith("cnn_train: 2 MPI ranks")]
     assert reports == [f"cnn_train: 2 MPI ranks, kernel threads per rank: 1; a training step gathers {expected} "
                        "bytes into every rank (one allgather)"]
+
+
+@pytest.mark.parametrize("network_type", ["simplenn", "dagnn"])
+def test_two_ranks_average_the_bnorm_moments_as_two_sub_batches(tmp_path, one_thread, network_type):
+    done = run_ranks(f"bnorm-{network_type}", tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    same, _ = reference(network_type, 2, bnorm=True)
+    assert np.abs(same[4]).min() > 1e-3  # the moments (weights[2] of the bnorm layer) were learned
+    for r in (0, 1):
+        ranks = np.load(tmp_path / f"bnorm-{network_type}-rank{r}.npz")
+        assert len(ranks.files) == len(same) == 7
+        for k, w in enumerate(same):  # the moments too: every piece's moments x images, summed in rank order
+            np.testing.assert_array_equal(ranks[f"arr_{k}"], w)
 
 
 def test_a_mismatch_between_ranks_is_an_error_on_every_rank(tmp_path):
