@@ -11,6 +11,7 @@ from cnnx.conv import vl_nnconv
 from cnnx.dagnn import (
     Concat, Conv, DagNN, DropOut, Layer, Loss, Param, Pooling, PReLU, ReLU, Sum, Var,
 )
+from cnnx.layers import BLOCK_TYPES
 from cnnx.nnloss import vl_nnloss
 from cnnx.pool import vl_nnpool
 from cnnx.testing import check_derivative
@@ -369,7 +370,7 @@ def test_from_simplenn_rejects_types_without_a_block():
                                          "backward": lambda *a: None}]}
     with pytest.raises(ValueError, match=re.escape(
             "DagNN.from_simplenn: layers[1] ('mine') has type 'custom', which has no DagNN block (supported: "
-            "conv, pool, relu, prelu, dropout, bnorm, softmaxloss)")):
+            "conv, convt, pool, relu, prelu, dropout, bnorm, softmaxloss)")):
         DagNN.from_simplenn(net)
 
 
@@ -977,9 +978,8 @@ def test_loadobj_errors():
     s = small_net().saveobj()
     s["layers"][0]["type"] = "dagnn.Mystery"
     with pytest.raises(ValueError, match=re.escape(
-            "DagNN.loadobj: layers[0] ('relu') has unknown block type 'dagnn.Mystery' (known: dagnn.BatchNorm, "
-            "dagnn.Concat, dagnn.Conv, dagnn.DropOut, dagnn.Loss, dagnn.PReLU, dagnn.Pooling, dagnn.ReLU, dagnn.Sum; pass "
-            "blocks={type: class} for others)")):
+            "DagNN.loadobj: layers[0] ('relu') has unknown block type 'dagnn.Mystery' (known: "
+            f"{', '.join(sorted(BLOCK_TYPES))}; pass blocks={{type: class}} for others)")):
         DagNN.loadobj(s)
     s = small_net().saveobj()
     s["layers"][0]["block"]["alpha"] = 1.0

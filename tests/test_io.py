@@ -12,6 +12,7 @@ import scipy.io
 
 from cnnx.io import load_matconvnet, save_matconvnet
 from cnnx._options import Option
+from cnnx.layers import BLOCK_TYPES
 from cnnx.simplenn import LAYER_TYPES, register_layer_type, vl_simplenn, vl_simplenn_tidy
 
 LABELS = np.array([2.0, 1.0])
@@ -730,9 +731,8 @@ DAG_PAD = "block.pad must be 1, 2 or 4 non-negative whole numbers"
     (set_entry("layers", 0, "name", row(3)), "layers[0]: name must be a string, got 3"),
     (set_entry("layers", 1, "type", row(3)), "layers[1] ('relu1'): type must be a string, got 3"),
     (set_entry("layers", 1, "type", "mine.Block"),
-     "layers[1] ('relu1') has unknown block type 'mine.Block' (known: dagnn.BatchNorm, dagnn.Concat, dagnn.Conv, "
-     "dagnn.DropOut, dagnn.Loss, dagnn.PReLU, dagnn.Pooling, dagnn.ReLU, dagnn.Sum; pass "
-     "blocks={type: class} for others)"),
+     "layers[1] ('relu1') has unknown block type 'mine.Block' (known: "
+     f"{', '.join(sorted(BLOCK_TYPES))}; pass blocks={{type: class}} for others)"),
     (set_entry("layers", 1, "inputs", cell(row(3))), "layers[1] ('relu1'): inputs must be non-empty strings, got 3"),
     (set_entry("params", 0, "value", F * 1j),
      f"params[0] ('conv1f'): value {FLOAT32_64}, got a 3x3x2x4 complex64 array"),

@@ -1,7 +1,7 @@
 """Layer kinds: one module per kind, the single place that defines it for every part of cnnx.
 
-A kind module (``conv``, ``pool``, ``relu``, ``prelu``, ``dropout``, ``bnorm``, ``loss``, ``concat``,
-``sum``, ``custom``) holds, side by side:
+A kind module (``conv``, ``convt``, ``pool``, ``relu``, ``prelu``, ``dropout``, ``bnorm``, ``loss``,
+``concat``, ``sum``, ``crop``, ``scale``, ``custom``) holds, side by side:
 
 - the DagNN block class (MatConvNet's ``dagnn.Conv``, ...): its properties and how they are
   checked and saved, its forward and backward over the block function, its output sizes, its
@@ -23,9 +23,10 @@ Examples
 >>> LAYER_TYPES['conv'].block is Conv
 True
 """
-from .base import Layer
+from .base import ElementWise, Layer
 from .registry import BLOCK_TYPES, LAYER_TYPES, Conversion, LayerType, register_block, register_layer_type
 from .conv import Conv
+from .convt import ConvTranspose
 from .pool import Pooling
 from .relu import ReLU
 from .prelu import PReLU
@@ -34,9 +35,12 @@ from .bnorm import BatchNorm
 from .loss import Loss
 from .concat import Concat
 from .sum import Sum
+from .crop import Crop
+from .scale import Scale
 from . import custom  # noqa: F401  (registers SimpleNN's 'custom' type; it has no DagNN block)
 
 __all__ = [
-    "BLOCK_TYPES", "BatchNorm", "Concat", "Conv", "Conversion", "DropOut", "LAYER_TYPES", "Layer", "LayerType",
-    "Loss", "PReLU", "Pooling", "ReLU", "Sum", "register_block", "register_layer_type",
+    "BLOCK_TYPES", "BatchNorm", "Concat", "Conv", "ConvTranspose", "Conversion", "Crop", "DropOut", "ElementWise",
+    "LAYER_TYPES", "Layer", "LayerType", "Loss", "PReLU", "Pooling", "ReLU", "Scale", "Sum", "register_block",
+    "register_layer_type",
 ]

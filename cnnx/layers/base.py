@@ -340,6 +340,41 @@ def same_size(input_sizes):
     return [None if not input_sizes or input_sizes[0] is None else tuple(input_sizes[0])]
 
 
+class ElementWise(Layer):
+    """Base class of blocks that work at each spatial location on its own (MatConvNet's
+    ``dagnn.ElementWise``): ReLU, PReLU, DropOut, Sum, Scale, Crop, ...
+
+    What it provides is their size rule: the one output has the size of the first input
+    (``get_output_sizes``); a subclass whose output differs (Crop) overrides it. MatConvNet's class
+    also gives such blocks a 1 x 1 receptive field of stride 1, which cnnx does not compute.
+
+    Examples
+    --------
+    >>> from cnnx.layers.base import ElementWise
+    >>> class Square(ElementWise):
+    ...     def forward(self, inputs, params):
+    ...         return [inputs[0] ** 2]
+    >>> Square().get_output_sizes([(8, 8, 3, 2)], [])
+    [(8, 8, 3, 2)]
+    """
+
+    def get_output_sizes(self, input_sizes, param_sizes):
+        return same_size(input_sizes)
+
+
+def filter_bank_size(owner, name, value, layout):
+    """A filter bank's 4 dimensions from MATLAB's size() of it, which drops trailing singletons
+    (``[5 5 3]`` is ``[5 5 3 1]``); ``layout`` names them in the error (``'FH FW FC K'``)."""
+    try:
+        flat = np.asarray(value).reshape(-1)
+    except (TypeError, ValueError):  # ragged nested sequences
+        flat = np.asarray([None], dtype=object)
+    if 2 <= flat.size < 4 and flat.dtype.kind in "biuf":
+        flat = np.concatenate([flat, np.ones(4 - flat.size, dtype=flat.dtype)])
+    expected = f"2 to 4 non-negative whole numbers [{layout}]"
+    return int_tuple(owner, name, flat, {4: (0, 1, 2, 3)}, 0, expected=expected, shown=value)
+
+
 class Filter(Layer):
     """Padding, stride and dilation shared by Conv and Pooling (MatConvNet's dagnn.Filter)."""
 

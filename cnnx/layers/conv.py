@@ -7,6 +7,7 @@ Examples
 (8, 1)
 """
 import math
+from functools import partial
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from .._checks import is_placeholder
 from .._options import Option, without_gpu_options
 from .._shapes import window_output_size
 from ..conv import vl_nnconv
-from .base import (Filter, Property, WithOpts, cell, check_array, check_weight_count, flag, int_tuple, pair,
+from .base import (Filter, Property, WithOpts, cell, check_array, check_weight_count, filter_bank_size, flag, pair,
                    weight)
 from .registry import Conversion, register_layer_type
 
@@ -22,18 +23,6 @@ from .registry import Conversion, register_layer_type
 # ------------------------------------------------------------------------------------------------
 # DagNN block
 # ------------------------------------------------------------------------------------------------
-
-
-def _bank_size(owner, name, value):
-    # MATLAB's size() drops trailing singleton dimensions: [5 5 3] is [5 5 3 1].
-    try:
-        flat = np.asarray(value).reshape(-1)
-    except (TypeError, ValueError):  # ragged nested sequences
-        flat = np.asarray([None], dtype=object)
-    if 2 <= flat.size < 4 and flat.dtype.kind in "biuf":
-        flat = np.concatenate([flat, np.ones(4 - flat.size, dtype=flat.dtype)])
-    expected = "2 to 4 non-negative whole numbers [FH FW FC K]"
-    return int_tuple(owner, name, flat, {4: (0, 1, 2, 3)}, 0, expected=expected, shown=value)
 
 
 class Conv(WithOpts, Filter):
@@ -70,7 +59,7 @@ class Conv(WithOpts, Filter):
         self.has_bias = has_bias
         self.opts = opts
 
-    size = Property(_bank_size, "(FH, FW, FC, K) shape of the filter bank.")
+    size = Property(partial(filter_bank_size, layout="FH FW FC K"), "(FH, FW, FC, K) shape of the filter bank.")
     has_bias = Property(flag, "Whether the second parameter (biases) is used.")
 
     def _options(self):
@@ -134,23 +123,30 @@ def _conv_backward(layer, res_i, res_ip1, ctx):
     return [dzdf, dzdb]
 
 
-def _conv_check(layer, where):
+def check_filter_bank(where, layer, layout, bias_count=None):
+    """Check the [F, B] weights of a filter-bank layer (conv, convt): F of 2 to 4 dimensions named
+    by ``layout`` (``'FH x FW x FC x K'``), F and B float arrays of one dtype and, when
+    ``bias_count`` is given, B with ``bias_count(shape)`` elements for F of the 4-D ``shape``."""
     check_weight_count(where, layer, 2, "[F, B]")
     filters, biases = layer["weights"]
-    num_filters = None
+    shape = None
     if not is_placeholder(filters):
         check_array(where, "the filters weights[0]", filters)
         if not 2 <= filters.ndim <= 4:
-            raise ValueError(f"{where}: the filters weights[0] must be FH x FW x FC x K (2 to 4 dimensions), "
+            raise ValueError(f"{where}: the filters weights[0] must be {layout} (2 to 4 dimensions), "
                              f"got shape {filters.shape}")
-        num_filters = filters.shape[3] if filters.ndim == 4 else 1
+        shape = filters.shape + (1,) * (4 - filters.ndim)
     if not is_placeholder(biases):
         check_array(where, "the biases weights[1]", biases)
-        if num_filters is not None and biases.size != num_filters:
-            raise ValueError(f"{where}: the biases weights[1] must have one element per filter ({num_filters}), "
-                             f"got shape {biases.shape}")
+        if shape is not None and bias_count is not None and biases.size != bias_count(shape):
+            raise ValueError(f"{where}: the biases weights[1] must have one element per filter "
+                             f"({bias_count(shape)}), got shape {biases.shape}")
         if not is_placeholder(filters) and biases.dtype != filters.dtype:
             raise TypeError(f"{where}: the biases are {biases.dtype} but the filters are {filters.dtype}")
+
+
+def _conv_check(layer, where):
+    check_filter_bank(where, layer, "FH x FW x FC x K", lambda shape: shape[3])
 
 
 def _conv_geometry(layer):

@@ -13,7 +13,7 @@ from functools import partial
 
 from .._options import validate_value
 from ..dropout import _OPTIONS as _BLOCK_OPTIONS, vl_nndropout
-from .base import Layer, Property, flag, real, same_size
+from .base import ElementWise, Property, flag, real
 from .registry import Conversion, register_layer_type
 
 
@@ -22,7 +22,7 @@ from .registry import Conversion, register_layer_type
 # ------------------------------------------------------------------------------------------------
 
 
-class DropOut(Layer):
+class DropOut(ElementWise):
     """Dropout block (``vl_nndropout``); the identity in test mode.
 
     The mask drawn in forward is kept (``self.mask``) for backward. Masks are drawn from the
@@ -77,9 +77,6 @@ class DropOut(Layer):
 
     def reset(self):
         self.mask = None
-
-    def get_output_sizes(self, input_sizes, param_sizes):
-        return same_size(input_sizes)
 
 
 # ------------------------------------------------------------------------------------------------

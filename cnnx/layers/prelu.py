@@ -9,7 +9,7 @@ Examples
 import numpy as np
 
 from ..activations import vl_nnprelu
-from .base import Layer, Property, check_array, check_weight_count, int_tuple, same_size
+from .base import ElementWise, Property, check_array, check_weight_count, int_tuple
 from .registry import Conversion, register_layer_type
 
 
@@ -18,7 +18,7 @@ from .registry import Conversion, register_layer_type
 # ------------------------------------------------------------------------------------------------
 
 
-class PReLU(Layer):
+class PReLU(ElementWise):
     """Parametric ReLU block (``vl_nnprelu``, not in MatConvNet): one learnt slope per channel.
 
     Parameters
@@ -52,9 +52,6 @@ class PReLU(Layer):
 
     def init_params(self, rng):
         return [np.full((self.num_channels, 1), 0.25, dtype=np.float32)]
-
-    def get_output_sizes(self, input_sizes, param_sizes):
-        return same_size(input_sizes)
 
 
 # ------------------------------------------------------------------------------------------------

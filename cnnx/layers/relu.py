@@ -8,7 +8,7 @@ True
 """
 from .._options import Option
 from ..activations import vl_nnrelu
-from .base import Layer, Property, WithOpts, flag, real, same_size
+from .base import ElementWise, Property, WithOpts, flag, real
 from .registry import Conversion, register_layer_type
 
 
@@ -17,7 +17,7 @@ from .registry import Conversion, register_layer_type
 # ------------------------------------------------------------------------------------------------
 
 
-class ReLU(WithOpts, Layer):
+class ReLU(WithOpts, ElementWise):
     """ReLU / leaky ReLU block (``vl_nnrelu``).
 
     Parameters
@@ -58,9 +58,6 @@ class ReLU(WithOpts, Layer):
 
     def backward(self, inputs, params, der_outputs):
         return [vl_nnrelu(inputs[0], der_outputs[0], *self.block_opts(), leak=self.leak)], []
-
-    def get_output_sizes(self, input_sizes, param_sizes):
-        return same_size(input_sizes)
 
 
 # ------------------------------------------------------------------------------------------------
