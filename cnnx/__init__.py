@@ -8,6 +8,7 @@ import importlib
 
 from ._threads import get_num_threads, set_num_threads
 from .activations import vl_nnprelu, vl_nnrelu
+from .bilinearsampler import vl_nnbilinearsampler
 from .bnorm import vl_nnbnorm
 from .concat import vl_nnconcat
 from .conv import vl_nnconv
@@ -47,6 +48,7 @@ __all__ = [
     "set_num_threads",
     "solvers",
     "testing",
+    "vl_nnbilinearsampler",
     "vl_nnbnorm",
     "vl_nnconcat",
     "vl_nnconv",

@@ -31,13 +31,15 @@ import warnings
 
 import numpy as np
 
-from .layers import (BLOCK_TYPES, LAYER_TYPES, BatchNorm, Concat, Conv, ConvTranspose, Crop, DropOut, ElementWise,
-                     Layer, Loss, Pooling, PReLU, ReLU, Scale, Sum)
+from .layers import (BLOCK_TYPES, LAYER_TYPES, AffineGridGenerator, BatchNorm, BilinearSampler, Concat, Conv,
+                     ConvTranspose, Crop, DropOut, ElementWise, Layer, Loss, Pooling, PReLU, ReLU, Scale, Sum,
+                     UniformScalingGridGenerator)
 from .layers.base import cell, choice, flag, layer_label, property_error, real, run_layer, show, text
 
 __all__ = [
-    "BatchNorm", "Concat", "Conv", "ConvTranspose", "Crop", "DagLayer", "DagNN", "DropOut", "ElementWise", "Layer",
-    "Loss", "PReLU", "Param", "Pooling", "ReLU", "Scale", "Sum", "Var",
+    "AffineGridGenerator", "BatchNorm", "BilinearSampler", "Concat", "Conv", "ConvTranspose", "Crop", "DagLayer",
+    "DagNN", "DropOut", "ElementWise", "Layer", "Loss", "PReLU", "Param", "Pooling", "ReLU", "Scale", "Sum",
+    "UniformScalingGridGenerator", "Var",
 ]
 
 

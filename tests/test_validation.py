@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 
 import cnnx.activations
+import cnnx.bilinearsampler
 import cnnx.bnorm
 import cnnx.conv
 import cnnx.dropout
 import cnnx.softmaxloss
 import cnnx.pool
-from cnnx import vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu, vl_nnsoftmaxloss
+from cnnx import (vl_nnbilinearsampler, vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu,
+                  vl_nnsoftmaxloss)
 from cnnx.concat import vl_nnconcat
 from cnnx.convt import vl_nnconvt
 from cnnx.crop import vl_nncrop
@@ -55,6 +57,7 @@ def no_kernels(monkeypatch):
     monkeypatch.setattr(cnnx.pool, "_kernel", _NoKernel("pool"))
     monkeypatch.setattr(cnnx.activations, "_kernels", _NoKernel("activations"))
     monkeypatch.setattr(cnnx.bnorm, "_kernels", _NoKernel("bnorm"))
+    monkeypatch.setattr(cnnx.bilinearsampler, "_kernels", _NoKernel("bilinearsampler"))
     monkeypatch.setattr(cnnx.dropout, "_kernels", _NoKernel("dropout"))
     monkeypatch.setattr(cnnx.softmaxloss, "_kernels", _NoKernel("softmaxloss"))
 
@@ -391,6 +394,26 @@ for shape in ((0, 5, 4, 2), (5, 0, 4, 2), (5, 5, 4, 0), (0, 4)):
 case("bnorm-x-5d", lambda: vl_nnbnorm(zeros(1, 1, 4, 1, 1), G4, G4), ValueError,
      "vl_nnbnorm: X must have 2 to 4 dimensions (H x W x C x N), got 5 ((1, 1, 4, 1, 1))")
 
+
+# vl_nnbilinearsampler: GRID's shape against X's, zero-size X, DZDY, no options
+GRID = zeros(2, 3, 3, 4)  # two grids per image of X
+for shape, message in (((3, 3, 3, 4), "GRID has shape (3, 3, 3, 4); its first dimension must be 2 (the (v, u) "
+                                      "coordinates of each point)"),
+                       ((2, 3, 3, 3), "GRID has 3 grids (its 4th dimension), not a multiple of the 2 images of X"),
+                       ((2, 3, 3, 1), "GRID has 1 grids (its 4th dimension), not a multiple of the 2 images of X"),
+                       ((2,), "GRID must have 2 to 4 dimensions (H x W x C x N), got 1 ((2,))")):
+    case(f"sampler-grid{shape}", lambda s=shape: vl_nnbilinearsampler(X, zeros(*s)), ValueError,
+         f"vl_nnbilinearsampler: {message}")
+for shape in ((0, 5, 4, 2), (5, 0, 4, 2)):
+    case(f"sampler-x{shape}", lambda s=shape: vl_nnbilinearsampler(zeros(*s), GRID), ValueError,
+         f"vl_nnbilinearsampler: X has shape {shape}; H and W must be at least 1 (there must be pixels to sample)")
+for shape in ((3, 3, 4, 2), (3, 3, 4), (0, 0)):
+    case(f"sampler-dzdy{shape}", lambda s=shape: vl_nnbilinearsampler(X, GRID, zeros(*s)), ValueError,
+         f"vl_nnbilinearsampler: DZDY has shape {shape} but Y has shape (3, 3, 4, 4)")
+case("sampler-option", lambda: vl_nnbilinearsampler(X, GRID, "Verbose"), TypeError,
+     "vl_nnbilinearsampler: unknown option 'Verbose'; vl_nnbilinearsampler takes no options")
+case("sampler-grid-float64", lambda: vl_nnbilinearsampler(X, np.zeros((2, 3, 3, 4))), TypeError,
+     "vl_nnbilinearsampler: GRID is float64 but X is float32; all arrays must share one dtype")
 
 @pytest.mark.parametrize("call, error, message", CASES)
 def test_error_names_function_and_argument(call, error, message, no_kernels):
