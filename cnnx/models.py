@@ -9,6 +9,7 @@ output, as MatConvNet's ``networkType = 'dagnn'`` does.
 import numpy as np
 
 from . import dagnn
+from ._options import truth_value
 from .simplenn import vl_simplenn_tidy
 
 
@@ -48,7 +49,31 @@ def _check_dtype(dtype, fname):
     return dtype
 
 
-def cifar_lenet(dtype=np.float32, rng=0):
+def _with_batch_norm(layers, batch_normalization, fname):
+    """MatConvNet's cnn_mnist_init ``batchNormalization``: a bnorm layer after every convolution but
+    the last, whose biases it replaces (the convolution's are removed): gains ones and biases zeros
+    (C x 1, the filters' precision; tidy adds zero moments), ``learningRate = [1 1 0.05]``,
+    ``weightDecay = [0 0]``; named ``<conv>_bn`` after a named convolution."""
+    if not truth_value(fname, "batch_normalization", batch_normalization):
+        return layers
+    convolutions = [layer for layer in layers if layer["type"] == "conv"][:-1]
+    out = []
+    for layer in layers:
+        out.append(layer)
+        if any(layer is conv for conv in convolutions):
+            filters = layer["weights"][0]
+            layer["weights"][1] = None
+            channels = filters.shape[3]
+            bnorm = {"type": "bnorm",
+                     "weights": [np.ones((channels, 1), filters.dtype), np.zeros((channels, 1), filters.dtype)],
+                     "learningRate": np.array([1.0, 1.0, 0.05]), "weightDecay": np.array([0.0, 0.0])}
+            if "name" in layer:
+                bnorm["name"] = f"{layer['name']}_bn"
+            out.append(bnorm)
+    return out
+
+
+def cifar_lenet(dtype=np.float32, rng=0, batch_normalization=False):
     """Build MatConvNet's CIFAR-10 "lenet" (Caffe's CIFAR10-quick), as ``cnn_cifar_init``.
 
     ``net = cifar_lenet()`` returns a tidied SimpleNN network for 32x32x3 images and 10 classes:
@@ -63,6 +88,11 @@ def cifar_lenet(dtype=np.float32, rng=0):
     rng : int, None or numpy.random.Generator, default 0
         Seed or generator for the Gaussian filter initialisation (filter stds 0.01 for the first
         layer and 0.05 for the others; biases are zero, shaped ``(1, K)``).
+    batch_normalization : bool, default False
+        Insert a bnorm layer after each of the first four convolutions, which lose their biases,
+        by the rule of MatConvNet's ``cnn_mnist_init`` (``learningRate = [1 1 0.05]``,
+        ``weightDecay = [0 0]``; 17 layers, the same schedule). MatConvNet's ``cnn_cifar_init``
+        has no such option: this is cnnx's.
 
     Returns
     -------
@@ -110,10 +140,10 @@ def cifar_lenet(dtype=np.float32, rng=0):
         {"type": "softmaxloss"},
     ]
     learning_rate = np.concatenate([np.full(30, 0.05), np.full(10, 0.005), np.full(5, 0.0005)])
-    return _network(layers, learning_rate, weight_decay=1e-4)
+    return _network(_with_batch_norm(layers, batch_normalization, "cifar_lenet"), learning_rate, weight_decay=1e-4)
 
 
-def cifar_nin(dtype=np.float32, rng=0):
+def cifar_nin(dtype=np.float32, rng=0, batch_normalization=False):
     """Build MatConvNet's CIFAR-10 Network in Network (Lin et al. 2013), as ``cnn_cifar_init_nin``.
 
     ``net = cifar_nin()`` returns a tidied SimpleNN network for 32x32x3 images and 10 classes: three
@@ -130,6 +160,11 @@ def cifar_nin(dtype=np.float32, rng=0):
         Seed or generator for the He initialisation ``randn * sqrt(2 / (k * k * m))`` of a k x k
         filter bank over m channels; biases are zero, shaped ``(K, 1)``. The last convolution
         (``cccp6``) is scaled by 0.1 after initialisation.
+    batch_normalization : bool, default False
+        Insert a bnorm layer (``conv1_bn``, ``cccp1_bn``, ...) after every convolution but
+        ``cccp6``, which lose their biases, by the rule of MatConvNet's ``cnn_mnist_init``
+        (``learningRate = [1 1 0.05]``, ``weightDecay = [0 0]``; 31 layers, the same schedule).
+        MatConvNet's ``cnn_cifar_init_nin`` has no such option: this is cnnx's.
 
     Returns
     -------
@@ -189,7 +224,7 @@ def cifar_nin(dtype=np.float32, rng=0):
     learning_rate = np.concatenate(
         [[0.002, 0.01, 0.02], np.full(80, 0.04), np.full(10, 0.004), np.full(10, 0.0004)]
     )
-    return _network(layers, learning_rate, weight_decay=5e-4)
+    return _network(_with_batch_norm(layers, batch_normalization, "cifar_nin"), learning_rate, weight_decay=5e-4)
 
 
 def _network(layers, learning_rate, weight_decay):
@@ -246,8 +281,8 @@ def cifar_dagnn(net):
     return _dagnn_with_error(net, "error")
 
 
-def mnist_lenet(dtype=np.float32, rng=0):
-    """Build MatConvNet's MNIST lenet, as ``cnn_mnist_init`` (without batch normalisation).
+def mnist_lenet(dtype=np.float32, rng=0, batch_normalization=False):
+    """Build MatConvNet's MNIST lenet, as ``cnn_mnist_init``.
 
     ``net = mnist_lenet()`` returns a tidied SimpleNN network for 28x28x1 images and 10 classes:
     a 5x5 convolution to 20 channels, 2x2 max pooling with stride 2, a 5x5 convolution to 50
@@ -261,12 +296,19 @@ def mnist_lenet(dtype=np.float32, rng=0):
     rng : int, None or numpy.random.Generator, default 0
         Seed or generator for the filters, ``0.01 * randn`` (filled in MATLAB's column-major
         order; NumPy's generator, so not MATLAB's numbers); biases are zero, shaped ``(1, K)``.
+    batch_normalization : bool, default False
+        MatConvNet's ``batchNormalization`` (``cnn_mnist``'s default false): a bnorm layer after
+        each of the first three convolutions, which lose their biases; its gains are ones, its
+        biases zeros (C x 1), its moments zeros (C x 2), ``learningRate = [1 1 0.05]`` (the moments
+        follow a running average at the rate 0.05) and ``weightDecay = [0 0]``. 11 layers, the
+        same training options.
 
     Returns
     -------
     net : dict
-        ``net['layers']``: 8 layer dicts (``layer1``...``layer8``), with no ``learningRate`` or
-        ``weightDecay`` fields (the trainer's defaults, ones, apply, as in MatConvNet).
+        ``net['layers']``: 8 layer dicts (``layer1``...``layer8``), the convolutions with no
+        ``learningRate`` or ``weightDecay`` fields (the trainer's defaults, ones, apply, as in
+        MatConvNet).
         ``net['meta']`` holds ``inputSize = [28, 28, 1]`` and ``trainOpts``: ``learningRate =
         0.001``, ``numEpochs = 20``, ``batchSize = 100`` (the weight decay is the trainer's
         default, 0.0005).
@@ -284,6 +326,8 @@ def mnist_lenet(dtype=np.float32, rng=0):
     ['conv', 'pool', 'conv', 'pool', 'conv', 'relu', 'conv', 'softmaxloss']
     >>> net["meta"]["trainOpts"]
     {'learningRate': 0.001, 'numEpochs': 20, 'batchSize': 100}
+    >>> [layer["type"] for layer in mnist_lenet(batch_normalization=True)["layers"]][:4]
+    ['conv', 'bnorm', 'pool', 'conv']
     """
     dtype = _check_dtype(dtype, "mnist_lenet")
     rng = np.random.default_rng(rng)
@@ -308,7 +352,7 @@ def mnist_lenet(dtype=np.float32, rng=0):
         {"type": "softmaxloss"},
     ]
     net = {
-        "layers": layers,
+        "layers": _with_batch_norm(layers, batch_normalization, "mnist_lenet"),
         "meta": {
             "inputSize": [28, 28, 1],
             "trainOpts": {"learningRate": 0.001, "numEpochs": 20, "batchSize": 100},

@@ -5,6 +5,7 @@ Examples (from a checkout with cnnx installed)::
     python examples/cifar10.py                        # lenet, SimpleNN, 45 epochs, resumes
     python examples/cifar10.py --model nin --network dagnn
     python examples/cifar10.py --subset 2000 --epochs 2   # a quick run on 2000 + 400 images
+    python examples/cifar10.py --batch-norm               # bnorm after the convolutions (cnnx's option)
 
 The first run downloads CIFAR-10 (163 MiB) into --data-dir, preprocesses all 60,000 images (even
 with --subset; about a minute) and caches them there (about 740 MB per preprocessing variant).
@@ -33,7 +34,7 @@ def parse_args(argv):
                              "(default: data/cifar)")
     parser.add_argument("--exp-dir", default=None,
                         help="folder of the checkpoints, stats.json and plot "
-                             "(default: data/cifar-MODEL-NETWORK, as MatConvNet's)")
+                             "(default: data/cifar-MODEL-NETWORK[-bnorm], as MatConvNet's)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="number of epochs (default: the model's schedule, 45 or 103)")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -44,11 +45,12 @@ def parse_args(argv):
                         help="skip ZCA whitening")
     parser.add_argument("--no-contrast-normalization", dest="contrast_normalization",
                         action="store_false", help="skip contrast normalisation")
+    example.add_batch_norm_arg(parser)
     example.add_run_args(parser)
     args = parser.parse_args(argv)
     example.check_args(parser, args)
     if args.exp_dir is None:
-        args.exp_dir = os.path.join("data", f"cifar-{args.model}-{args.network}")
+        args.exp_dir = os.path.join("data", f"cifar-{args.model}-{args.network}{example.batch_norm_suffix(args)}")
     return args
 
 
@@ -65,7 +67,7 @@ def main(argv=None):
         return 1
     train, val = example.image_sets(imdb, args.subset)
 
-    net = MODELS[args.model](rng=args.seed)
+    net = MODELS[args.model](rng=args.seed, batch_normalization=args.batch_norm)
     net["meta"]["classes"] = {"name": list(imdb["meta"]["classes"])}
     schedule = net["meta"]["trainOpts"]
     get_batch = cifar10.get_batch
@@ -74,7 +76,8 @@ def main(argv=None):
         get_batch = example.dag_batches(cifar10.get_batch)
 
     learning_rate = schedule["learningRate"] if args.learning_rate is None else args.learning_rate
-    return example.train("cifar10", f"{args.model} ({args.network})", net, imdb, get_batch, args, args.exp_dir,
+    model = args.model + example.batch_norm_suffix(args)
+    return example.train("cifar10", f"{model} ({args.network})", net, imdb, get_batch, args, args.exp_dir,
                          train, val,
                          batch_size=args.batch_size or schedule["batchSize"],
                          num_epochs=args.epochs or schedule["numEpochs"],

@@ -5,6 +5,7 @@ Examples (from a checkout with cnnx installed)::
     python examples/mnist.py                          # MNIST, or the shipped sample offline
     python examples/mnist.py --sample                 # the 5,000-digit sample on purpose
     python examples/mnist.py --network dagnn --epochs 5
+    python examples/mnist.py --batch-norm             # cnn_mnist('batchNormalization', true)
 
 The first run downloads MNIST's four files (11.6 MB) into --data-dir. When they cannot be had (no
 network), it says so in one line and trains on the 5,000-digit MNIST sample that ships with cnnx
@@ -37,24 +38,24 @@ def parse_args(argv):
                              "downloading MNIST")
     parser.add_argument("--exp-dir", default=None,
                         help="folder of the checkpoints, stats.json and plot (default: "
-                             "data/mnist-lenet-NETWORK, or data/mnist-lenet-NETWORK-sample on the "
-                             "sample)")
+                             "data/mnist-lenet-NETWORK[-bnorm], with -sample on the sample)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="number of epochs (default: the model's, 20)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per batch (default: the model's, 100)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="learning rate (default: the model's, 0.001)")
+    example.add_batch_norm_arg(parser)
     example.add_run_args(parser)
     args = parser.parse_args(argv)
     example.check_args(parser, args)
     return args
 
 
-def default_exp_dir(network, sample):
-    """MatConvNet's data/<dataset>-<model>-<wrapper>; the sample's runs are kept apart, so that a
-    run on the full MNIST never resumes one trained on the sample."""
-    return os.path.join("data", f"mnist-lenet-{network}" + ("-sample" if sample else ""))
+def default_exp_dir(network, sample, suffix=""):
+    """MatConvNet's data/<dataset>-<model>-<wrapper>[-bnorm] (``suffix``); the sample's runs are kept
+    apart, so that a run on the full MNIST never resumes one trained on the sample."""
+    return os.path.join("data", f"mnist-lenet-{network}{suffix}" + ("-sample" if sample else ""))
 
 
 def get_imdb(args):
@@ -78,10 +79,10 @@ def main(argv=None):
     except (ValueError, OSError) as error:  # a damaged file, a full disk: says which file
         print(error, file=sys.stderr)
         return 1
-    exp_dir = args.exp_dir or default_exp_dir(args.network, sample)
+    exp_dir = args.exp_dir or default_exp_dir(args.network, sample, example.batch_norm_suffix(args))
     train, val = example.image_sets(imdb, args.subset)
 
-    net = mnist_lenet(rng=args.seed)
+    net = mnist_lenet(rng=args.seed, batch_normalization=args.batch_norm)
     net["meta"]["classes"] = {"name": list(imdb["meta"]["classes"])}
     opts = net["meta"]["trainOpts"]
     get_batch = mnist.get_batch
@@ -90,7 +91,9 @@ def main(argv=None):
         get_batch = example.dag_batches(mnist.get_batch)
 
     data = "the shipped sample" if sample else "MNIST"
-    return example.train("mnist", f"lenet ({args.network}) on {data}", net, imdb, get_batch, args, exp_dir, train, val,
+    model = "lenet" + example.batch_norm_suffix(args)
+    return example.train("mnist", f"{model} ({args.network}) on {data}", net, imdb, get_batch, args, exp_dir,
+                         train, val,
                          batch_size=args.batch_size or opts["batchSize"],
                          num_epochs=args.epochs or opts["numEpochs"],
                          learning_rate=args.learning_rate or opts["learningRate"])

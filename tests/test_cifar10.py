@@ -19,6 +19,7 @@ import pytest
 
 import cnnx
 from cnnx.datasets import cifar10
+from cnnx.io import load_matconvnet
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -524,6 +525,7 @@ def test_example_offline_says_where_to_put_the_archive(tmp_path, monkeypatch, ca
 @pytest.mark.parametrize("args, folder", [
     ([], "cifar-lenet-simplenn"),
     (["--model", "nin", "--network", "dagnn"], "cifar-nin-dagnn"),
+    (["--batch-norm", "--network", "dagnn"], "cifar-lenet-dagnn-bnorm"),
 ])
 def test_example_default_folder_names_model_and_wrapper(args, folder):
     assert load_example().parse_args(args).exp_dir == os.path.join("data", folder)
@@ -557,6 +559,18 @@ def test_example_refuses_a_folder_of_another_network_and_restart_clears_it(mini,
     assert "nin (simplenn)" in output
     assert sorted(p.name for p in exp.glob("*.mat")) == ["net-epoch-1.mat"]
     assert final_error("".join(run_in_process(capsys, *common, "--epochs", 2, "--model", "nin")))[0] == 2
+
+
+@pytest.mark.slow
+def test_example_with_batch_norm_trains_lenet_with_bnorm_layers(mini, tmp_path, capsys, restore_threads):
+    exp = tmp_path / "exp"
+    output, _ = run_in_process(capsys, "--data-dir", mini[0], "--exp-dir", exp, "--subset", 20, "--batch-size", 10,
+                               "--epochs", 1, "--batch-norm")
+    assert "cifar10: lenet-bnorm (simplenn), 20 training and 4 test images" in output
+    net = load_matconvnet(exp / "net-epoch-1.mat")
+    bnorms = [layer for layer in net["layers"] if layer["type"] == "bnorm"]
+    assert [layer["weights"][2].shape for layer in bnorms] == [(32, 2), (32, 2), (64, 2), (64, 2)]
+    assert all((layer["weights"][2][:, 1] > 0).all() for layer in bnorms)
 
 
 def test_example_with_a_full_disk_names_the_cache_in_one_line(mini, tmp_path, monkeypatch, capsys):

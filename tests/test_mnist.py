@@ -20,6 +20,7 @@ import pytest
 
 import cnnx
 from cnnx.datasets import mnist
+from cnnx.io import load_matconvnet
 from cnnx.models import mnist_dagnn, mnist_lenet
 from cnnx.simplenn import vl_simplenn
 
@@ -698,13 +699,35 @@ def test_example_rejects_bad_arguments(args, message, capsys):
     assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("network, sample, folder", [
-    ("simplenn", False, "mnist-lenet-simplenn"),
-    ("dagnn", False, "mnist-lenet-dagnn"),
-    ("simplenn", True, "mnist-lenet-simplenn-sample"),
+@pytest.mark.parametrize("network, sample, suffix, folder", [
+    ("simplenn", False, "", "mnist-lenet-simplenn"),
+    ("dagnn", False, "", "mnist-lenet-dagnn"),
+    ("simplenn", True, "", "mnist-lenet-simplenn-sample"),
+    ("dagnn", True, "-bnorm", "mnist-lenet-dagnn-bnorm-sample"),
 ])
-def test_example_default_folder_names_wrapper_and_data(network, sample, folder):
-    assert load_example().default_exp_dir(network, sample) == os.path.join("data", folder)
+def test_example_default_folder_names_wrapper_and_data(network, sample, suffix, folder):
+    assert load_example().default_exp_dir(network, sample, suffix) == os.path.join("data", folder)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("network", ["simplenn", "dagnn"])
+def test_example_with_batch_norm_trains_cnn_mnists_bnorm_network(tmp_path, monkeypatch, capsys, restore_threads,
+                                                                  network):
+    monkeypatch.chdir(tmp_path)
+    args = ["--sample", "--batch-norm", "--subset", "100", "--epochs", "1", "--threads", "1", "--network", network]
+    assert load_example().main(args) == 0
+    out = capsys.readouterr().out
+    folder = os.path.join("data", f"mnist-lenet-{network}-bnorm-sample")
+    assert (f"mnist: lenet-bnorm ({network}) on the shipped sample, 100 training and 20 test images, 1 thread(s), "
+            f"experiment folder {folder}") in out
+    assert final_error(out)[0] == 1
+    net = load_matconvnet(tmp_path / folder / "net-epoch-1.mat")
+    if network == "simplenn":
+        moments = [layer["weights"][2] for layer in net["layers"] if layer["type"] == "bnorm"]
+    else:
+        moments = [param.value for param in net.params if param.train_method == "average"]
+    assert [m.shape for m in moments] == [(20, 2), (50, 2), (500, 2)]
+    assert all((m[:, 1] > 0).all() for m in moments)  # learned from zeros: the deviations are positive
 
 
 def test_example_uses_cnn_mnists_training_options(monkeypatch, tmp_path):

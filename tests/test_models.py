@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cnnx.models import cifar_dagnn, cifar_lenet, cifar_nin
+from cnnx.models import cifar_dagnn, cifar_lenet, cifar_nin, mnist_dagnn, mnist_lenet
 from cnnx.simplenn import vl_simplenn
 
 MODELS = {"lenet": cifar_lenet, "nin": cifar_nin}
@@ -177,3 +177,66 @@ def test_dagnn_version_adds_the_error_output(model):
     np.testing.assert_allclose(dag.get_var("objective").value, res[-1]["x"], rtol=1e-6)
     predicted = res[-2]["x"].reshape(10, 4).argmax(axis=0) + 1
     np.testing.assert_allclose(dag.get_var("error").value, np.sum(predicted != labels))
+
+
+# --------------------------------------------------------------------------------------------------
+# batch_normalization: MatConvNet's cnn_mnist_init rule, for the MNIST and the CIFAR models
+# --------------------------------------------------------------------------------------------------
+
+BNORM_MODELS = {"cifar_lenet": cifar_lenet, "cifar_nin": cifar_nin, "mnist_lenet": mnist_lenet}
+
+
+@pytest.mark.parametrize("model", sorted(BNORM_MODELS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_normalization_puts_bnorm_after_every_convolution_but_the_last(model, dtype):
+    make = BNORM_MODELS[model]
+    plain, net = make(dtype=dtype), make(dtype=dtype, batch_normalization=True)
+    convolutions = [k for k, layer in enumerate(plain["layers"]) if layer["type"] == "conv"]
+    expected = []
+    for k, layer in enumerate(plain["layers"]):
+        expected.append(layer["type"])
+        if k in convolutions[:-1]:
+            expected.append("bnorm")
+    assert [layer["type"] for layer in net["layers"]] == expected
+    np.testing.assert_array_equal(net["meta"]["trainOpts"]["learningRate"], plain["meta"]["trainOpts"]["learningRate"])
+    plain_convs = iter(layer for layer in plain["layers"] if layer["type"] == "conv")
+    for k, layer in enumerate(net["layers"]):
+        if layer["type"] == "conv":
+            same = next(plain_convs)
+            np.testing.assert_array_equal(layer["weights"][0], same["weights"][0])  # the same draws
+            followed = net["layers"][k + 1]["type"] == "bnorm"
+            assert (layer["weights"][1] is None) == followed  # bnorm's biases replace the conv's
+        if layer["type"] != "bnorm":
+            continue
+        channels = net["layers"][k - 1]["weights"][0].shape[3]
+        gains, biases, moments = layer["weights"]
+        assert (gains.shape, biases.shape, moments.shape) == ((channels, 1), (channels, 1), (channels, 2))
+        assert gains.dtype == biases.dtype == moments.dtype == dtype
+        assert (gains == 1).all() and not biases.any() and not moments.any()
+        assert list(layer["learningRate"]) == [1, 1, 0.05] and list(layer["weightDecay"]) == [0, 0]
+        assert layer["epsilon"] == 1e-5
+        named = net["layers"][k - 1]["name"] + "_bn" if model == "cifar_nin" else f"layer{k + 1}"  # as tidy names
+        assert layer["name"] == named
+
+
+def test_mnist_with_batch_normalization_has_matconvnets_parameter_count():
+    net = mnist_lenet(batch_normalization=True)
+    assert sum(w.size for layer in net["layers"] for w in layer["weights"] if w is not None) == 431_080 + 3 * 570
+
+
+@pytest.mark.parametrize("model, to_dag", [(cifar_lenet, cifar_dagnn), (mnist_lenet, mnist_dagnn)])
+def test_batch_normalized_models_compute_alike_in_both_graphs(model, to_dag):
+    net = model(batch_normalization=True)
+    dag = to_dag(net)
+    assert [p.train_method for p in dag.params].count("average") == {cifar_lenet: 4, mnist_lenet: 3}[model]
+    size = net["meta"]["inputSize"]
+    x = np.asfortranarray(np.random.default_rng(2).standard_normal((*size, 4), dtype=np.float32))
+    labels = np.array([1, 4, 9, 10], dtype=np.float32)
+    dag.eval({"input": x, "label": labels})  # normal mode: the batch's moments
+    net["layers"][-1]["class"] = labels
+    np.testing.assert_array_equal(dag.get_var("objective").value, vl_simplenn(net, x)[-1]["x"])
+
+
+def test_batch_normalization_is_true_or_false():
+    with pytest.raises(TypeError, match="^mnist_lenet: batch_normalization must be true or false, got 'yes'$"):
+        mnist_lenet(batch_normalization="yes")

@@ -1,5 +1,5 @@
 """What the example scripts (``examples/mnist.py``, ``examples/cifar10.py``) share: the checks of
-their command line, the image sets they train and validate on, the DagNN batch function and the
+their command line, --batch-norm, the image sets they train and validate on, the DagNN batch function and the
 training run with its report, so that each script keeps only what is its own (data, model)."""
 import sys
 import time
@@ -22,6 +22,19 @@ def add_run_args(parser):
                              "N/5 test images (a quick run)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the weight initialisation (default: 0)")
+
+
+def add_batch_norm_arg(parser):
+    """--batch-norm: the model with MatConvNet's batchNormalization option (``batch_normalization``)."""
+    parser.add_argument("--batch-norm", action="store_true",
+                        help="insert a batch normalisation layer after every convolution but the last "
+                             "(MatConvNet's batchNormalization; the default folder gets '-bnorm')")
+
+
+def batch_norm_suffix(args):
+    """'-bnorm' with --batch-norm (MatConvNet's cnn_mnist folder suffix), else '': the two networks
+    keep their checkpoints apart, so neither resumes the other."""
+    return "-bnorm" if args.batch_norm else ""
 
 
 def check_args(parser, args):
