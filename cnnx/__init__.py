@@ -15,6 +15,7 @@ from .conv import vl_nnconv
 from .convt import vl_nnconvt
 from .crop import vl_nncrop
 from .dropout import vl_nndropout
+from .softmax import vl_nnsigmoid, vl_nnsoftmax
 from .softmaxloss import vl_nnsoftmaxloss
 from .nnloss import vl_nnloss
 from .pool import vl_nnpool
@@ -59,6 +60,8 @@ __all__ = [
     "vl_nnpool",
     "vl_nnprelu",
     "vl_nnrelu",
+    "vl_nnsigmoid",
+    "vl_nnsoftmax",
     "vl_nnsoftmaxloss",
     "vl_simplenn",
     "vl_simplenn_display",

@@ -7,6 +7,7 @@ from cnnx import vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_
 from cnnx.concat import vl_nnconcat
 from cnnx.dagnn import Conv, DagNN, Loss, Pooling, ReLU
 from cnnx.nnloss import vl_nnloss
+from cnnx.softmax import vl_nnsigmoid, vl_nnsoftmax
 from cnnx.simplenn import vl_simplenn
 
 DTYPES = [np.float32, np.float64]
@@ -180,6 +181,15 @@ def test_concat(dtype, read_only):
     dy = randn(rng, (3, 2, 5, 2), dtype)
     check(read_only, lambda a, b: vl_nnconcat([a, b], 3), a, b)
     check(read_only, lambda a, b, dy: vl_nnconcat([a, b], 3, dy), a, b, dy)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block", [vl_nnsoftmax, vl_nnsigmoid])
+def test_softmax_and_sigmoid(dtype, block, read_only):
+    rng = np.random.default_rng(10)
+    x, dy = randn(rng, (5, 4, 3, 2), dtype), randn(rng, (5, 4, 3, 2), dtype)
+    check(read_only, block, x)
+    check(read_only, block, x, dy)
 
 
 def small_simplenn(dtype, frozen):

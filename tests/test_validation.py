@@ -18,12 +18,14 @@ import cnnx.conv
 import cnnx.dropout
 import cnnx.softmaxloss
 import cnnx.pool
+import cnnx.softmax
 from cnnx import (vl_nnbilinearsampler, vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu,
                   vl_nnsoftmaxloss)
 from cnnx.concat import vl_nnconcat
 from cnnx.convt import vl_nnconvt
 from cnnx.crop import vl_nncrop
 from cnnx.nnloss import vl_nnloss
+from cnnx.softmax import vl_nnsigmoid, vl_nnsoftmax
 
 NAN, INF = float("nan"), float("inf")
 
@@ -60,6 +62,7 @@ def no_kernels(monkeypatch):
     monkeypatch.setattr(cnnx.bilinearsampler, "_kernels", _NoKernel("bilinearsampler"))
     monkeypatch.setattr(cnnx.dropout, "_kernels", _NoKernel("dropout"))
     monkeypatch.setattr(cnnx.softmaxloss, "_kernels", _NoKernel("softmaxloss"))
+    monkeypatch.setattr(cnnx.softmax, "_kernels", _NoKernel("softmax"))
 
 
 CASES = []
@@ -415,6 +418,27 @@ case("sampler-option", lambda: vl_nnbilinearsampler(X, GRID, "Verbose"), TypeErr
 case("sampler-grid-float64", lambda: vl_nnbilinearsampler(X, np.zeros((2, 3, 3, 4))), TypeError,
      "vl_nnbilinearsampler: GRID is float64 but X is float32; all arrays must share one dtype")
 
+# vl_nnsoftmax, vl_nnsigmoid: no options; X and DZDY
+for fn, fname in ((vl_nnsoftmax, "vl_nnsoftmax"), (vl_nnsigmoid, "vl_nnsigmoid")):
+    case(f"{fname}-int", lambda fn=fn: fn(np.zeros((2, 2, 3), np.int32)), TypeError,
+         f"{fname}: X must be a float32 or float64 array, got an integer array (int32)")
+    case(f"{fname}-complex-dzdy", lambda fn=fn: fn(X, X.astype(np.complex64)), TypeError,
+         f"{fname}: DZDY must be a float32 or float64 array, got a complex array (complex64)")
+    case(f"{fname}-dzdy-float64", lambda fn=fn: fn(X, np.zeros(X.shape)), TypeError,
+         f"{fname}: DZDY is float64 but X is float32; all arrays must share one dtype")
+    for shape in ((0,), (0, 0), (5, 5, 4), (5, 5, 4, 0)):
+        case(f"{fname}-dzdy{shape}", lambda fn=fn, s=shape: fn(X, zeros(*s)), ValueError,
+             f"{fname}: DZDY has shape {shape} but X has shape (5, 5, 4, 2)")
+    case(f"{fname}-option", lambda fn=fn: fn(X, "Verbose"), TypeError,
+         f"{fname}: unknown option 'Verbose'; {fname} takes no options")
+    case(f"{fname}-keyword", lambda fn=fn: fn(X, [], leak=0.1), TypeError,
+         f"{fname}: unknown option 'leak'; {fname} takes no options")
+case("softmax-x-5d", lambda: vl_nnsoftmax(zeros(1, 1, 4, 1, 1)), ValueError,
+     "vl_nnsoftmax: X must have 2 to 4 dimensions (H x W x C x N), got 5 ((1, 1, 4, 1, 1))")
+case("softmax-x-1d", lambda: vl_nnsoftmax(zeros(4)), ValueError,
+     "vl_nnsoftmax: X must have 2 to 4 dimensions (H x W x C x N), got 1 ((4,))")
+
+
 @pytest.mark.parametrize("call, error, message", CASES)
 def test_error_names_function_and_argument(call, error, message, no_kernels):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
@@ -487,7 +511,8 @@ def test_elementwise_blocks_and_losses_on_empty_arrays(shape):
     x = np.zeros(shape, np.float64)
     a = np.full(shape[2], 0.1)
     for out in (vl_nnrelu(x), vl_nnrelu(x, x, leak=0.1), vl_nnprelu(x, a), vl_nnprelu(x, a, x)[0],
-                vl_nndropout(x, seed=1)[0], vl_nndropout(x, mask=x)[0], vl_nndropout(x, x, mask=x)):
+                vl_nndropout(x, seed=1)[0], vl_nndropout(x, mask=x)[0], vl_nndropout(x, x, mask=x),
+                vl_nnsoftmax(x), vl_nnsoftmax(x, x), vl_nnsigmoid(x), vl_nnsigmoid(x, x)):
         assert out.shape == shape
     dzda = vl_nnprelu(x, a, x)[1]
     np.testing.assert_array_equal(dzda, np.zeros_like(a))  # a sum over no elements

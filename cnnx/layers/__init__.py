@@ -1,7 +1,8 @@
 """Layer kinds: one module per kind, the single place that defines it for every part of cnnx.
 
 A kind module (``conv``, ``convt``, ``pool``, ``relu``, ``prelu``, ``dropout``, ``bnorm``, ``loss``,
-``concat``, ``sum``, ``crop``, ``scale``, ``bilinearsampler``, ``gridgenerators``, ``custom``) holds, side by side:
+``concat``, ``sum``, ``crop``, ``scale``, ``bilinearsampler``, ``gridgenerators``, ``softmax``, ``sigmoid``,
+``custom``) holds, side by side:
 
 - the DagNN block class (MatConvNet's ``dagnn.Conv``, ...): its properties and how they are
   checked and saved, its forward and backward over the block function, its output sizes, its
@@ -39,10 +40,13 @@ from .crop import Crop
 from .scale import Scale
 from .bilinearsampler import BilinearSampler
 from .gridgenerators import AffineGridGenerator, UniformScalingGridGenerator
+from .softmax import SoftMax
+from .sigmoid import Sigmoid
 from . import custom  # noqa: F401  (registers SimpleNN's 'custom' type; it has no DagNN block)
 
 __all__ = [
     "AffineGridGenerator", "BLOCK_TYPES", "BatchNorm", "BilinearSampler", "Concat", "Conv", "ConvTranspose",
     "Conversion", "Crop", "DropOut", "ElementWise", "LAYER_TYPES", "Layer", "LayerType", "Loss", "PReLU", "Pooling",
-    "ReLU", "Scale", "Sum", "UniformScalingGridGenerator", "register_block", "register_layer_type",
+    "ReLU", "Scale", "Sigmoid", "SoftMax", "Sum", "UniformScalingGridGenerator", "register_block",
+    "register_layer_type",
 ]
