@@ -19,6 +19,7 @@ from .softmax import vl_nnsigmoid, vl_nnsoftmax
 from .softmaxloss import vl_nnsoftmaxloss
 from .nnloss import vl_nnloss
 from .pool import vl_nnpool
+from .roipool import vl_nnroipool
 from .simplenn import register_layer_type, vl_simplenn, vl_simplenn_display, vl_simplenn_tidy
 from .dagnn import DagNN
 from .io import load_matconvnet, save_matconvnet
@@ -60,6 +61,7 @@ __all__ = [
     "vl_nnpool",
     "vl_nnprelu",
     "vl_nnrelu",
+    "vl_nnroipool",
     "vl_nnsigmoid",
     "vl_nnsoftmax",
     "vl_nnsoftmaxloss",

@@ -19,8 +19,9 @@ import cnnx.dropout
 import cnnx.softmaxloss
 import cnnx.pool
 import cnnx.softmax
+import cnnx.roipool
 from cnnx import (vl_nnbilinearsampler, vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu,
-                  vl_nnsoftmaxloss)
+                  vl_nnroipool, vl_nnsoftmaxloss)
 from cnnx.concat import vl_nnconcat
 from cnnx.convt import vl_nnconvt
 from cnnx.crop import vl_nncrop
@@ -60,6 +61,7 @@ def no_kernels(monkeypatch):
     monkeypatch.setattr(cnnx.activations, "_kernels", _NoKernel("activations"))
     monkeypatch.setattr(cnnx.bnorm, "_kernels", _NoKernel("bnorm"))
     monkeypatch.setattr(cnnx.bilinearsampler, "_kernels", _NoKernel("bilinearsampler"))
+    monkeypatch.setattr(cnnx.roipool, "_kernel", _NoKernel("roipool"))
     monkeypatch.setattr(cnnx.dropout, "_kernels", _NoKernel("dropout"))
     monkeypatch.setattr(cnnx.softmaxloss, "_kernels", _NoKernel("softmaxloss"))
     monkeypatch.setattr(cnnx.softmax, "_kernels", _NoKernel("softmax"))
@@ -438,6 +440,41 @@ case("softmax-x-5d", lambda: vl_nnsoftmax(zeros(1, 1, 4, 1, 1)), ValueError,
 case("softmax-x-1d", lambda: vl_nnsoftmax(zeros(4)), ValueError,
      "vl_nnsoftmax: X must have 2 to 4 dimensions (H x W x C x N), got 1 ((4,))")
 
+# vl_nnroipool: Method, Subdivisions, Transform, ROIS and DZDY
+ROIS = np.array([[1, 1, 1, 3, 3], [2, 2, 2, 5, 5]], np.float32).T
+for i, (value, error, message) in enumerate(integer_values("Subdivisions", "pair")):
+    case(f"roipool-subdivisions-{i}", lambda v=value: vl_nnroipool(X, ROIS, subdivisions=v), error,
+         f"vl_nnroipool: {message}")
+for value, error, message in ((NAN, ValueError, "Transform must be a finite real number, got nan"),
+                              ([1, INF], ValueError, "Transform must be a finite real number, got inf"),
+                              (True, TypeError, "Transform must be a real number, got True"),
+                              ([[1, 2]] * 2, ValueError, "Transform must have 1, 2 or 6 elements (a scale, [Tu Tv] or "
+                                                         "a 2 x 3 matrix), got 4"),
+                              ([], ValueError, "Transform must have 1, 2 or 6 elements (a scale, [Tu Tv] or a 2 x 3 "
+                                               "matrix), got 0")):
+    case(f"roipool-transform-{value}", lambda v=value: vl_nnroipool(X, ROIS, "Transform", v), error,
+         f"vl_nnroipool: {message}")
+case("roipool-method", lambda: vl_nnroipool(X, ROIS, method="sum"), ValueError,
+     "vl_nnroipool: Method must be one of 'max', 'avg', got 'sum'")
+for value, message in ((0, "ROIS[0, 1] is image 0"), (3, "ROIS[0, 1] is image 3"), (NAN, "ROIS must hold finite"),
+                       (1.5, "ROIS[0, 1] is image 1.5")):
+    rois = ROIS.copy()
+    rois[0, 1] = value
+    text = (f"vl_nnroipool: {message} numbers" if value != value else
+            f"vl_nnroipool: {message}; image indices must be whole numbers in 1..2 (X has 2 images)")
+    case(f"roipool-image-{value}", lambda r=rois: vl_nnroipool(X, r), ValueError, text)
+case("roipool-rois-size", lambda: vl_nnroipool(X, zeros(4, 2)), ValueError,
+     "vl_nnroipool: ROIS has 8 elements; it must be a 5 x K array [t u0 v0 u1 v1] (5 K elements)")
+case("roipool-corners-inf", lambda: vl_nnroipool(X, ROIS, transform=1e300), ValueError,
+     "vl_nnroipool: ROIS has corners at 4e+300 after the Transform; they must be less than 2^52 in magnitude")
+for shape in ((0, 5, 4, 2), (5, 0, 4, 2)):
+    case(f"roipool-x{shape}", lambda s=shape: vl_nnroipool(zeros(*s), ROIS), ValueError,
+         f"vl_nnroipool: X has shape {shape}; H and W must be at least 1 (there must be pixels to pool)")
+for shape in ((1, 1, 4, 1), (1, 1, 4), (0, 0)):
+    case(f"roipool-dzdy{shape}", lambda s=shape: vl_nnroipool(X, ROIS, zeros(*s)), ValueError,
+         f"vl_nnroipool: DZDY has shape {shape} but Y has shape (1, 1, 4, 2)")
+case("roipool-rois-float64", lambda: vl_nnroipool(X, ROIS.astype(np.float64)), TypeError,
+     "vl_nnroipool: ROIS is float64 but X is float32; all arrays must share one dtype")
 
 @pytest.mark.parametrize("call, error, message", CASES)
 def test_error_names_function_and_argument(call, error, message, no_kernels):
