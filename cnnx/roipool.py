@@ -96,7 +96,9 @@ def vl_nnroipool(x, rois, *args, **kwargs):
     Notes
     -----
     NaN is the maximum of a tile (MatConvNet's ``std::max`` drops it), and a tile of only -inf gives
-    its derivative to its first cell (MatConvNet's gives it to none), as ``vl_nnpool`` does.
+    its derivative to its first cell (MatConvNet's gives it to none), as ``vl_nnpool`` does. A scalar
+    Subdivisions means both (MatConvNet's MEX reads the element after it, a missing ``break``), and
+    no regions (K = 0) give an empty result (MatConvNet refuses them).
 
     Examples
     --------

@@ -3,7 +3,8 @@ forward and backward, and through vl_simplenn and DagNN: the kernels never write
 import numpy as np
 import pytest
 
-from cnnx import vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu, vl_nnsoftmaxloss
+from cnnx import (vl_nnbilinearsampler, vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu,
+                  vl_nnroipool, vl_nnsoftmaxloss)
 from cnnx.concat import vl_nnconcat
 from cnnx.dagnn import Conv, DagNN, Loss, Pooling, ReLU
 from cnnx.nnloss import vl_nnloss
@@ -203,6 +204,25 @@ def small_simplenn(dtype, frozen):
                                      frozen(randn(rng, (1, 5), dtype))]},
         {"type": "softmaxloss", "class": frozen(np.array([1.0, 3.0]))},
     ]}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bilinearsampler(dtype, read_only):
+    rng = np.random.default_rng(12)
+    x, dy = randn(rng, (5, 4, 3, 2), dtype), randn(rng, (3, 6, 3, 4), dtype)
+    grid = np.asarray(rng.uniform(-1.1, 1.1, (2, 3, 6, 4)), dtype=dtype, order="F")
+    check(read_only, vl_nnbilinearsampler, x, grid)
+    check(read_only, vl_nnbilinearsampler, x, grid, dy)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["max", "avg"])
+def test_roipool(dtype, method, read_only):
+    rng = np.random.default_rng(13)
+    x, dy = randn(rng, (7, 6, 3, 2), dtype), randn(rng, (2, 3, 3, 3), dtype)
+    rois = np.array([[1, 1, 1, 6, 7], [2, 2, 3, 4, 5], [1, 0, -1, 3, 9]], dtype).T
+    check(read_only, lambda x, r: vl_nnroipool(x, r, method=method, subdivisions=[2, 3]), x, rois)
+    check(read_only, lambda x, r, d: vl_nnroipool(x, r, d, method=method, subdivisions=[2, 3]), x, rois, dy)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -37,7 +37,8 @@ class ROIPooling(Layer):
     """Region-of-interest pooling block (``vl_nnroipool``): inputs x and rois, output y.
 
     y is SH x SW x C x K for K regions (``rois`` holds 5 K numbers), or 1 x 1 x (SH SW C) x K with
-    ``flatten``. The regions get no derivative.
+    ``flatten`` (which ``get_output_sizes`` accounts for; MatConvNet's does not). The regions get no
+    derivative.
 
     Parameters
     ----------
