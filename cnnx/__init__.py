@@ -15,6 +15,7 @@ from .conv import vl_nnconv
 from .convt import vl_nnconvt
 from .crop import vl_nncrop
 from .dropout import vl_nndropout
+from .normalize import vl_nnnormalize
 from .softmax import vl_nnsigmoid, vl_nnsoftmax
 from .softmaxloss import vl_nnsoftmaxloss
 from .nnloss import vl_nnloss
@@ -58,6 +59,7 @@ __all__ = [
     "vl_nncrop",
     "vl_nndropout",
     "vl_nnloss",
+    "vl_nnnormalize",
     "vl_nnpool",
     "vl_nnprelu",
     "vl_nnrelu",

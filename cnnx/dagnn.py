@@ -32,14 +32,14 @@ import warnings
 import numpy as np
 
 from .layers import (BLOCK_TYPES, LAYER_TYPES, AffineGridGenerator, BatchNorm, BilinearSampler, Concat, Conv,
-                     ConvTranspose, Crop, DropOut, ElementWise, Layer, Loss, PReLU, Pooling, ROIPooling, ReLU, Scale,
-                     Sigmoid, SoftMax, Sum, UniformScalingGridGenerator)
+                     ConvTranspose, Crop, DropOut, ElementWise, LRN, Layer, Loss, PReLU, Pooling, ROIPooling, ReLU,
+                     Scale, Sigmoid, SoftMax, Sum, UniformScalingGridGenerator)
 from .layers.base import cell, choice, flag, layer_label, property_error, real, run_layer, show, text
 
 __all__ = [
     "AffineGridGenerator", "BatchNorm", "BilinearSampler", "Concat", "Conv", "ConvTranspose", "Crop", "DagLayer",
-    "DagNN", "DropOut", "ElementWise", "Layer", "Loss", "PReLU", "Param", "Pooling", "ROIPooling", "ReLU", "Scale",
-    "Sigmoid", "SoftMax", "Sum", "UniformScalingGridGenerator", "Var",
+    "DagNN", "DropOut", "ElementWise", "LRN", "Layer", "Loss", "PReLU", "Param", "Pooling", "ROIPooling", "ReLU",
+    "Scale", "Sigmoid", "SoftMax", "Sum", "UniformScalingGridGenerator", "Var",
 ]
 
 

@@ -7,11 +7,6 @@ from ._options import parse_options, take_derivative
 from ._threads import threads_for
 
 
-def _no_options(fname, args, kwargs):
-    if args or kwargs:
-        parse_options(fname, args, kwargs, {})  # the block has no options: reports the unknown one
-
-
 def vl_nnsoftmax(x, *args, **kwargs):
     """Softmax over the channels, at every pixel of every image.
 
@@ -62,7 +57,7 @@ def vl_nnsoftmax(x, *args, **kwargs):
     """
     fname = "vl_nnsoftmax"
     dzdy, args, kwargs = take_derivative(args, kwargs, fname)
-    _no_options(fname, args, kwargs)
+    parse_options(fname, args, kwargs, {})  # no options: reports any given
     x = as_float_array(x, "X", fname)
     height, width, channels, images = shape4(x, "X", fname)
     dims = (height * width, channels, images)
@@ -122,7 +117,7 @@ def vl_nnsigmoid(x, *args, **kwargs):
     """
     fname = "vl_nnsigmoid"
     dzdy, args, kwargs = take_derivative(args, kwargs, fname)
-    _no_options(fname, args, kwargs)
+    parse_options(fname, args, kwargs, {})  # no options: reports any given
     x = as_float_array(x, "X", fname)
     if dzdy is not None:
         dzdy = np.asfortranarray(like(dzdy, "DZDY", fname, x, "X"))

@@ -310,9 +310,9 @@ NO_NETWORK = ("load_matconvnet: {path} holds no MatConvNet network: expected 'la
     ({"net": {"weights": np.ones(2), "meta": {}}}, NO_NETWORK + "the variable 'net' has fields: meta, weights"),
     ({"net": {"layers": np.ones((1, 2))}},
      "load_matconvnet: {path}: a SimpleNN network's 'layers' must be a cell array of structs, got a 1x2 float64 array"),
-    ({"net": {"layers": cell({"type": "lrn", "name": "norm1", "param": row(5, 1, 2e-5, 0.75)})}},
-     "load_matconvnet: {path}: layers[0] ('norm1') has type 'lrn', which cnnx does not implement (it implements: "
-     "{known})"),
+    ({"net": {"layers": cell({"type": "mystery", "name": "norm1", "param": row(5, 1, 2e-5, 0.75)})}},
+     "load_matconvnet: {path}: layers[0] ('norm1') has type 'mystery', which cnnx does not implement (it "
+     "implements: {known})"),
     ({"net": {"layers": cell({"type": "relu"}, {"type": "custom", "name": "mine"})}},
      "load_matconvnet: {path}: layers[1] ('mine') is a custom layer; its MATLAB functions cannot run in cnnx "
      "(build the layer in Python instead)"),
@@ -337,8 +337,8 @@ def test_save_errors(tmp_path):
         save_matconvnet({"layers": [custom]}, path)
     with pytest.raises(TypeError, match="must be a SimpleNN dict or a DagNN"):
         save_matconvnet([{"type": "relu"}], path)
-    with pytest.raises(ValueError, match="unknown layer type 'lrn'"):
-        save_matconvnet({"layers": [{"type": "lrn"}]}, path)
+    with pytest.raises(ValueError, match="unknown layer type 'mystery'"):
+        save_matconvnet({"layers": [{"type": "mystery"}]}, path)
     with pytest.raises(ValueError, match="'_state' is not a MATLAB variable name"):
         save_matconvnet({"layers": []}, path, _state=1)
     with pytest.raises(TypeError, match=r"net\['meta'\]\['hook'\] is a Python function"):

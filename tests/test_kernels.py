@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from cnnx._ext import activations, conv, dropout, pool, softmax, softmaxloss
+from cnnx._ext import activations, conv, dropout, normalize, pool, softmax, softmaxloss
 
 H, W, C, N = 4, 4, 2, 1
 SIZES = (H, W, C, N, 1, 1, C, C, H, W, 1, 1, 0, 0, 1, 1)  # the identity bank
@@ -30,6 +30,8 @@ def calls(dtype):
         ("dropout.multiply", lambda: dropout.multiply(a(flat), a(flat), a(flat), 1)),
         ("softmaxloss.softmaxloss", lambda: softmaxloss.softmaxloss(a(H * W, C, N), np.ones((1, 1, N), order="F"), None, 1.0, 1)),
         ("softmax.softmax", lambda: softmax.softmax(a(H * W, C, N), a(H * W, C, N), a(H * W, C, N), True, 1)),
+        ("normalize.lrn", lambda: normalize.lrn(a(H * W, C, N), a(H * W, C, N), a(H * W, C, N), True, 5, 1.0, 1.0,
+                                                0.75, 1)),
         ("softmax.sigmoid", lambda: softmax.sigmoid(a(flat), a(flat), a(flat), 1)),
         ("pool.forward", lambda: pool.forward(a(flat), a(flat), C * N, H, W, H, W, 1, 1, 1, 1, 0, 0, False, 1)),
         ("pool.backward", lambda: pool.backward(a(flat), a(flat), a(flat), C * N, H, W, H, W, 1, 1, 1, 1, 0, 0,

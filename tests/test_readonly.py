@@ -8,6 +8,7 @@ from cnnx import (vl_nnbilinearsampler, vl_nnbnorm, vl_nnconv, vl_nndropout, vl_
 from cnnx.concat import vl_nnconcat
 from cnnx.dagnn import Conv, DagNN, Loss, Pooling, ReLU
 from cnnx.nnloss import vl_nnloss
+from cnnx.normalize import vl_nnnormalize
 from cnnx.softmax import vl_nnsigmoid, vl_nnsoftmax
 from cnnx.simplenn import vl_simplenn
 
@@ -191,6 +192,15 @@ def test_softmax_and_sigmoid(dtype, block, read_only):
     x, dy = randn(rng, (5, 4, 3, 2), dtype), randn(rng, (5, 4, 3, 2), dtype)
     check(read_only, block, x)
     check(read_only, block, x, dy)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_normalize(dtype, read_only):
+    rng = np.random.default_rng(11)
+    x, dy = randn(rng, (5, 4, 6, 2), dtype), randn(rng, (5, 4, 6, 2), dtype)
+    param = np.array([3, 1, 0.5, 0.75])
+    check(read_only, vl_nnnormalize, x, param)
+    check(read_only, vl_nnnormalize, x, param, dy)
 
 
 def small_simplenn(dtype, frozen):

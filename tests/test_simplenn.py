@@ -531,7 +531,7 @@ B4 = np.zeros((1, 4))
 
 
 @pytest.mark.parametrize("layer, error, message", [
-    ({"type": "lrn", "name": "norm1"}, ValueError, r"layers\[1\] \('norm1'\): unknown layer type 'lrn'"),
+    ({"type": "mystery", "name": "norm1"}, ValueError, r"layers\[1\] \('norm1'\): unknown layer type 'mystery'"),
     ({"name": "x"}, ValueError, r"layers\[1\] \('x'\): missing or non-string 'type'"),
     ({"type": "conv", "name": "c"}, ValueError, r"layers\[1\] \('c'\): 'weights' must hold 2 arrays"),
     ({"type": "conv", "weights": [F4]}, ValueError, r"layers\[1\]: 'weights' must hold 2 arrays \[F, B\]"),

@@ -18,6 +18,7 @@ import cnnx.conv
 import cnnx.dropout
 import cnnx.softmaxloss
 import cnnx.pool
+import cnnx.normalize
 import cnnx.softmax
 import cnnx.roipool
 from cnnx import (vl_nnbilinearsampler, vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu,
@@ -26,6 +27,7 @@ from cnnx.concat import vl_nnconcat
 from cnnx.convt import vl_nnconvt
 from cnnx.crop import vl_nncrop
 from cnnx.nnloss import vl_nnloss
+from cnnx.normalize import vl_nnnormalize
 from cnnx.softmax import vl_nnsigmoid, vl_nnsoftmax
 
 NAN, INF = float("nan"), float("inf")
@@ -65,6 +67,7 @@ def no_kernels(monkeypatch):
     monkeypatch.setattr(cnnx.dropout, "_kernels", _NoKernel("dropout"))
     monkeypatch.setattr(cnnx.softmaxloss, "_kernels", _NoKernel("softmaxloss"))
     monkeypatch.setattr(cnnx.softmax, "_kernels", _NoKernel("softmax"))
+    monkeypatch.setattr(cnnx.normalize, "_kernels", _NoKernel("normalize"))
 
 
 CASES = []
@@ -476,6 +479,32 @@ for shape in ((1, 1, 4, 1), (1, 1, 4), (0, 0)):
 case("roipool-rois-float64", lambda: vl_nnroipool(X, ROIS.astype(np.float64)), TypeError,
      "vl_nnroipool: ROIS is float64 but X is float32; all arrays must share one dtype")
 
+# vl_nnnormalize: PARAM [N KAPPA ALPHA BETA], X and DZDY, no options
+LRN_PARAM = (
+    "vl_nnnormalize: PARAM must be 4 finite real numbers [N KAPPA ALPHA BETA] with N whole numbers from 1 to 2^62 - 1")
+for value in ([0, 1, 1, 1], [-1, 1, 1, 1], [1.5, 1, 1, 1], [2**62, 1, 1, 1], [NAN, 1, 1, 1], [INF, 1, 1, 1],
+              [5, NAN, 1, 1], [5, 1, INF, 1], [5, 1, 1, -INF], [5, 1, 1, 2**1024], [5, 1, 1], [5, 1, 1, 1, 1], [],
+              5, np.array([5.0, 1, 1]), np.zeros((0, 4))):
+    case(f"normalize-param-{value!r}", lambda v=value: vl_nnnormalize(X, v), ValueError,
+         f"{LRN_PARAM}, got {value.reshape(-1).tolist() if isinstance(value, np.ndarray) else value!r}")
+for value in ("5", [5, 1, 1, "1"], None, [5, 1, True, 1], [5, 1, 1, 1j], np.ones(4, complex), [[5, 1], [1]]):
+    case(f"normalize-param-{value!r}", lambda v=value: vl_nnnormalize(X, v), TypeError,
+         f"{LRN_PARAM}, got {value!r}")
+case("normalize-param-backward", lambda: vl_nnnormalize(X, [0, 1, 1, 1], X), ValueError,
+     f"{LRN_PARAM}, got [0, 1, 1, 1]")
+case("normalize-int", lambda: vl_nnnormalize(np.zeros((2, 2, 3), np.int32), [5, 1, 1, 1]), TypeError,
+     "vl_nnnormalize: X must be a float32 or float64 array, got an integer array (int32)")
+case("normalize-dzdy-float64", lambda: vl_nnnormalize(X, [5, 1, 1, 1], np.zeros(X.shape)), TypeError,
+     "vl_nnnormalize: DZDY is float64 but X is float32; all arrays must share one dtype")
+for shape in ((0,), (0, 0), (5, 5, 4), (5, 5, 4, 0)):
+    case(f"normalize-dzdy{shape}", lambda s=shape: vl_nnnormalize(X, [5, 1, 1, 1], zeros(*s)),
+         ValueError, f"vl_nnnormalize: DZDY has shape {shape} but X has shape (5, 5, 4, 2)")
+case("normalize-x-5d", lambda: vl_nnnormalize(zeros(1, 1, 4, 1, 1), [5, 1, 1, 1]), ValueError,
+     "vl_nnnormalize: X must have 2 to 4 dimensions (H x W x C x N), got 5 ((1, 1, 4, 1, 1))")
+case("normalize-verbose", lambda: vl_nnnormalize(X, [5, 1, 1, 1], "Verbose"), TypeError,
+     "vl_nnnormalize: unknown option 'Verbose'; vl_nnnormalize takes no options")
+
+
 @pytest.mark.parametrize("call, error, message", CASES)
 def test_error_names_function_and_argument(call, error, message, no_kernels):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
@@ -549,7 +578,8 @@ def test_elementwise_blocks_and_losses_on_empty_arrays(shape):
     a = np.full(shape[2], 0.1)
     for out in (vl_nnrelu(x), vl_nnrelu(x, x, leak=0.1), vl_nnprelu(x, a), vl_nnprelu(x, a, x)[0],
                 vl_nndropout(x, seed=1)[0], vl_nndropout(x, mask=x)[0], vl_nndropout(x, x, mask=x),
-                vl_nnsoftmax(x), vl_nnsoftmax(x, x), vl_nnsigmoid(x), vl_nnsigmoid(x, x)):
+                vl_nnsoftmax(x), vl_nnsoftmax(x, x), vl_nnsigmoid(x), vl_nnsigmoid(x, x),
+                vl_nnnormalize(x, [5, 1, 1, 1]), vl_nnnormalize(x, [5, 1, 1, 1], x)):
         assert out.shape == shape
     dzda = vl_nnprelu(x, a, x)[1]
     np.testing.assert_array_equal(dzda, np.zeros_like(a))  # a sum over no elements

@@ -2,7 +2,7 @@
 
 A kind module (``conv``, ``convt``, ``pool``, ``relu``, ``prelu``, ``dropout``, ``bnorm``, ``loss``,
 ``concat``, ``sum``, ``crop``, ``scale``, ``bilinearsampler``, ``gridgenerators``, ``softmax``, ``sigmoid``,
-``roipool``, ``custom``) holds, side by side:
+``roipool``, ``lrn``, ``custom``) holds, side by side:
 
 - the DagNN block class (MatConvNet's ``dagnn.Conv``, ...): its properties and how they are
   checked and saved, its forward and backward over the block function, its output sizes, its
@@ -43,11 +43,13 @@ from .gridgenerators import AffineGridGenerator, UniformScalingGridGenerator
 from .softmax import SoftMax
 from .sigmoid import Sigmoid
 from .roipool import ROIPooling
+from .lrn import LRN
 from . import custom  # noqa: F401  (registers SimpleNN's 'custom' type; it has no DagNN block)
 
 __all__ = [
     "AffineGridGenerator", "BLOCK_TYPES", "BatchNorm", "BilinearSampler", "Concat", "Conv", "ConvTranspose",
-    "Conversion", "Crop", "DropOut", "ElementWise", "LAYER_TYPES", "Layer", "LayerType", "Loss", "PReLU", "Pooling",
-    "ROIPooling", "ReLU", "Scale", "Sigmoid", "SoftMax", "Sum", "UniformScalingGridGenerator", "register_block",
+    "Conversion", "Crop", "DropOut", "ElementWise", "LAYER_TYPES", "LRN", "Layer", "LayerType", "Loss", "PReLU",
+    "Pooling", "ROIPooling", "ReLU", "Scale", "Sigmoid", "SoftMax", "Sum", "UniformScalingGridGenerator",
+    "register_block",
     "register_layer_type",
 ]
