@@ -7,7 +7,8 @@ Networks are SimpleNN layer lists (`vl_simplenn`) or `DagNN` graphs, trained by 
 import importlib
 
 from ._threads import get_num_threads, set_num_threads
-from .activations import vl_nnprelu, vl_nnrelu
+from .activations import (vl_nnclippedrelu, vl_nnelu, vl_nngelu, vl_nnprelu, vl_nnrelu, vl_nnselu, vl_nnsilu,
+                          vl_nnsoftplus, vl_nntanh)
 from .bilinearsampler import vl_nnbilinearsampler
 from .bnorm import vl_nnbnorm
 from .concat import vl_nnconcat
@@ -53,20 +54,27 @@ __all__ = [
     "testing",
     "vl_nnbilinearsampler",
     "vl_nnbnorm",
+    "vl_nnclippedrelu",
     "vl_nnconcat",
     "vl_nnconv",
     "vl_nnconvt",
     "vl_nncrop",
     "vl_nndropout",
+    "vl_nnelu",
+    "vl_nngelu",
     "vl_nnloss",
     "vl_nnnormalize",
     "vl_nnpool",
     "vl_nnprelu",
     "vl_nnrelu",
     "vl_nnroipool",
+    "vl_nnselu",
     "vl_nnsigmoid",
+    "vl_nnsilu",
     "vl_nnsoftmax",
     "vl_nnsoftmaxloss",
+    "vl_nnsoftplus",
+    "vl_nntanh",
     "vl_simplenn",
     "vl_simplenn_display",
     "vl_simplenn_tidy",

@@ -1,4 +1,10 @@
-"""Rectified linear units: ``vl_nnrelu`` (ReLU / leaky ReLU, as MatConvNet) and ``vl_nnprelu``."""
+"""Activation blocks: MatConvNet's ``vl_nnrelu`` (ReLU / leaky ReLU), and beyond MatConvNet, in its
+style, ``vl_nnprelu``, ``vl_nnelu``, ``vl_nnselu``, ``vl_nnsoftplus``, ``vl_nntanh``, ``vl_nnsilu``,
+``vl_nngelu`` and ``vl_nnclippedrelu``.
+
+All but PReLU are one elementwise kernel (``cnnx._ext.activations.elementwise_forward`` /
+``elementwise_backward``) told which activation to compute; ``_elementwise`` is their common call.
+"""
 import numpy as np
 
 from ._checks import as_float_array, common_dtype, like, shape4
@@ -6,9 +12,22 @@ from ._ext import activations as _kernels
 from ._options import Option, parse_options, take_derivative
 from ._threads import threads_for
 
+# The elementwise kernel's codes of its activations.
+_Activation = _kernels.Activation
+
 _RELU_OPTIONS = {"leak": Option("float", 0.0)}
 # Up to 2^52, leak + (1 - leak), the kernel's (and MatConvNet's) slope for x > 0, is exactly 1.
 _MAX_LEAK = 2.0**52
+
+# The options of the other elementwise blocks (their layer kinds declare the same ones).
+ELU_OPTIONS = {"alpha": Option("float", 1.0, finite=True)}
+GELU_OPTIONS = {"approximate": Option("choice", "none", choices=("none", "tanh"))}
+CLIPPED_RELU_OPTIONS = {"ceiling": Option("float", 6.0, low=0.0)}
+
+# SELU's constants (Klambauer et al., 2017, to 20 digits): it is ELU with this alpha, scaled.
+SELU_ALPHA = 1.6732632423543772848
+SELU_SCALE = 1.0507009873554804934
+
 
 def vl_nnrelu(x, *args, **kwargs):
     """Rectified linear unit, optionally leaky.
@@ -68,15 +87,27 @@ def vl_nnrelu(x, *args, **kwargs):
     leak = parse_options(fname, args, kwargs, _RELU_OPTIONS)["leak"] if args or kwargs else 0.0
     if not 0 <= leak <= _MAX_LEAK:  # also refuses NaN and inf
         raise ValueError(f"{fname}: Leak must be a number from 0 to 2^52, got {leak!r}")
+    return _elementwise(fname, _Activation.RELU, x, dzdy, leak)
+
+
+def _elementwise(fname, kind, x, dzdy, p=0.0, q=0.0):
+    """The elementwise kernel's activation ``kind`` (with its parameters p, q) of x: y, or dzdx
+    given dzdy."""
     x = as_float_array(x, "X", fname)
     n_threads = threads_for(x.size)
     out = np.empty(x.shape, dtype=x.dtype, order="F")
     if dzdy is None:
-        _kernels.relu_forward(np.asfortranarray(x), out, leak, n_threads)
+        _kernels.elementwise_forward(kind, np.asfortranarray(x), out, p, q, n_threads)
     else:
         dzdy = like(dzdy, "DZDY", fname, x, "X")
-        _kernels.relu_backward(np.asfortranarray(x), np.asfortranarray(dzdy), out, leak, n_threads)
+        _kernels.elementwise_backward(kind, np.asfortranarray(x), np.asfortranarray(dzdy), out, p, q, n_threads)
     return out
+
+
+def _derivative_and_options(fname, args, kwargs, spec):
+    """(dzdy or None, the validated options) of a block call."""
+    dzdy, args, kwargs = take_derivative(args, kwargs, fname)
+    return dzdy, parse_options(fname, args, kwargs, spec)
 
 
 def vl_nnprelu(x, a, *args, **kwargs):
@@ -158,3 +189,346 @@ def vl_nnprelu(x, a, *args, **kwargs):
     else:
         dzda = np.full(a.shape, per_channel.sum(), dtype=x.dtype)
     return out, dzda
+
+
+# ------------------------------------------------------------------------------------------------
+# Smooth and clipped activations: elementwise, forward and backward in one function each
+# ------------------------------------------------------------------------------------------------
+# Each computes every element in double and rounds it once to x's type. The backward call takes x
+# (not y) and returns dzdy times the derivative at x, a product, so that inf and NaN in dzdy
+# propagate as in vl_nnrelu.
+
+
+def vl_nnelu(x, *args, **kwargs):
+    """Exponential linear unit: ``y = x`` where ``x > 0`` and ``alpha * (exp(x) - 1)`` elsewhere.
+
+    Not a MatConvNet block (Clevert et al., 2016); it follows MatConvNet's conventions.
+
+    Call forms::
+
+        y = vl_nnelu(x)
+        y = vl_nnelu(x, [], 'Alpha', alpha)      # or vl_nnelu(x, alpha=alpha)
+        dzdx = vl_nnelu(x, dzdy, 'Alpha', alpha)  # or vl_nnelu(x, dzdy=dzdy, alpha=alpha)
+
+    ``dzdx = dzdy`` where ``x > 0`` and ``dzdy * alpha * exp(x)`` elsewhere (at 0 the slope from the
+    left, alpha, as ReLU's slope at 0 is its leak); ``exp(x) - 1`` is computed as ``expm1(x)``.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64, any shape
+        Input.
+    dzdy : ndarray, shape and dtype of x, optional
+        Derivative of the objective with respect to y. None or ``[]`` means forward.
+    Alpha : 1
+        Value approached as x goes to -inf is ``-alpha``; any finite number.
+
+    Returns
+    -------
+    y or dzdx : ndarray, shape and dtype of x, Fortran-ordered
+
+    Raises
+    ------
+    TypeError
+        If x or dzdy is not float32/float64, their dtypes differ, or an option is unknown or not a
+        number.
+    ValueError
+        If dzdy's shape differs from x's, or Alpha is not finite. (An empty x gives an empty result.)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx import vl_nnelu
+    >>> x = np.array([-1.0, 0.0, 2.0])
+    >>> vl_nnelu(x)
+    array([-0.63212056,  0.        ,  2.        ])
+    >>> vl_nnelu(x, np.ones_like(x), 'Alpha', 0.5)
+    array([0.18393972, 0.5       , 1.        ])
+    """
+    fname = "vl_nnelu"
+    dzdy, opts = _derivative_and_options(fname, args, kwargs, ELU_OPTIONS)
+    return _elementwise(fname, _Activation.ELU, x, dzdy, opts["alpha"], 1.0)
+
+
+def vl_nnselu(x, *args, **kwargs):
+    """Scaled exponential linear unit: ``y = scale * x`` where ``x > 0`` and
+    ``scale * alpha * (exp(x) - 1)`` elsewhere, with SELU's fixed constants.
+
+    Not a MatConvNet block (Klambauer et al., 2017); it follows MatConvNet's conventions. It is
+    :func:`vl_nnelu` with ``alpha = 1.6732632423543772848``, times ``scale = 1.0507009873554804934``
+    (``SELU_ALPHA``, ``SELU_SCALE``), as PyTorch's ``selu``.
+
+    Call forms::
+
+        y = vl_nnselu(x)
+        dzdx = vl_nnselu(x, dzdy)      # or vl_nnselu(x, dzdy=dzdy)
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64, any shape
+        Input.
+    dzdy : ndarray, shape and dtype of x, optional
+        Derivative of the objective with respect to y. None or ``[]`` means forward.
+
+    Returns
+    -------
+    y or dzdx : ndarray, shape and dtype of x, Fortran-ordered
+        ``dzdx = dzdy * scale`` where ``x > 0``, ``dzdy * scale * alpha * exp(x)`` elsewhere.
+
+    Raises
+    ------
+    TypeError
+        If x or dzdy is not float32/float64, their dtypes differ, or an option is given.
+    ValueError
+        If dzdy's shape differs from x's. (An empty x gives an empty result.)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx import vl_nnselu
+    >>> vl_nnselu(np.array([-1.0, 0.0, 2.0]))
+    array([-1.11133074,  0.        ,  2.10140197])
+    """
+    fname = "vl_nnselu"
+    dzdy, _ = _derivative_and_options(fname, args, kwargs, {})
+    return _elementwise(fname, _Activation.ELU, x, dzdy, SELU_ALPHA, SELU_SCALE)
+
+
+def vl_nnsoftplus(x, *args, **kwargs):
+    """Softplus: ``y = log(1 + exp(x))``, a smooth ReLU; ``dzdx = dzdy * sigmoid(x)``.
+
+    Not a MatConvNet block; it follows MatConvNet's conventions. Computed as
+    ``max(x, 0) + log1p(exp(-|x|))``, which neither overflows nor loses the small values of
+    x << 0, so PyTorch's ``threshold`` (a switch to ``y = x`` for large x) has no use here; its
+    ``beta`` is not offered either.
+
+    Call forms::
+
+        y = vl_nnsoftplus(x)
+        dzdx = vl_nnsoftplus(x, dzdy)      # or vl_nnsoftplus(x, dzdy=dzdy)
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64, any shape
+        Input.
+    dzdy : ndarray, shape and dtype of x, optional
+        Derivative of the objective with respect to y. None or ``[]`` means forward.
+
+    Returns
+    -------
+    y or dzdx : ndarray, shape and dtype of x, Fortran-ordered
+
+    Raises
+    ------
+    TypeError
+        If x or dzdy is not float32/float64, their dtypes differ, or an option is given.
+    ValueError
+        If dzdy's shape differs from x's. (An empty x gives an empty result.)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx import vl_nnsoftplus
+    >>> x = np.array([-40.0, 0.0, 40.0])
+    >>> vl_nnsoftplus(x)
+    array([4.24835426e-18, 6.93147181e-01, 4.00000000e+01])
+    >>> vl_nnsoftplus(x, np.ones_like(x))
+    array([4.24835426e-18, 5.00000000e-01, 1.00000000e+00])
+    """
+    fname = "vl_nnsoftplus"
+    dzdy, _ = _derivative_and_options(fname, args, kwargs, {})
+    return _elementwise(fname, _Activation.SOFTPLUS, x, dzdy)
+
+
+def vl_nntanh(x, *args, **kwargs):
+    """Hyperbolic tangent: ``y = tanh(x)``; ``dzdx = dzdy * (1 - tanh(x)^2)``.
+
+    Not a MatConvNet block (MatConvNet users wrote it as a custom layer); it follows MatConvNet's
+    conventions.
+
+    Call forms::
+
+        y = vl_nntanh(x)
+        dzdx = vl_nntanh(x, dzdy)      # or vl_nntanh(x, dzdy=dzdy)
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64, any shape
+        Input.
+    dzdy : ndarray, shape and dtype of x, optional
+        Derivative of the objective with respect to y. None or ``[]`` means forward.
+
+    Returns
+    -------
+    y or dzdx : ndarray, shape and dtype of x, Fortran-ordered
+
+    Raises
+    ------
+    TypeError
+        If x or dzdy is not float32/float64, their dtypes differ, or an option is given.
+    ValueError
+        If dzdy's shape differs from x's. (An empty x gives an empty result.)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx import vl_nntanh
+    >>> x = np.array([-1.0, 0.0, np.inf])
+    >>> vl_nntanh(x)
+    array([-0.76159416,  0.        ,  1.        ])
+    >>> vl_nntanh(x, np.ones_like(x))
+    array([0.41997434, 1.        , 0.        ])
+    """
+    fname = "vl_nntanh"
+    dzdy, _ = _derivative_and_options(fname, args, kwargs, {})
+    return _elementwise(fname, _Activation.TANH, x, dzdy)
+
+
+def vl_nnsilu(x, *args, **kwargs):
+    """Sigmoid linear unit (swish): ``y = x * sigmoid(x)``.
+
+    Not a MatConvNet block (Elfwing et al., 2018; Ramachandran et al., 2017, with beta 1); it
+    follows MatConvNet's conventions. ``dzdx = dzdy * s * (1 + x * (1 - s))`` with
+    ``s = sigmoid(x)``. At ``x = -inf`` both are NaN (``-inf * 0``), as PyTorch's ``silu``.
+
+    Call forms::
+
+        y = vl_nnsilu(x)
+        dzdx = vl_nnsilu(x, dzdy)      # or vl_nnsilu(x, dzdy=dzdy)
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64, any shape
+        Input.
+    dzdy : ndarray, shape and dtype of x, optional
+        Derivative of the objective with respect to y. None or ``[]`` means forward.
+
+    Returns
+    -------
+    y or dzdx : ndarray, shape and dtype of x, Fortran-ordered
+
+    Raises
+    ------
+    TypeError
+        If x or dzdy is not float32/float64, their dtypes differ, or an option is given.
+    ValueError
+        If dzdy's shape differs from x's. (An empty x gives an empty result.)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx import vl_nnsilu
+    >>> x = np.array([-1.0, 0.0, 2.0])
+    >>> vl_nnsilu(x)
+    array([-0.26894142,  0.        ,  1.76159416])
+    >>> vl_nnsilu(x, np.ones_like(x))
+    array([0.07232949, 0.5       , 1.09078425])
+    """
+    fname = "vl_nnsilu"
+    dzdy, _ = _derivative_and_options(fname, args, kwargs, {})
+    return _elementwise(fname, _Activation.SILU, x, dzdy)
+
+
+def vl_nngelu(x, *args, **kwargs):
+    """Gaussian error linear unit: ``y = x * Phi(x)``, Phi the standard normal distribution function.
+
+    Not a MatConvNet block (Hendrycks and Gimpel, 2016); it follows MatConvNet's conventions.
+    By default the exact form, ``Phi(x) = erfc(-x / sqrt(2)) / 2`` (``(1 + erf(x / sqrt(2))) / 2``
+    without its cancellation for x << 0), and ``dzdx = dzdy * (Phi(x) + x * phi(x))``, phi the
+    normal density. ``'Approximate', 'tanh'`` gives the tanh approximation instead (as PyTorch's
+    ``gelu(x, approximate='tanh')``): ``y = x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))``
+    and its exact derivative. At ``x = -inf`` y and dzdx are NaN (``-inf * 0``), as in PyTorch.
+
+    Call forms::
+
+        y = vl_nngelu(x)
+        y = vl_nngelu(x, [], 'Approximate', 'tanh')      # or vl_nngelu(x, approximate='tanh')
+        dzdx = vl_nngelu(x, dzdy, 'Approximate', 'tanh')
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64, any shape
+        Input.
+    dzdy : ndarray, shape and dtype of x, optional
+        Derivative of the objective with respect to y. None or ``[]`` means forward.
+    Approximate : 'none'
+        ``'none'`` (the exact erf form) or ``'tanh'``, in any case.
+
+    Returns
+    -------
+    y or dzdx : ndarray, shape and dtype of x, Fortran-ordered
+
+    Raises
+    ------
+    TypeError
+        If x or dzdy is not float32/float64, their dtypes differ, or an option is unknown.
+    ValueError
+        If dzdy's shape differs from x's, or Approximate is neither 'none' nor 'tanh'. (An empty x
+        gives an empty result.)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx import vl_nngelu
+    >>> x = np.array([-1.0, 0.0, 2.0])
+    >>> vl_nngelu(x)
+    array([-0.15865525,  0.        ,  1.95449974])
+    >>> vl_nngelu(x, [], 'Approximate', 'tanh')
+    array([-0.15880801,  0.        ,  1.95459769])
+    >>> vl_nngelu(x, np.ones_like(x))
+    array([-0.08331547,  0.5       ,  1.0852318 ])
+    """
+    fname = "vl_nngelu"
+    dzdy, opts = _derivative_and_options(fname, args, kwargs, GELU_OPTIONS)
+    kind = _Activation.GELU_TANH if opts["approximate"] == "tanh" else _Activation.GELU
+    return _elementwise(fname, kind, x, dzdy)
+
+
+def vl_nnclippedrelu(x, *args, **kwargs):
+    """Clipped ReLU: ``y = min(max(x, 0), ceiling)``; ReLU6 with the default ceiling.
+
+    Not a MatConvNet block; it follows MatConvNet's conventions, and is named as MATLAB's
+    ``clippedReluLayer(ceiling)``. ``dzdx = dzdy`` where ``0 < x < ceiling`` and 0 elsewhere (the
+    slope at both kinks is 0, as ``vl_nnrelu``'s at 0 and PyTorch's ``relu6`` and ``hardtanh``).
+    NaN in x gives NaN in y and 0 slope.
+
+    Call forms::
+
+        y = vl_nnclippedrelu(x)                               # ReLU6
+        y = vl_nnclippedrelu(x, [], 'Ceiling', ceiling)       # or vl_nnclippedrelu(x, ceiling=ceiling)
+        dzdx = vl_nnclippedrelu(x, dzdy, 'Ceiling', ceiling)
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64, any shape
+        Input.
+    dzdy : ndarray, shape and dtype of x, optional
+        Derivative of the objective with respect to y. None or ``[]`` means forward.
+    Ceiling : 6
+        The largest output, at least 0 (inf gives ReLU). It is rounded to x's type in y.
+
+    Returns
+    -------
+    y or dzdx : ndarray, shape and dtype of x, Fortran-ordered
+
+    Raises
+    ------
+    TypeError
+        If x or dzdy is not float32/float64, their dtypes differ, or an option is unknown or not a
+        number.
+    ValueError
+        If dzdy's shape differs from x's, or Ceiling is NaN or negative. (An empty x gives an empty
+        result.)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx import vl_nnclippedrelu
+    >>> x = np.array([-1.0, 3.0, 8.0])
+    >>> vl_nnclippedrelu(x)
+    array([0., 3., 6.])
+    >>> vl_nnclippedrelu(x, np.ones_like(x), 'Ceiling', 4)
+    array([0., 1., 0.])
+    """
+    fname = "vl_nnclippedrelu"
+    dzdy, opts = _derivative_and_options(fname, args, kwargs, CLIPPED_RELU_OPTIONS)
+    return _elementwise(fname, _Activation.CLIPPED_RELU, x, dzdy, opts["ceiling"])

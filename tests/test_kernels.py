@@ -21,8 +21,10 @@ def calls(dtype):
         return np.zeros(shape, dtype, order="F")
     flat = H * W * C * N
     return [
-        ("activations.relu_forward", lambda: activations.relu_forward(a(flat), a(flat), 0.0, 1)),
-        ("activations.relu_backward", lambda: activations.relu_backward(a(flat), a(flat), a(flat), 0.0, 1)),
+        ("activations.elementwise_forward", lambda: activations.elementwise_forward(
+            activations.Activation.GELU, a(flat), a(flat), 0.0, 0.0, 1)),
+        ("activations.elementwise_backward", lambda: activations.elementwise_backward(
+            activations.Activation.RELU, a(flat), a(flat), a(flat), 0.0, 0.0, 1)),
         ("activations.prelu_forward", lambda: activations.prelu_forward(a(H * W, C, N), a(C), a(H * W, C, N), 1)),
         ("activations.prelu_backward", lambda: activations.prelu_backward(
             a(H * W, C, N), a(C), a(H * W, C, N), a(H * W, C, N), np.zeros(C), 1)),
@@ -60,6 +62,16 @@ def test_unsupported_dtype_is_a_type_error_naming_the_kernel(index, dtype):
                "float64")
     with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         call()
+
+
+@pytest.mark.parametrize("kind", [-1, len(activations.Activation), 2**31 - 1])
+@pytest.mark.parametrize("entry", ["elementwise_forward", "elementwise_backward"])
+def test_an_unknown_activation_is_a_value_error(entry, kind):
+    x = np.zeros(4, np.float32)
+    arrays = (x, x.copy()) if entry == "elementwise_forward" else (x, x, x.copy())
+    message = f"cnnx._ext.activations.{entry}: unknown activation {kind}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        getattr(activations, entry)(kind, *arrays, 0.0, 0.0, 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -3,8 +3,9 @@ forward and backward, and through vl_simplenn and DagNN: the kernels never write
 import numpy as np
 import pytest
 
-from cnnx import (vl_nnbilinearsampler, vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu,
-                  vl_nnroipool, vl_nnsoftmaxloss)
+from cnnx import (vl_nnbilinearsampler, vl_nnbnorm, vl_nnclippedrelu, vl_nnconv, vl_nndropout, vl_nnelu, vl_nngelu,
+                  vl_nnpool, vl_nnprelu, vl_nnrelu, vl_nnroipool, vl_nnselu, vl_nnsilu, vl_nnsoftmaxloss, vl_nnsoftplus,
+                  vl_nntanh)
 from cnnx.concat import vl_nnconcat
 from cnnx.dagnn import Conv, DagNN, Loss, Pooling, ReLU
 from cnnx.nnloss import vl_nnloss
@@ -112,6 +113,19 @@ def test_relu(dtype, leak, read_only):
     dy = randn(rng, x.shape, dtype)
     check(read_only, lambda x: vl_nnrelu(x, leak=leak), x)
     check(read_only, lambda x, dy: vl_nnrelu(x, dy, leak=leak), x, dy)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fn, opts", [
+    (vl_nnelu, {"alpha": 0.5}), (vl_nnselu, {}), (vl_nnsoftplus, {}), (vl_nntanh, {}), (vl_nnsilu, {}),
+    (vl_nngelu, {}), (vl_nngelu, {"approximate": "tanh"}), (vl_nnclippedrelu, {"ceiling": 1.0}),
+], ids=lambda v: getattr(v, "__name__", str(v)))
+def test_elementwise_activations(dtype, fn, opts, read_only):
+    rng = np.random.default_rng(12)
+    x = randn(rng, (5, 4, 3, 2), dtype)
+    dy = randn(rng, x.shape, dtype)
+    check(read_only, lambda x: fn(x, **opts), x)
+    check(read_only, lambda x, dy: fn(x, dy, **opts), x, dy)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -146,6 +146,7 @@ def test_elementwise_blocks_follow_the_thread_policy(size, expected, restore_thr
         pytest.skip("built without OpenMP")
     x = np.ones((size, 1), np.float32)
     for module, call in ((cnnx.activations, lambda: cnnx.vl_nnrelu(x)),
+                         (cnnx.activations, lambda: cnnx.vl_nngelu(x, x)),
                          (cnnx.activations, lambda: cnnx.vl_nnprelu(x, np.ones(1, np.float32))),
                          (cnnx.dropout, lambda: cnnx.vl_nndropout(x, seed=1)),
                          (cnnx.softmaxloss, lambda: cnnx.vl_nnsoftmaxloss(x.reshape(1, 1, 1, size), np.ones(size)))):

@@ -21,8 +21,9 @@ import cnnx.pool
 import cnnx.normalize
 import cnnx.softmax
 import cnnx.roipool
-from cnnx import (vl_nnbilinearsampler, vl_nnbnorm, vl_nnconv, vl_nndropout, vl_nnpool, vl_nnprelu, vl_nnrelu,
-                  vl_nnroipool, vl_nnsoftmaxloss)
+from cnnx import (vl_nnbilinearsampler, vl_nnbnorm, vl_nnclippedrelu, vl_nnconv, vl_nndropout, vl_nnelu, vl_nngelu,
+                  vl_nnpool, vl_nnprelu, vl_nnrelu, vl_nnroipool, vl_nnselu, vl_nnsilu, vl_nnsoftmaxloss, vl_nnsoftplus,
+                  vl_nntanh)
 from cnnx.concat import vl_nnconcat
 from cnnx.convt import vl_nnconvt
 from cnnx.crop import vl_nncrop
@@ -31,6 +32,10 @@ from cnnx.normalize import vl_nnnormalize
 from cnnx.softmax import vl_nnsigmoid, vl_nnsoftmax
 
 NAN, INF = float("nan"), float("inf")
+# The elementwise activations beyond MatConvNet: (function, its name)
+ACTIVATIONS = [(vl_nnelu, "vl_nnelu"), (vl_nnselu, "vl_nnselu"), (vl_nnsoftplus, "vl_nnsoftplus"),
+               (vl_nntanh, "vl_nntanh"), (vl_nnsilu, "vl_nnsilu"), (vl_nngelu, "vl_nngelu"),
+               (vl_nnclippedrelu, "vl_nnclippedrelu")]
 
 
 def zeros(*shape):
@@ -169,6 +174,52 @@ for value in ("0.1", [0.1, 0.2], None, b"1"):
     case(f"relu-leak-{value!r}", lambda v=value: vl_nnrelu(X, leak=v), TypeError,
          f"vl_nnrelu: Leak must be a real number, got {value!r}")
 
+# vl_nnelu's Alpha, vl_nngelu's Approximate, vl_nnclippedrelu's Ceiling; the activations without options
+for value in (NAN, INF, -INF):
+    case(f"elu-alpha-{value!r}", lambda v=value: vl_nnelu(X, alpha=v), ValueError,
+         f"vl_nnelu: Alpha must be a finite real number, got {value!r}")
+    case(f"elu-alpha-{value!r}-backward", lambda v=value: vl_nnelu(X, X, "ALPHA", v), ValueError,
+         f"vl_nnelu: Alpha must be a finite real number, got {value!r}")
+for value in (2**1024, -2**1024):
+    case(f"elu-alpha-{value // 2**1000}*2^1000", lambda v=value: vl_nnelu(X, alpha=v), ValueError,
+         f"vl_nnelu: Alpha must be a finite real number, got {value!r}")
+for value in ("1", [0.1, 0.2], None, True, b"1"):
+    case(f"elu-alpha-{value!r}", lambda v=value: vl_nnelu(X, alpha=v), TypeError,
+         f"vl_nnelu: Alpha must be a real number, got {value!r}")
+case("elu-unknown-option", lambda: vl_nnelu(X, "Leak", 0.1), TypeError,
+     "vl_nnelu: unknown option 'Leak'. Valid options are: Alpha")
+for value in ("erf", "", 2, None, NAN, ["tanh"]):
+    case(f"gelu-approximate-{value!r}", lambda v=value: vl_nngelu(X, approximate=v), ValueError,
+         f"vl_nngelu: Approximate must be one of 'none', 'tanh', got {value!r}")
+    case(f"gelu-approximate-{value!r}-backward", lambda v=value: vl_nngelu(X, X, "Approximate", v), ValueError,
+         f"vl_nngelu: Approximate must be one of 'none', 'tanh', got {value!r}")
+case("gelu-approximate-no-value", lambda: vl_nngelu(X, "Approximate"), TypeError,
+     "vl_nngelu: option 'Approximate' needs a value")
+for value in (NAN, -INF, -0.5, -2**63, -1e300):
+    case(f"clippedrelu-ceiling-{value!r}", lambda v=value: vl_nnclippedrelu(X, ceiling=v), ValueError,
+         f"vl_nnclippedrelu: Ceiling must be at least 0.0, got {float(value)!r}")
+    case(f"clippedrelu-ceiling-{value!r}-backward", lambda v=value: vl_nnclippedrelu(X, X, "ceiling", v),
+         ValueError, f"vl_nnclippedrelu: Ceiling must be at least 0.0, got {float(value)!r}")
+case("clippedrelu-ceiling-2^1024", lambda: vl_nnclippedrelu(X, ceiling=2**1024), ValueError,
+     f"vl_nnclippedrelu: Ceiling must be a finite real number, got {2**1024!r}")
+for value in ("6", None, False):
+    case(f"clippedrelu-ceiling-{value!r}", lambda v=value: vl_nnclippedrelu(X, ceiling=v), TypeError,
+         f"vl_nnclippedrelu: Ceiling must be a real number, got {value!r}")
+for fn, fname in ACTIVATIONS[1:5]:
+    case(f"{fname}-no-options", lambda fn=fn: fn(X, "Alpha", 1.0), TypeError,
+         f"{fname}: unknown option 'Alpha'; {fname} takes no options")
+    case(f"{fname}-no-options-backward", lambda fn=fn: fn(X, X, alpha=1.0), TypeError,
+         f"{fname}: unknown option 'alpha'; {fname} takes no options")
+for fn, fname in ACTIVATIONS:
+    case(f"{fname}-x-int", lambda fn=fn: fn(np.zeros(3, np.int64)), TypeError,
+         f"{fname}: X must be a float32 or float64 array, got an integer array (int64)")
+    case(f"{fname}-x-float16", lambda fn=fn: fn(np.zeros(3, np.float16), X), TypeError,
+         f"{fname}: X must be a float32 or float64 array, got a float16 array (float16)")
+    case(f"{fname}-dzdy-float64", lambda fn=fn: fn(X, np.zeros(X.shape)), TypeError,
+         f"{fname}: DZDY is float64 but X is float32; all arrays must share one dtype")
+    case(f"{fname}-dzdy-string-keyword", lambda fn=fn: fn(X, dzdy="alpha"), TypeError,
+         f"{fname}: DZDY must be an array, got the string 'alpha'")
+
 for value in (NAN, INF, -INF, -0.5, 1.0, 1, 2**63, -2**63, 1e300):
     shown = float(value)
     case(f"dropout-rate-{value!r}", lambda v=value: vl_nndropout(X, rate=v), ValueError,
@@ -291,6 +342,10 @@ for shape in ((0,), (0, 0), (5, 5, 4, 0)):
          f"vl_nndropout: MASK has shape {shape} but X has shape (5, 5, 4, 2)")
     case(f"dropout-mask{shape}-backward", lambda s=shape: vl_nndropout(X, X, mask=zeros(*s)), ValueError,
          f"vl_nndropout: MASK has shape {shape} but X has shape (5, 5, 4, 2)")
+for shape in ((0,), (0, 0), (5, 5, 4, 0), (5, 5, 4, 2, 1)):
+    for fn, fname in ACTIVATIONS:
+        case(f"{fname}-dzdy{shape}", lambda s=shape, fn=fn: fn(X, zeros(*s)), ValueError,
+             f"{fname}: DZDY has shape {shape} but X has shape (5, 5, 4, 2)")
 for shape in ((0,), (0, 0), (4, 0)):
     case(f"prelu-a{shape}", lambda s=shape: vl_nnprelu(X, zeros(*s)), ValueError,
          "vl_nnprelu: A has 0 elements but X has 4 channels (need 1 or C)")
@@ -579,8 +634,9 @@ def test_elementwise_blocks_and_losses_on_empty_arrays(shape):
     for out in (vl_nnrelu(x), vl_nnrelu(x, x, leak=0.1), vl_nnprelu(x, a), vl_nnprelu(x, a, x)[0],
                 vl_nndropout(x, seed=1)[0], vl_nndropout(x, mask=x)[0], vl_nndropout(x, x, mask=x),
                 vl_nnsoftmax(x), vl_nnsoftmax(x, x), vl_nnsigmoid(x), vl_nnsigmoid(x, x),
-                vl_nnnormalize(x, [5, 1, 1, 1]), vl_nnnormalize(x, [5, 1, 1, 1], x)):
-        assert out.shape == shape
+                vl_nnnormalize(x, [5, 1, 1, 1]), vl_nnnormalize(x, [5, 1, 1, 1], x),
+                *(fn(x) for fn, _ in ACTIVATIONS), *(fn(x, x) for fn, _ in ACTIVATIONS)):
+        assert out.shape == shape and out.dtype == x.dtype
     dzda = vl_nnprelu(x, a, x)[1]
     np.testing.assert_array_equal(dzda, np.zeros_like(a))  # a sum over no elements
     assert vl_nnprelu(x, np.ones(1), x)[1].shape == (1,)

@@ -1,9 +1,13 @@
-"""ReLU / leaky ReLU and PReLU kernels over Fortran-ordered buffers.
+"""The activations' kernels over Fortran-ordered buffers: ReLU / leaky ReLU, ELU (and SELU), softplus,
+tanh, SiLU, GELU (exact and tanh form) and clipped ReLU through one elementwise driver told the
+activation by an ``Activation`` code, and PReLU.
 
-Elementwise work is cut into one contiguous span per thread. The ReLU span loops are plain C
-compiled twice, for AVX2 and for the baseline, the loader picking what the CPU runs (GCC on
-glibc; elsewhere the baseline only): these loops stream memory, and with the baseline's 16-byte
-vectors they ran at two thirds of the speed. Both versions give the same bits (no FMA is involved).
+Elementwise work is cut into one contiguous span per thread. The activations other than ReLU
+compute each element in double (libm's expm1, log1p, tanh, cosh, erfc, in forms without
+cancellation) and round it once to the array's type. The ReLU span loops are plain C compiled
+twice, for AVX2 and for the baseline, the loader picking what the CPU runs (GCC on glibc; elsewhere
+the baseline only): these loops stream memory, and with the baseline's 16-byte vectors they ran at
+two thirds of the speed. Both versions give the same bits (no FMA is involved).
 
 The PReLU slope gradient is a reduction: it is cut into tasks of at most SPAN pixels of one channel
 of one image (boundaries set by the shape only), each task's partial sum is kept, and the partials
@@ -14,6 +18,7 @@ from .arrays cimport data_of, float_kind
 from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdlib cimport malloc, free
+from libc.math cimport cosh, erfc, exp, expm1, fabs, log1p, tanh
 
 cnp.import_array()
 
@@ -77,70 +82,162 @@ cdef inline void relu_back_span(const floating* x, const floating* dzdy, floatin
         relu_back_d(x, dzdy, dzdx, n, pos, neg)
 
 
-cdef void relu_forward_run(const floating* x, floating* y, Py_ssize_t n, double leak,
-                           int n_threads) noexcept nogil:
-    cdef Py_ssize_t span = (n + n_threads - 1) // n_threads
-    cdef Py_ssize_t t, start
-    # the factors are computed in double, as MatConvNet's formula does, then rounded to x's type
-    cdef floating pos = <floating>(leak + (1.0 - leak))
-    cdef floating neg = <floating>leak
-    if n_threads == 1:  # skip the parallel region: on small tensors it costs more than the work
-        if leak == 0:
-            relu_span(x, y, n)
+# The elementwise activations, named by the block functions; p and q are each one's parameters.
+cpdef enum Activation:
+    RELU          # p = leak: max(x, 0) (p = 0) or x * (x > 0 ? 1 : p)
+    ELU           # p = alpha, q = scale: q * (x > 0 ? x : p * (exp(x) - 1)); SELU is ELU scaled
+    SOFTPLUS      # log(1 + exp(x))
+    TANH          # tanh(x)
+    SILU          # x * sigmoid(x)
+    GELU          # x * Phi(x), Phi the standard normal distribution function
+    GELU_TANH     # x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))
+    CLIPPED_RELU  # p = ceiling: min(max(x, 0), p)
+
+cdef enum:
+    ACTIVATIONS = CLIPPED_RELU + 1
+
+cdef double SQRT_HALF = 0.70710678118654752440         # 1 / sqrt(2)
+cdef double INV_SQRT_2PI = 0.39894228040143267794      # 1 / sqrt(2 pi)
+cdef double SQRT_2_OVER_PI = 0.79788456080286535588    # sqrt(2 / pi)
+cdef double GELU_CUBIC = 0.044715
+
+
+cdef inline double logistic(double v) noexcept nogil:
+    """1 / (1 + exp(-v)), without overflow for large |v|."""
+    cdef double e
+    if v >= 0:
+        return 1 / (1 + exp(-v))
+    e = exp(v)
+    return e / (1 + e)
+
+
+cdef inline double gelu_tanh_argument(double v) noexcept nogil:
+    """The argument u of tanh in the tanh approximation of GELU."""
+    return SQRT_2_OVER_PI * (v + GELU_CUBIC * v * v * v)
+
+
+cdef inline double activation_value(int kind, double v, double p, double q) noexcept nogil:
+    """The activation of one element, in double; NaN gives NaN."""
+    if kind == ELU:
+        return q * (v if v > 0 else p * expm1(v))
+    if kind == SOFTPLUS:  # max(v, 0) + log(1 + exp(-|v|)): no overflow, full precision for v << 0
+        return (v if v > 0 else 0) + log1p(exp(-fabs(v)))
+    if kind == TANH:
+        return tanh(v)
+    if kind == SILU:
+        return v * logistic(v)
+    if kind == GELU:  # Phi(v) = erfc(-v / sqrt(2)) / 2, accurate in the lower tail (1 + erf is not)
+        return v * (0.5 * erfc(-v * SQRT_HALF))
+    if kind == GELU_TANH:  # (1 + tanh(u)) / 2 = logistic(2u), without 1 + tanh's cancellation for v << 0
+        return v * logistic(2 * gelu_tanh_argument(v))
+    # CLIPPED_RELU: written so that NaN passes through
+    return 0 if v <= 0 else (p if v >= p else v)
+
+
+cdef inline double activation_slope(int kind, double v, double p, double q) noexcept nogil:
+    """The derivative of the activation at one element, in double; NaN gives NaN (0 for CLIPPED_RELU)."""
+    cdef double s, c, two_u, s_times_1_minus_s
+    if kind == ELU:  # at 0, the slope from the left (p * q), as ReLU's is its leak
+        return q * (1 if v > 0 else p * exp(v))
+    if kind == SOFTPLUS:
+        return logistic(v)
+    if kind == TANH:  # 1 - tanh(v)^2, without its cancellation where tanh(v) is near +-1
+        c = cosh(v)
+        return 1 / (c * c)
+    if kind == SILU:
+        s = logistic(v)
+        return s * (1 + v * (1 - s))
+    if kind == GELU:
+        return 0.5 * erfc(-v * SQRT_HALF) + v * INV_SQRT_2PI * exp(-0.5 * v * v)
+    if kind == GELU_TANH:  # d/dv of v * s, s = logistic(2u): s + v * s * (1 - s) * 2 du/dv
+        two_u = 2 * gelu_tanh_argument(v)
+        s = logistic(two_u)
+        s_times_1_minus_s = s * logistic(-two_u)  # accurate near s = 1 too
+        # where s is saturated the second term is 0, also where v^2 overflows a double
+        return s + (0 if s_times_1_minus_s == 0 else
+                    v * s_times_1_minus_s * 2 * SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * v * v))
+    return 1 if v > 0 and v < p else 0
+
+
+cdef inline void activation_span(int kind, const floating* x, const floating* dzdy, floating* out,
+                                 Py_ssize_t start, Py_ssize_t stop, double p, double q) noexcept nogil:
+    """Elements start to stop - 1 of the forward (dzdy NULL: out = y) or backward (out = dzdx = dzdy
+    times the slope) pass.
+
+    ReLU runs its C loops above, its factors computed in double, as MatConvNet's formula does, then
+    rounded; the others compute each element in double and round it once to x's type.
+    """
+    cdef Py_ssize_t i
+    cdef floating pos, neg
+    if kind == RELU:
+        pos = <floating>(p + (1.0 - p))
+        neg = <floating>p
+        if dzdy != NULL:
+            relu_back_span(x + start, dzdy + start, out + start, stop - start, pos, neg)
+        elif p == 0:
+            relu_span(x + start, out + start, stop - start)
         else:
-            leaky_span(x, y, n, pos, neg)
-        return
-    for t in prange(n_threads, num_threads=n_threads, schedule='static'):
-        start = t * span
-        if start < n:
-            if leak == 0:
-                relu_span(x + start, y + start, min(span, n - start))
-            else:
-                leaky_span(x + start, y + start, min(span, n - start), pos, neg)
+            leaky_span(x + start, out + start, stop - start, pos, neg)
+    elif dzdy == NULL:
+        for i in range(start, stop):
+            out[i] = <floating>activation_value(kind, x[i], p, q)
+    else:
+        for i in range(start, stop):
+            out[i] = <floating>(dzdy[i] * activation_slope(kind, x[i], p, q))
 
 
-cdef void relu_backward_run(const floating* x, const floating* dzdy, floating* dzdx, Py_ssize_t n,
-                            double leak, int n_threads) noexcept nogil:
+cdef void elementwise_run(int kind, const floating* x, const floating* dzdy, floating* out, Py_ssize_t n,
+                          double p, double q, int n_threads) noexcept nogil:
+    """activation_span over one contiguous span per thread (dzdy NULL: forward)."""
     cdef Py_ssize_t span = (n + n_threads - 1) // n_threads
-    cdef Py_ssize_t t, start
-    cdef floating pos = <floating>(leak + (1.0 - leak))
-    cdef floating neg = <floating>leak
-    if n_threads == 1:
-        relu_back_span(x, dzdy, dzdx, n, pos, neg)
+    cdef Py_ssize_t t
+    if n_threads == 1:  # skip the parallel region: on small tensors it costs more than the work
+        activation_span(kind, x, dzdy, out, 0, n, p, q)
         return
     for t in prange(n_threads, num_threads=n_threads, schedule='static'):
-        start = t * span
-        if start < n:
-            relu_back_span(x + start, dzdy + start, dzdx + start, min(span, n - start), pos, neg)
+        if t * span < n:
+            activation_span(kind, x, dzdy, out, t * span, min((t + 1) * span, n), p, q)
+
+
+cdef int check_activation(str kernel, int kind) except -1:
+    """A ValueError naming ``kernel`` unless ``kind`` is an ``Activation`` code."""
+    if not 0 <= kind < ACTIVATIONS:
+        raise ValueError(f"{kernel}: unknown activation {kind}")
+    return 0
 
 
 # The elementwise entry points take whole arrays rather than memoryviews: on the small tensors
 # of a network's last layers, acquiring buffers would cost as much as the work.
-def relu_forward(cnp.ndarray x, cnp.ndarray y, double leak, int n_threads):
-    """y = max(x, 0) (leak == 0) or x * (leak + (1 - leak) * (x > 0)) (leak != 0)."""
-    cdef int kind = float_kind("cnnx._ext.activations.relu_forward", x)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+def elementwise_forward(int kind, cnp.ndarray x, cnp.ndarray y, double p, double q, int n_threads):
+    """y = the activation ``kind`` (an ``Activation``, with its parameters p and q) of x."""
+    cdef str name = "cnnx._ext.activations.elementwise_forward"
+    cdef int dtype = float_kind(name, x)
     cdef void* xp = data_of(x, x, False)
     cdef void* yp = data_of(y, x, True)
-    with nogil:
-        if kind == 0:
-            relu_forward_run(<const float*>xp, <float*>yp, n, leak, n_threads)
-        else:
-            relu_forward_run(<const double*>xp, <double*>yp, n, leak, n_threads)
-
-
-def relu_backward(cnp.ndarray x, cnp.ndarray dzdy, cnp.ndarray dzdx, double leak, int n_threads):
-    """dzdx = dzdy * (leak + (1 - leak) * (x > 0)); leak == 0 gives dzdy * (x > 0)."""
-    cdef int kind = float_kind("cnnx._ext.activations.relu_backward", x)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    check_activation(name, kind)
+    with nogil:
+        if dtype == 0:
+            elementwise_run(kind, <const float*>xp, <const float*>NULL, <float*>yp, n, p, q, n_threads)
+        else:
+            elementwise_run(kind, <const double*>xp, <const double*>NULL, <double*>yp, n, p, q, n_threads)
+
+
+def elementwise_backward(int kind, cnp.ndarray x, cnp.ndarray dzdy, cnp.ndarray dzdx, double p, double q,
+                         int n_threads):
+    """dzdx = dzdy * the derivative at x of the activation ``kind`` (with its parameters p and q)."""
+    cdef str name = "cnnx._ext.activations.elementwise_backward"
+    cdef int dtype = float_kind(name, x)
     cdef void* xp = data_of(x, x, False)
     cdef void* dyp = data_of(dzdy, x, False)
     cdef void* dxp = data_of(dzdx, x, True)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    check_activation(name, kind)
     with nogil:
-        if kind == 0:
-            relu_backward_run(<const float*>xp, <const float*>dyp, <float*>dxp, n, leak, n_threads)
+        if dtype == 0:
+            elementwise_run(kind, <const float*>xp, <const float*>dyp, <float*>dxp, n, p, q, n_threads)
         else:
-            relu_backward_run(<const double*>xp, <const double*>dyp, <double*>dxp, n, leak, n_threads)
+            elementwise_run(kind, <const double*>xp, <const double*>dyp, <double*>dxp, n, p, q, n_threads)
 
 
 cdef inline void prelu_span(const floating* x, floating* y, Py_ssize_t n, floating a) noexcept nogil:

@@ -2,7 +2,8 @@
 
 A kind module (``conv``, ``convt``, ``pool``, ``relu``, ``prelu``, ``dropout``, ``bnorm``, ``loss``,
 ``concat``, ``sum``, ``crop``, ``scale``, ``bilinearsampler``, ``gridgenerators``, ``softmax``, ``sigmoid``,
-``roipool``, ``lrn``, ``custom``) holds, side by side:
+``roipool``, ``lrn``, ``custom``; ``activations`` holds seven kinds that differ only in their block
+function) holds, side by side:
 
 - the DagNN block class (MatConvNet's ``dagnn.Conv``, ...): its properties and how they are
   checked and saved, its forward and backward over the block function, its output sizes, its
@@ -31,6 +32,7 @@ from .convt import ConvTranspose
 from .pool import Pooling
 from .relu import ReLU
 from .prelu import PReLU
+from .activations import ELU, GELU, SELU, ClippedReLU, SiLU, Softplus, Tanh
 from .dropout import DropOut
 from .bnorm import BatchNorm
 from .loss import Loss
@@ -47,9 +49,8 @@ from .lrn import LRN
 from . import custom  # noqa: F401  (registers SimpleNN's 'custom' type; it has no DagNN block)
 
 __all__ = [
-    "AffineGridGenerator", "BLOCK_TYPES", "BatchNorm", "BilinearSampler", "Concat", "Conv", "ConvTranspose",
-    "Conversion", "Crop", "DropOut", "ElementWise", "LAYER_TYPES", "LRN", "Layer", "LayerType", "Loss", "PReLU",
-    "Pooling", "ROIPooling", "ReLU", "Scale", "Sigmoid", "SoftMax", "Sum", "UniformScalingGridGenerator",
-    "register_block",
-    "register_layer_type",
+    "AffineGridGenerator", "BLOCK_TYPES", "BatchNorm", "BilinearSampler", "ClippedReLU", "Concat", "Conv",
+    "ConvTranspose", "Conversion", "Crop", "DropOut", "ELU", "ElementWise", "GELU", "LAYER_TYPES", "LRN", "Layer",
+    "LayerType", "Loss", "PReLU", "Pooling", "ROIPooling", "ReLU", "SELU", "Scale", "Sigmoid", "SiLU", "SoftMax",
+    "Softplus", "Sum", "Tanh", "UniformScalingGridGenerator", "register_block", "register_layer_type",
 ]
