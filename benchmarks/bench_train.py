@@ -23,6 +23,9 @@ cnnx lenet epoch on 1 process with 1 thread, 1 process with 2 threads and ``mpie
 with 1 thread each, the parallel efficiency of each against 1 thread (img/s over twice the 1-thread
 figure) and the bytes one step's exchange brings into each rank (cnn_train's report on rank 0).
 
+``--dagnn`` adds the same lenet as a DagNN (``cifar_dagnn``: its error output included) trained
+through the same ``cnn_train``.
+
 ``--cifar-run`` measures instead how long the CIFAR-10 example's default run takes: one epoch of
 ``examples/cifar10.py``'s work at its real size (50,000 training and 10,000 test images of 32x32x3,
 random but preprocessed-sized, with the left-right flips of ``cifar10.get_batch``, lenet's schedule,
@@ -91,9 +94,9 @@ def import_cnnx():
     return cnnx
 
 
-def run_cnnx(threads, num_batches, progress=False):
+def run_cnnx(threads, num_batches, progress=False, dagnn=False):
     cnnx = import_cnnx()
-    from cnnx.models import cifar_lenet
+    from cnnx.models import cifar_dagnn, cifar_lenet
     from cnnx.train import cnn_train
 
     cnnx.set_num_threads(threads)
@@ -101,11 +104,13 @@ def run_cnnx(threads, num_batches, progress=False):
     imdb = {"images": {"data": images, "labels": labels}}
 
     def get_batch(db, batch):
-        return np.asfortranarray(db["images"]["data"][:, :, :, batch]), db["images"]["labels"][batch]
+        x, y = np.asfortranarray(db["images"]["data"][:, :, :, batch]), db["images"]["labels"][batch]
+        return {"input": x, "label": y} if dagnn else (x, y)
 
+    net = cifar_dagnn(cifar_lenet()) if dagnn else cifar_lenet()
     before = reset_peak_rss()
     _, stats = cnn_train(
-        cifar_lenet(), imdb, get_batch, exp_dir=None, batch_size=BATCH, num_epochs=2,
+        net, imdb, get_batch, exp_dir=None, batch_size=BATCH, num_epochs=2,
         learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY, momentum=MOMENTUM,
         train=np.arange(images.shape[3]), val=[], progress=progress, plot_statistics=False)
     timed = stats["train"][-1]
@@ -213,8 +218,8 @@ def run_torch(threads, num_batches, channels_last):
 
 
 def worker(args):
-    if args.library == "cnnx":
-        speed, before = run_cnnx(args.threads, args.batches, progress=args.ranks > 1)
+    if args.library in ("cnnx", "cnnx-dagnn"):
+        speed, before = run_cnnx(args.threads, args.batches, progress=args.ranks > 1, dagnn=args.library != "cnnx")
     else:
         speed, before = run_torch(args.threads, args.batches, args.library == "torch-cl")
     after = peak_rss_mb()
@@ -284,7 +289,9 @@ def main():
                         help="time the CIFAR-10 example's default 45-epoch run instead (cnnx only)")
     parser.add_argument("--mpi", action="store_true",
                         help="1 vs 2 MPI ranks of 1 thread against 1 process of 2 threads (cnnx only)")
-    parser.add_argument("--worker", choices=["cnnx", "torch", "torch-cl"], help=argparse.SUPPRESS)
+    parser.add_argument("--dagnn", action="store_true",
+                        help="also train lenet as a DagNN (cifar_dagnn) through cnn_train")
+    parser.add_argument("--worker", choices=["cnnx", "cnnx-dagnn", "torch", "torch-cl"], help=argparse.SUPPRESS)
     parser.add_argument("--ranks", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mpi and not args.worker:
@@ -301,7 +308,7 @@ def main():
         return
     repeats = args.repeats or (1 if args.quick else 3)
     batches = args.batches or (5 if args.quick else 20)
-    libraries = ["cnnx"] + (["torch", "torch-cl"] if torch_available() else [])
+    libraries = ["cnnx"] + (["cnnx-dagnn"] if args.dagnn else []) + (["torch", "torch-cl"] if torch_available() else [])
     configs = [(lib, t) for t in args.threads for lib in libraries]
     results = {config: [] for config in configs}
     for r in range(repeats):
