@@ -26,7 +26,7 @@ from .simplenn import register_layer_type, vl_simplenn, vl_simplenn_display, vl_
 from .dagnn import DagNN
 from .io import load_matconvnet, save_matconvnet
 from .train import cnn_train
-from . import dagnn, models, solvers, testing
+from . import dagnn, deploy, models, solvers, testing
 
 __version__ = "0.1.0"
 
@@ -44,6 +44,7 @@ __all__ = [
     "cnn_train",
     "dagnn",
     "datasets",
+    "deploy",
     "get_num_threads",
     "load_matconvnet",
     "models",

@@ -84,6 +84,8 @@ def main(argv=None):
 
     net = mnist_lenet(rng=args.seed, batch_normalization=args.batch_norm)
     net["meta"]["classes"] = {"name": list(imdb["meta"]["classes"])}
+    # What examples/classify.py needs to classify digit images with a checkpoint (MatConvNet's fields).
+    net["meta"]["normalization"] = {"imageSize": [28, 28, 1], "averageImage": imdb["images"]["data_mean"]}
     opts = net["meta"]["trainOpts"]
     get_batch = mnist.get_batch
     if args.network == "dagnn":
