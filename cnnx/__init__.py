@@ -16,7 +16,7 @@ from .conv import vl_nnconv
 from .convt import vl_nnconvt
 from .crop import vl_nncrop
 from .dropout import vl_nndropout
-from .normalize import vl_nnnormalize
+from .normalize import vl_nnnoffset, vl_nnnormalize, vl_nnnormalizelp, vl_nnspnorm
 from .softmax import vl_nnsigmoid, vl_nnsoftmax
 from .softmaxloss import vl_nnsoftmaxloss
 from .nnloss import vl_nnloss
@@ -64,7 +64,9 @@ __all__ = [
     "vl_nnelu",
     "vl_nngelu",
     "vl_nnloss",
+    "vl_nnnoffset",
     "vl_nnnormalize",
+    "vl_nnnormalizelp",
     "vl_nnpool",
     "vl_nnprelu",
     "vl_nnrelu",
@@ -75,6 +77,7 @@ __all__ = [
     "vl_nnsoftmax",
     "vl_nnsoftmaxloss",
     "vl_nnsoftplus",
+    "vl_nnspnorm",
     "vl_nntanh",
     "vl_simplenn",
     "vl_simplenn_display",

@@ -33,15 +33,15 @@ import numpy as np
 
 from .layers import (BLOCK_TYPES, ELU, GELU, LAYER_TYPES, LRN, SELU, AffineGridGenerator, BatchNorm,
                      BilinearSampler, ClippedReLU, Concat, Conv, ConvTranspose, Crop, DropOut, ElementWise, Layer,
-                     Loss, Pooling, PReLU, ReLU, ROIPooling, Scale, Sigmoid, SiLU, SoftMax, Softplus, Sum, Tanh,
-                     UniformScalingGridGenerator)
+                     Loss, NormOffset, Pooling, PReLU, ReLU, ROIPooling, Scale, Sigmoid, SiLU, SoftMax, Softplus,
+                     SpatialNorm, Sum, Tanh, UniformScalingGridGenerator)
 from .layers.base import cell, choice, flag, layer_label, property_error, real, run_layer, show, text
 
 __all__ = [
     "AffineGridGenerator", "BatchNorm", "BilinearSampler", "ClippedReLU", "Concat", "Conv", "ConvTranspose", "Crop",
-    "DagLayer", "DagNN", "DropOut", "ELU", "ElementWise", "GELU", "LRN", "Layer", "Loss", "PReLU", "Param",
-    "Pooling", "ROIPooling", "ReLU", "SELU", "Scale", "Sigmoid", "SiLU", "SoftMax", "Softplus", "Sum", "Tanh",
-    "UniformScalingGridGenerator", "Var",
+    "DagLayer", "DagNN", "DropOut", "ELU", "ElementWise", "GELU", "LRN", "Layer", "Loss", "NormOffset", "PReLU",
+    "Param", "Pooling", "ROIPooling", "ReLU", "SELU", "Scale", "Sigmoid", "SiLU", "SoftMax", "Softplus",
+    "SpatialNorm", "Sum", "Tanh", "UniformScalingGridGenerator", "Var",
 ]
 
 

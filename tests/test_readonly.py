@@ -9,7 +9,7 @@ from cnnx import (vl_nnbilinearsampler, vl_nnbnorm, vl_nnclippedrelu, vl_nnconv,
 from cnnx.concat import vl_nnconcat
 from cnnx.dagnn import Conv, DagNN, Loss, Pooling, ReLU
 from cnnx.nnloss import vl_nnloss
-from cnnx.normalize import vl_nnnormalize
+from cnnx.normalize import vl_nnnoffset, vl_nnnormalize, vl_nnnormalizelp, vl_nnspnorm
 from cnnx.softmax import vl_nnsigmoid, vl_nnsoftmax
 from cnnx.simplenn import vl_simplenn
 
@@ -209,12 +209,22 @@ def test_softmax_and_sigmoid(dtype, block, read_only):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_normalize(dtype, read_only):
+def test_normalisation_blocks(dtype, read_only):
     rng = np.random.default_rng(11)
     x, dy = randn(rng, (5, 4, 6, 2), dtype), randn(rng, (5, 4, 6, 2), dtype)
     param = np.array([3, 1, 0.5, 0.75])
     check(read_only, vl_nnnormalize, x, param)
     check(read_only, vl_nnnormalize, x, param, dy)
+    check(read_only, vl_nnnoffset, x, param[:2])
+    check(read_only, vl_nnnoffset, x, param[:2], dy)
+    check(read_only, vl_nnspnorm, x, param)
+    check(read_only, vl_nnspnorm, x, param, dy)
+    norms = vl_nnnormalizelp(x, p=4, dimensions=[1, 3])[1]
+    for opts in ({}, {"p": 4, "dimensions": [1, 3]}):
+        check(read_only, lambda x: vl_nnnormalizelp(x, **opts), x)
+        check(read_only, lambda x, dy: vl_nnnormalizelp(x, dy, **opts), x, dy)
+    check(read_only, lambda x, n: vl_nnnormalizelp(x, p=4, dimensions=[1, 3], norms=n), x, norms)
+    check(read_only, lambda x, dy, n: vl_nnnormalizelp(x, dy, p=4, dimensions=[1, 3], norms=n), x, dy, norms)
 
 
 def small_simplenn(dtype, frozen):

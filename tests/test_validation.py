@@ -28,7 +28,7 @@ from cnnx.concat import vl_nnconcat
 from cnnx.convt import vl_nnconvt
 from cnnx.crop import vl_nncrop
 from cnnx.nnloss import vl_nnloss
-from cnnx.normalize import vl_nnnormalize
+from cnnx.normalize import vl_nnnoffset, vl_nnnormalize, vl_nnnormalizelp, vl_nnspnorm
 from cnnx.softmax import vl_nnsigmoid, vl_nnsoftmax
 
 NAN, INF = float("nan"), float("inf")
@@ -558,6 +558,75 @@ case("normalize-x-5d", lambda: vl_nnnormalize(zeros(1, 1, 4, 1, 1), [5, 1, 1, 1]
      "vl_nnnormalize: X must have 2 to 4 dimensions (H x W x C x N), got 5 ((1, 1, 4, 1, 1))")
 case("normalize-verbose", lambda: vl_nnnormalize(X, [5, 1, 1, 1], "Verbose"), TypeError,
      "vl_nnnormalize: unknown option 'Verbose'; vl_nnnormalize takes no options")
+
+
+# vl_nnnoffset: PARAM [K ALPHA]; vl_nnspnorm: PARAM [PH PW ALPHA BETA]; X and DZDY; no options
+NOFFSET_PARAM = "vl_nnnoffset: PARAM must be 2 finite real numbers [K ALPHA]"
+for value in ([1], [1, 2, 3], [NAN, 1], [1, INF], [1, 2**1024], [], np.zeros((0, 2))):
+    case(f"noffset-param-{value!r}", lambda v=value: vl_nnnoffset(X, v), ValueError,
+         f"{NOFFSET_PARAM}, got {value.reshape(-1).tolist() if isinstance(value, np.ndarray) else value!r}")
+for value in ("1", [1, "2"], None, [True, 1], [1, 1j]):
+    case(f"noffset-param-{value!r}", lambda v=value: vl_nnnoffset(X, v), TypeError, f"{NOFFSET_PARAM}, got {value!r}")
+SPNORM_PARAM = ("vl_nnspnorm: PARAM must be 4 finite real numbers [PH PW ALPHA BETA] with PH and PW whole numbers "
+                "from 1 to 2^62 - 1")
+for value in ([0, 3, 1, 1], [3, -1, 1, 1], [2.5, 3, 1, 1], [3, 2**62, 1, 1], [3, 3, NAN, 1], [3, 3, 1, -INF],
+              [3, 3, 1], [3, 3, 1, 1, 1]):
+    case(f"spnorm-param-{value!r}", lambda v=value: vl_nnspnorm(X, v), ValueError, f"{SPNORM_PARAM}, got {value!r}")
+for value in ("3", [3, 3, 1, None], [3, 3, False, 1]):
+    case(f"spnorm-param-{value!r}", lambda v=value: vl_nnspnorm(X, v), TypeError, f"{SPNORM_PARAM}, got {value!r}")
+for fn, fname, param in ((vl_nnnoffset, "vl_nnnoffset", [1, 0.5]), (vl_nnspnorm, "vl_nnspnorm", [3, 3, 1, 1])):
+    case(f"{fname}-int", lambda fn=fn, p=param: fn(np.zeros((2, 2, 3), np.int32), p), TypeError,
+         f"{fname}: X must be a float32 or float64 array, got an integer array (int32)")
+    case(f"{fname}-dzdy-float64", lambda fn=fn, p=param: fn(X, p, np.zeros(X.shape)), TypeError,
+         f"{fname}: DZDY is float64 but X is float32; all arrays must share one dtype")
+    for shape in ((0,), (5, 5, 4), (5, 5, 4, 0)):
+        case(f"{fname}-dzdy{shape}", lambda fn=fn, p=param, s=shape: fn(X, p, zeros(*s)), ValueError,
+             f"{fname}: DZDY has shape {shape} but X has shape (5, 5, 4, 2)")
+    case(f"{fname}-x-5d", lambda fn=fn, p=param: fn(zeros(1, 1, 4, 1, 1), p), ValueError,
+         f"{fname}: X must have 2 to 4 dimensions (H x W x C x N), got 5 ((1, 1, 4, 1, 1))")
+    case(f"{fname}-option", lambda fn=fn, p=param: fn(X, p, "Verbose"), TypeError,
+         f"{fname}: unknown option 'Verbose'; {fname} takes no options")
+
+# vl_nnnormalizelp: Epsilon, Exponent/P, Dimensions, Spatial, Norms, X and DZDY
+LP_DIMS = "vl_nnnormalizelp: Dimensions must be whole numbers from 1 to 4 (the dimensions of X to reduce), got "
+for value in (0, 5, [1, 5], [0, 3], 1.5, [3, NAN], [], np.zeros(0), 2**63):
+    case(f"normalizelp-dimensions-{value!r}", lambda v=value: vl_nnnormalizelp(X, dimensions=v), ValueError,
+         f"{LP_DIMS}{value!r}")
+for value in ("3", [1, "2"]):
+    case(f"normalizelp-dimensions-{value!r}", lambda v=value: vl_nnnormalizelp(X, "Dimensions", v), TypeError,
+         f"{LP_DIMS}{value!r}")
+for option, label in (("epsilon", "Epsilon"), ("exponent", "Exponent"), ("p", "P")):
+    for value in (NAN, INF, -INF):
+        case(f"normalizelp-{option}-{value}", lambda v=value, o=option: vl_nnnormalizelp(X, **{o: v}), ValueError,
+             f"vl_nnnormalizelp: {label} must be a finite real number, got {value}")
+    case(f"normalizelp-{option}-str", lambda o=option, lab=label: vl_nnnormalizelp(X, X, lab, "2"), TypeError,
+         f"vl_nnnormalizelp: {label} must be a real number, got '2'")
+case("normalizelp-p-0", lambda: vl_nnnormalizelp(X, "P", 0), ValueError,
+     "vl_nnnormalizelp: the exponent (Exponent or P) must not be 0")
+case("normalizelp-p-and-exponent", lambda: vl_nnnormalizelp(X, "P", 2, "Exponent", 4), TypeError,
+     "vl_nnnormalizelp: give the exponent as Exponent or as P, not both")
+case("normalizelp-spatial-and-dimensions", lambda: vl_nnnormalizelp(X, "Spatial", "Dimensions", 3), TypeError,
+     "vl_nnnormalizelp: give Spatial or Dimensions, not both")
+case("normalizelp-spatial-value", lambda: vl_nnnormalizelp(X, spatial=2), ValueError,
+     "vl_nnnormalizelp: Spatial must be true or false (or 1 or 0), got 2")
+case("normalizelp-unknown", lambda: vl_nnnormalizelp(X, "Verbose"), TypeError,
+     "vl_nnnormalizelp: unknown option 'Verbose'. Valid options are: Epsilon, Exponent, P, Dimensions, Spatial, Norms")
+for shape, count in (((5, 5, 1, 1), 25), ((4, 2), 8), ((0,), 0)):
+    case(f"normalizelp-norms{shape}", lambda s=shape: vl_nnnormalizelp(X, norms=zeros(*s)), ValueError,
+         f"vl_nnnormalizelp: NORMS has {count} elements but X's norms have 50 (shape (5, 5, 1, 2))")
+case("normalizelp-norms-float64", lambda: vl_nnnormalizelp(X, X, norms=np.ones((5, 5, 1, 2))), TypeError,
+     "vl_nnnormalizelp: NORMS is float64 but X is float32; all arrays must share one dtype")
+case("normalizelp-norms-int", lambda: vl_nnnormalizelp(X, norms=np.ones(50, int)), TypeError,
+     "vl_nnnormalizelp: NORMS must be a float32 or float64 array, got an integer array (int64)")
+case("normalizelp-int", lambda: vl_nnnormalizelp(np.zeros((2, 2, 3), np.int32)), TypeError,
+     "vl_nnnormalizelp: X must be a float32 or float64 array, got an integer array (int32)")
+case("normalizelp-dzdy-float64", lambda: vl_nnnormalizelp(X, np.zeros(X.shape)), TypeError,
+     "vl_nnnormalizelp: DZDY is float64 but X is float32; all arrays must share one dtype")
+for shape in ((0,), (5, 5, 4), (5, 5, 4, 0)):
+    case(f"normalizelp-dzdy{shape}", lambda s=shape: vl_nnnormalizelp(X, zeros(*s)), ValueError,
+         f"vl_nnnormalizelp: DZDY has shape {shape} but X has shape (5, 5, 4, 2)")
+case("normalizelp-x-5d", lambda: vl_nnnormalizelp(zeros(1, 1, 4, 1, 1)), ValueError,
+     "vl_nnnormalizelp: X must have 2 to 4 dimensions (H x W x C x N), got 5 ((1, 1, 4, 1, 1))")
 
 
 @pytest.mark.parametrize("call, error, message", CASES)

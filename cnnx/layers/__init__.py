@@ -2,8 +2,8 @@
 
 A kind module (``conv``, ``convt``, ``pool``, ``relu``, ``prelu``, ``dropout``, ``bnorm``, ``loss``,
 ``concat``, ``sum``, ``crop``, ``scale``, ``bilinearsampler``, ``gridgenerators``, ``softmax``, ``sigmoid``,
-``roipool``, ``lrn``, ``custom``; ``activations`` holds seven kinds that differ only in their block
-function) holds, side by side:
+``roipool``, ``lrn``, ``noffset``, ``spnorm``, ``custom``; ``activations`` holds seven kinds that
+differ only in their block function) holds, side by side:
 
 - the DagNN block class (MatConvNet's ``dagnn.Conv``, ...): its properties and how they are
   checked and saved, its forward and backward over the block function, its output sizes, its
@@ -46,11 +46,14 @@ from .softmax import SoftMax
 from .sigmoid import Sigmoid
 from .roipool import ROIPooling
 from .lrn import LRN
+from .noffset import NormOffset
+from .spnorm import SpatialNorm
 from . import custom  # noqa: F401  (registers SimpleNN's 'custom' type; it has no DagNN block)
 
 __all__ = [
     "AffineGridGenerator", "BLOCK_TYPES", "BatchNorm", "BilinearSampler", "ClippedReLU", "Concat", "Conv",
     "ConvTranspose", "Conversion", "Crop", "DropOut", "ELU", "ElementWise", "GELU", "LAYER_TYPES", "LRN", "Layer",
-    "LayerType", "Loss", "PReLU", "Pooling", "ROIPooling", "ReLU", "SELU", "Scale", "Sigmoid", "SiLU", "SoftMax",
-    "Softplus", "Sum", "Tanh", "UniformScalingGridGenerator", "register_block", "register_layer_type",
+    "LayerType", "Loss", "NormOffset", "PReLU", "Pooling", "ROIPooling", "ReLU", "SELU", "Scale", "Sigmoid", "SiLU",
+    "SoftMax", "Softplus", "SpatialNorm", "Sum", "Tanh", "UniformScalingGridGenerator", "register_block",
+    "register_layer_type",
 ]

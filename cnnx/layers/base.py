@@ -112,6 +112,17 @@ def real(owner, name, value, expected="a finite number", accept=math.isfinite):
     return number
 
 
+def param_vector(rule):
+    """The conversion of a block's ``param`` vector by its block function's rule (a
+    ``cnnx.normalize.ParamVector``: LRN, NormOffset, SpatialNorm), to a tuple of numbers."""
+    def convert(owner, name, value):
+        try:
+            return rule.parse(owner, name, value)
+        except (TypeError, ValueError) as error:
+            raise property_error(owner, name, rule.expected, value, type(error)) from None
+    return convert
+
+
 def flag(owner, name, value):
     """True or false (``cnnx._options.truth_value``; MATLAB's doubles 0 and 1 too), as a bool."""
     number = _scalar(owner, name, value, "true or false")

@@ -8,20 +8,12 @@ Examples
 True
 """
 from ..normalize import LRN_PARAM, vl_nnnormalize
-from .base import ElementWise, Property, property_error
+from .base import ElementWise, Property, param_vector
 from .registry import Conversion, register_layer_type
 
 # MatConvNet's default (vl_simplenn_tidy and dagnn.LRN): AlexNet's window of 5 with Caffe's
 # alpha 1e-4 divided by the window size.
 DEFAULT_PARAM = (5, 1.0, 0.0001 / 5, 0.75)
-
-
-def lrn_param(owner, name, value):
-    """``[N kappa alpha beta]`` by ``vl_nnnormalize``'s rule, as a tuple (N an int)."""
-    try:
-        return LRN_PARAM.parse(owner, name, value)
-    except (TypeError, ValueError) as error:
-        raise property_error(owner, name, LRN_PARAM.expected, value, type(error)) from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -51,7 +43,7 @@ class LRN(ElementWise):
     def __init__(self, param=DEFAULT_PARAM):
         self.param = param
 
-    param = Property(lrn_param, "[N kappa alpha beta]: window size and constants of vl_nnnormalize.")
+    param = Property(param_vector(LRN_PARAM), "[N kappa alpha beta]: window size and constants of vl_nnnormalize.")
 
     def forward(self, inputs, params):
         return [vl_nnnormalize(inputs[0], self.param)]
