@@ -42,6 +42,18 @@ def bnorm_ref(x, g, b, moments):
     return g.reshape(1, 1, -1, 1) * (x - mu.reshape(1, 1, -1, 1)) / sigma.reshape(1, 1, -1, 1) + b.reshape(1, 1, -1, 1)
 
 
+def lrn_ref(x, n, kappa, alpha, beta):
+    """MatConvNet's cross-channel LRN with the exact power: the window of channel k is
+    [k - floor((n-1)/2), k + ceil((n-1)/2)]."""
+    m1 = (n - 1) // 2
+    m2 = n - 1 - m1
+    out = np.empty_like(x)
+    for k in range(x.shape[2]):
+        window = x[:, :, max(0, k - m1) : min(x.shape[2], k + m2 + 1)]
+        out[:, :, k] = x[:, :, k] * (kappa + alpha * (window**2).sum(axis=2)) ** -beta
+    return out
+
+
 def max_pool_ref(x, size):
     h, w = x.shape[0] // size, x.shape[1] // size
     return x[: h * size, : w * size].reshape(h, size, w, size, *x.shape[2:]).max(axis=(1, 3))
@@ -60,7 +72,7 @@ CLASSES = ["tench", "goldfish", "great white shark", "tiger shark"]
 
 
 def imagenet_style_simplenn(seed=0, scale=0.3):
-    """conv-bnorm-relu-pool-dropout-conv(fc)-softmaxloss on 10x10x3 images, 4 classes; weights
+    """conv-bnorm-relu-lrn-pool-dropout-conv(fc)-softmaxloss on 10x10x3 images, 4 classes; weights
     ``scale * randn`` (small ones keep the class scores of 0..255 images apart from 0 and 1)."""
     rng = np.random.default_rng(seed)
 
@@ -73,6 +85,7 @@ def imagenet_style_simplenn(seed=0, scale=0.3):
          "momentum": [np.zeros((3, 3, 3, 5), np.float32), np.zeros(5, np.float32)]},
         {"type": "bnorm", "name": "bn1", "weights": [1 + w(5), w(5), moments]},
         {"type": "relu", "name": "relu1"},
+        {"type": "normalize", "name": "norm1", "param": [5, 1.0, 0.1, 0.75]},
         {"type": "pool", "name": "pool1", "method": "max", "pool": [2, 2], "stride": 2},
         {"type": "dropout", "name": "drop1", "rate": 0.5},
         {"type": "conv", "name": "fc", "weights": [w(5, 5, 5, 4), w(4)]},
@@ -85,10 +98,10 @@ def imagenet_style_simplenn(seed=0, scale=0.3):
 
 def simplenn_ref(net, x):
     """The reference of imagenet_style_simplenn's network in test mode."""
-    conv1, bn1, _, _, _, fc, _ = net["layers"]
+    conv1, bn1, _, norm1, _, _, fc, _ = net["layers"]
     y = conv_ref(x, *conv1["weights"][:2], pad=1)
     y = np.maximum(bnorm_ref(y, *(np.asarray(v, np.float64) for v in bn1["weights"])), 0)
-    y = max_pool_ref(y, 2)
+    y = max_pool_ref(lrn_ref(y, *norm1["param"]), 2)
     return softmax_ref(conv_ref(y, *fc["weights"]))
 
 
@@ -137,7 +150,7 @@ def test_simplenn_deploy_is_matconvnets(tmp_path):
     net = imagenet_style_simplenn()
     before = copy.deepcopy(net)
     deployed = cnn_imagenet_deploy(net)
-    assert [layer["type"] for layer in deployed["layers"]] == ["conv", "relu", "pool", "conv", "softmax"]
+    assert [layer["type"] for layer in deployed["layers"]] == ["conv", "relu", "normalize", "pool", "conv", "softmax"]
     assert deployed["layers"][-1]["name"] == "prob"
     assert all("momentum" not in layer for layer in deployed["layers"])
     # The input is not changed.
@@ -146,8 +159,8 @@ def test_simplenn_deploy_is_matconvnets(tmp_path):
     # Folding the bnorm into conv1 is the bnorm in test mode.
     x = np.random.default_rng(3).standard_normal((10, 10, 3, 2)).astype(np.float32)
     undeployed = [layer for layer in net["layers"] if layer["type"] not in ("softmaxloss", "dropout")]
-    folded = vl_simplenn({"layers": deployed["layers"][:3]}, x)[-1]["x"]
-    tested = vl_simplenn({"layers": undeployed[:4]}, x, mode="test")[-1]["x"]
+    folded = vl_simplenn({"layers": deployed["layers"][:4]}, x)[-1]["x"]
+    tested = vl_simplenn({"layers": undeployed[:5]}, x, mode="test")[-1]["x"]
     np.testing.assert_allclose(folded, tested, rtol=1e-5, atol=1e-5)
 
 
@@ -161,7 +174,7 @@ def test_predict_from_a_model_file_is_the_reference(tmp_path, wrapper):
     expected = (simplenn_ref if wrapper == "simplenn" else dagnn_ref)(net, x.astype(np.float64))
     scores = predict(loaded, x)
     assert scores.shape == (1, 1, 4, 3) and scores.dtype == np.float32
-    # The bnorm fold's float32 rounding only.
+    # The bnorm fold's float32 rounding only: cnnx computes LRN's power exactly, as the reference.
     np.testing.assert_allclose(scores, expected, rtol=2e-5, atol=2e-6)
     # A deployed network is used as it is, and gives the same.
     np.testing.assert_array_equal(predict(cnn_imagenet_deploy(loaded), x), scores)
