@@ -1087,9 +1087,10 @@ class DagNN:
         becomes ``Loss(loss='softmaxlog')``. Parameters are ``<layer>f`` and ``<layer>b`` for conv
         (no ``b`` without biases), ``<layer>a`` for prelu and ``<layer>m``, ``<layer>b``,
         ``<layer>x`` for bnorm (gains, biases, moments), keeping the layer's
-        ``learningRate`` and ``weightDecay``. With ``canonical_names`` the input is ``input``, each
+        ``learningRate`` and ``weightDecay``. With ``canonical_names`` the input is ``input``, a
+        SoftMax's output ``prob`` and its input ``prediction`` (see ``Layer.canonical_output``), each
         loss output ``objective`` (then ``objective1``, ...) and each loss's first input
-        ``prediction``. Values are copied. Each layer converts as its type's ``to_dagnn`` says
+        ``prediction`` unless it is a ``prob``. Values are copied. Each layer converts as its type's ``to_dagnn`` says
         (:func:`cnnx.simplenn.register_layer_type`); built in: conv, pool, relu, prelu, dropout,
         bnorm, softmaxloss.
 
@@ -1161,6 +1162,10 @@ class DagNN:
     def _canonical_names(self, losses):
         if self.layers:
             self.rename_var(self.layers[0].inputs[0], "input")
+        for layer in self.layers:
+            if layer.block.canonical_output:
+                self.rename_var(layer.outputs[0], self._new_var_name(layer.block.canonical_output))
+                self.rename_var(layer.inputs[0], self._new_var_name("prediction"))
         for layer in losses:
             self.rename_var(layer.outputs[0], self._new_var_name("objective"))
             if not layer.inputs[0].startswith("prob"):

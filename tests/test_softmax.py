@@ -181,6 +181,18 @@ def test_simplenn_and_dagnn_give_identical_values_and_derivatives(dtype):
     assert dag.get_var_sizes({"x0": x.shape})["x3"] == (5, 5, 4, 3)
 
 
+def test_canonical_names_call_the_softmax_output_prob():
+    # MatConvNet's fromSimpleNN: the SoftMax's output is 'prob' and its input 'prediction'; a loss
+    # reading a 'prob' keeps it
+    rng = np.random.default_rng(8)
+    net = network(np.float32, rng)
+    dag = DagNN.from_simplenn(net, canonical_names=True)
+    assert [v.name for v in dag.vars] == ["input", "x1", "prediction", "prob"]
+    net["layers"].append({"type": "softmaxloss", "name": "loss"})
+    dag = DagNN.from_simplenn(net, canonical_names=True)
+    assert dag.get_layer("loss").inputs == ["prob", "label"] and dag.get_layer("loss").outputs == ["objective"]
+
+
 def test_layers_have_no_fields_and_show_matconvnet_abbreviations(capsys):
     tidy = vl_simplenn_tidy({"layers": [{"type": "softmax"}, {"type": "sigmoid"}]})
     assert [sorted(layer) for layer in tidy["layers"]] == [["name", "precious", "type", "weights"]] * 2

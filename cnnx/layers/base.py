@@ -231,7 +231,9 @@ class Layer:
     gives it, as MatConvNet's blocks set in ``attach``: 0.1 for bnorm's moments; None and missing
     entries leave it as it is, 1 for a new parameter),
     ``reports_average`` (the block keeps a running ``average`` of its output per instance, since
-    ``reset()``, which the trainer reports as a statistic under the output's name).
+    ``reset()``, which the trainer reports as a statistic under the output's name),
+    ``canonical_output`` (with ``canonical_names``, :meth:`DagNN.from_simplenn` names the block's
+    output so and its input ``prediction``, as MatConvNet names SoftMax's ``prob``; None leaves them).
     Before ``backward`` the graph sets ``needs_input_der``, one flag per input: whether anyone
     reads that input's derivative (not for labels, nor for network inputs when the network does not
     want them). A block may return None for the others (:meth:`input_der_needed`); the graph drops
@@ -265,6 +267,7 @@ class Layer:
     param_learning_rates = ()
     needs_input_der = ()
     reports_average = False
+    canonical_output = None
     net = None
 
     @classmethod

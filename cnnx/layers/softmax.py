@@ -28,6 +28,7 @@ class SoftMax(ElementWise):
     """
 
     type_name = "dagnn.SoftMax"
+    canonical_output = "prob"  # DagNN.from_simplenn(canonical_names=True), as MatConvNet's
 
     def forward(self, inputs, params):
         return [vl_nnsoftmax(inputs[0])]
