@@ -279,13 +279,18 @@ def vl_nnspnorm(x, param, *args, **kwargs):
     top, left = (pool_h - 1) // 2, (pool_w - 1) // 2
     window = dict(method="avg", pad=(top, pool_h - 1 - top, left, pool_w - 1 - left))
     squares = x * x
-    # (vl_nnpool gives a 2-D x's result 3-D)
-    level = 1 + alpha * vl_nnpool(squares, [pool_h, pool_w], **window).reshape(x.shape).astype(np.float64)
+
+    def window_means(*dzdy):  # or their adjoint, given dzdy; x's shape (vl_nnpool makes a 2-D x 3-D)
+        try:
+            return vl_nnpool(squares, [pool_h, pool_w], *dzdy, **window).reshape(x.shape).astype(np.float64)
+        except ValueError as error:  # a window too large for the pooling kernel
+            raise ValueError(f"{fname}: PARAM's window {pool_h} x {pool_w}: {error}") from None
+
+    level = 1 + alpha * window_means()
     if dzdy is None:
         return np.asfortranarray(level ** -beta * x, dtype=x.dtype)
     weighted = (level ** (-beta - 1) * dzdy * x).astype(x.dtype)
-    adjoint = vl_nnpool(squares, [pool_h, pool_w], weighted, **window)
-    dzdx = level ** -beta * dzdy - (2 * alpha * beta) * (x * adjoint.reshape(x.shape).astype(np.float64))
+    dzdx = level ** -beta * dzdy - (2 * alpha * beta) * (x * window_means(weighted))
     return np.asfortranarray(dzdx, dtype=x.dtype)
 
 

@@ -572,6 +572,8 @@ SPNORM_PARAM = ("vl_nnspnorm: PARAM must be 4 finite real numbers [PH PW ALPHA B
 for value in ([0, 3, 1, 1], [3, -1, 1, 1], [2.5, 3, 1, 1], [3, 2**62, 1, 1], [3, 3, NAN, 1], [3, 3, 1, -INF],
               [3, 3, 1], [3, 3, 1, 1, 1]):
     case(f"spnorm-param-{value!r}", lambda v=value: vl_nnspnorm(X, v), ValueError, f"{SPNORM_PARAM}, got {value!r}")
+case("spnorm-window-2^31", lambda: vl_nnspnorm(X, [2**31, 3, 1, 1]), ValueError,
+     "vl_nnspnorm: PARAM's window 2147483648 x 3: vl_nnpool: POOL [2147483648, 3] is too large (at most 2147483646)")
 for value in ("3", [3, 3, 1, None], [3, 3, False, 1]):
     case(f"spnorm-param-{value!r}", lambda v=value: vl_nnspnorm(X, v), TypeError, f"{SPNORM_PARAM}, got {value!r}")
 for fn, fname, param in ((vl_nnnoffset, "vl_nnnoffset", [1, 0.5]), (vl_nnspnorm, "vl_nnspnorm", [3, 3, 1, 1])):
