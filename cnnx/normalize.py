@@ -30,8 +30,9 @@ class ParamVector:
         self.names = tuple(names)
         self.whole = tuple(whole)
         integers = " and ".join(self.names[i] for i in self.whole)
+        kind = "a whole number" if len(self.whole) == 1 else "whole numbers"
         self.expected = (f"{len(self.names)} finite real numbers [{' '.join(self.names)}]"
-                         + (f" with {integers} whole numbers from 1 to 2^62 - 1" if self.whole else ""))
+                         + (f" with {integers} {kind} from 1 to 2^62 - 1" if self.whole else ""))
 
     def parse(self, fname, label, value):
         """The numbers of ``value`` (any sequence or array of them) as a tuple: ints at the whole

@@ -201,7 +201,7 @@ def test_defaults_are_matconvnets(capsys):
 
 def test_bad_params_name_the_layer_or_the_block():
     x = np.ones((2, 2, 3, 1), np.float32)
-    expected = "4 finite real numbers [N KAPPA ALPHA BETA] with N whole numbers from 1 to 2^62 - 1"
+    expected = "4 finite real numbers [N KAPPA ALPHA BETA] with N a whole number from 1 to 2^62 - 1"
     with pytest.raises(ValueError, match=re.escape(
             f"vl_simplenn: layers[1] ('norm1'): param must be {expected}, got [1.5, 1, 1, 1]")):
         vl_simplenn(network(np.float32, np.random.default_rng(6), param=[1.5, 1, 1, 1]), x)

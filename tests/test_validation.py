@@ -536,7 +536,7 @@ case("roipool-rois-float64", lambda: vl_nnroipool(X, ROIS.astype(np.float64)), T
 
 # vl_nnnormalize: PARAM [N KAPPA ALPHA BETA], X and DZDY, no options
 LRN_PARAM = (
-    "vl_nnnormalize: PARAM must be 4 finite real numbers [N KAPPA ALPHA BETA] with N whole numbers from 1 to 2^62 - 1")
+    "vl_nnnormalize: PARAM must be 4 finite real numbers [N KAPPA ALPHA BETA] with N a whole number from 1 to 2^62 - 1")
 for value in ([0, 1, 1, 1], [-1, 1, 1, 1], [1.5, 1, 1, 1], [2**62, 1, 1, 1], [NAN, 1, 1, 1], [INF, 1, 1, 1],
               [5, NAN, 1, 1], [5, 1, INF, 1], [5, 1, 1, -INF], [5, 1, 1, 2**1024], [5, 1, 1], [5, 1, 1, 1, 1], [],
               5, np.array([5.0, 1, 1]), np.zeros((0, 4))):
