@@ -57,9 +57,10 @@ class ParamVector:
             except ValueError:
                 fail(ValueError)
             if i in self.whole:
-                if number != math.trunc(number) or not 1 <= number < INT_OPTION_LIMIT:
+                exact = int(v) if isinstance(v, (int, np.integer)) else number  # 2^62 - 1 is no double
+                if exact != math.trunc(exact) or not 1 <= exact < INT_OPTION_LIMIT:
                     fail(ValueError)
-                number = int(v) if isinstance(v, (int, np.integer)) else int(number)
+                number = int(exact)
             numbers.append(number)
         return tuple(numbers)
 

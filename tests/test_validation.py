@@ -663,6 +663,11 @@ def test_largest_option_values_work():
     np.testing.assert_array_equal(df, df5)
     assert vl_nnrelu(-np.ones(3), leak=2**52)[0] == -2**52
     assert vl_nnrelu(np.ones(3), leak=2**52)[0] == 1  # the slope of x > 0 is still exactly 1
+    # a window of 2^62 - 1 channels covers them all, as one of 2C - 1 does
+    for dzdy in ((), (x,)):
+        np.testing.assert_array_equal(vl_nnnormalize(x, [2**62 - 1, 1, 1, 1], *dzdy),
+                                      vl_nnnormalize(x, [7, 1, 1, 1], *dzdy))
+        np.testing.assert_array_equal(vl_nnspnorm(x, [2**31 - 2, 1, 1, 1], *dzdy), vl_nnspnorm(x, [9, 1, 1, 1], *dzdy))
 
 
 @pytest.mark.parametrize("value", [True, False, 1, 0, np.bool_(True), np.int8(1)])
