@@ -8,6 +8,9 @@ One object per solver holds the solver's options and knows, for one parameter ``
   divided by the batch size and weight-decayed (``g = g / batch_size + wd * w``) and the
   parameter's learning rate ``lr`` (the epoch's rate times the parameter's multiplier); it
   returns ``(new w, new state)``;
+- ``update(w, state, der, scale, decay, lr)``: what cnn_train calls, ``step`` of
+  ``g = scale * der + decay * w``; ``SGD`` runs it as one fused kernel (cnnx/_ext/sgd.pyx) with
+  the same bits;
 - ``saved_state(state)``: what a checkpoint ``net-epoch-N.mat`` stores for it, MatConvNet's layout
   of ``state.solverState``;
 - ``restore_state(saved, w, where)``: the state again, from what ``load_matconvnet`` read from a
@@ -62,7 +65,9 @@ import math
 
 import numpy as np
 
+from ._ext import sgd as _sgd_kernel
 from ._options import real_number, truth_value
+from ._threads import threads_for
 
 __all__ = ["SOLVERS", "AdaDelta", "AdaGrad", "Adam", "RMSProp", "SGD", "Solver", "UserSolver"]
 
@@ -90,6 +95,15 @@ def _state_array(saved, w, where):
 def _is_zero(saved):
     """MatConvNet's initial solver state: the number 0."""
     return not isinstance(saved, dict) and np.size(saved) == 1 and np.ravel(saved)[0] == 0
+
+
+def _fusable(w, state, der):
+    """Whether a fused kernel can update ``w`` from ``der`` and its array ``state``: float32 or float64
+    arrays of one dtype and shape, ``w`` and ``der`` Fortran-contiguous."""
+    arrays = (w, state, der)
+    return (all(isinstance(a, np.ndarray) for a in arrays) and w.dtype in (np.float32, np.float64)
+            and all(a.dtype == w.dtype and a.shape == w.shape for a in arrays)
+            and w.flags.f_contiguous and der.flags.f_contiguous)
 
 
 class Solver:
@@ -157,6 +171,21 @@ class Solver:
     def step(self, w, state, g, lr):
         """One update: ``(new w, new state)`` from the scaled, decayed derivative ``g``."""
         raise NotImplementedError
+
+    def update(self, w, state, der, scale, decay, lr):
+        """cnn_train's update: :meth:`step` of ``g = scale * der + decay * w``.
+
+        ``der`` is the parameter's derivative summed over the batch, ``scale`` one over the batch
+        size and ``decay`` the parameter's weight decay; returns ``(new w, new state)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from cnnx.solvers import SGD
+        >>> SGD(momentum=0.0).update(np.ones(2), np.zeros(2), np.array([4.0, 8.0]), 0.25, 0.0, 0.5)[0]
+        array([0.5, 0. ])
+        """
+        return self.step(w, state, scale * der + decay * w, lr)
 
     def saved_state(self, state):
         """What a checkpoint stores for ``state`` (MatConvNet's layout)."""
@@ -330,6 +359,28 @@ class SGD(_ArrayState):
         state = momentum * state - g
         delta = momentum * state - g if self.nesterov else state
         return w + lr * delta, state
+
+    def update(self, w, state, der, scale, decay, lr):
+        """:meth:`Solver.update` in one pass over the elements: no temporaries, ``state`` updated
+        in place, the same bits as :meth:`step` (a subclass that redefines ``step`` gets ``step``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from cnnx.solvers import SGD
+        >>> v = np.zeros(2, np.float32)
+        >>> w, v = SGD(momentum=0.5).update(np.ones(2, np.float32), v, np.float32([2, -2]), 0.5, 0.0, 0.1)
+        >>> w, v
+        (array([0.9, 1.1], dtype=float32), array([-1.,  1.], dtype=float32))
+        """
+        if type(self).step is not SGD.step or not _fusable(w, state, der):
+            return super().update(w, state, der, scale, decay, lr)
+        if not (state.flags.f_contiguous and state.flags.writeable):  # a checkpoint's: copied once
+            state = np.array(state, order="F")
+        w_new = np.empty_like(w, order="F")
+        _sgd_kernel.sgd_step(w, state, der, w_new, scale, decay, self.momentum, lr, self.nesterov,
+                             threads_for(w.size))
+        return w_new, state
 
 
 class Adam(_StructState):

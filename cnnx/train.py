@@ -323,8 +323,7 @@ def _updated(slot, state, batch_size, rate, opts):
     decay = opts["weight_decay"] * slot.weight_decay
     if not (lr > 0 or decay > 0):
         return w, state
-    g = (1.0 / batch_size) * g + decay * w
-    return opts["solver"].step(w, state, g, lr)
+    return opts["solver"].update(w, state, g, 1.0 / batch_size, decay, lr)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from cnnx._ext import activations, conv, dropout, normalize, pool, softmax, softmaxloss
+from cnnx._ext import activations, conv, dropout, normalize, pool, sgd, softmax, softmaxloss
 
 H, W, C, N = 4, 4, 2, 1
 SIZES = (H, W, C, N, 1, 1, C, C, H, W, 1, 1, 0, 0, 1, 1)  # the identity bank
@@ -30,6 +30,7 @@ def calls(dtype):
             a(H * W, C, N), a(C), a(H * W, C, N), a(H * W, C, N), np.zeros(C), 1)),
         ("dropout.dropout_forward", lambda: dropout.dropout_forward(a(flat), a(flat), a(flat), 1, 0, 1.0, 1)),
         ("dropout.multiply", lambda: dropout.multiply(a(flat), a(flat), a(flat), 1)),
+        ("sgd.sgd_step", lambda: sgd.sgd_step(a(flat), a(flat), a(flat), a(flat), 0.5, 0.0, 0.9, 0.1, False, 1)),
         ("softmaxloss.softmaxloss", lambda: softmaxloss.softmaxloss(a(H * W, C, N), np.ones((1, 1, N), order="F"), None, 1.0, 1)),
         ("softmax.softmax", lambda: softmax.softmax(a(H * W, C, N), a(H * W, C, N), a(H * W, C, N), True, 1)),
         ("normalize.lrn", lambda: normalize.lrn(a(H * W, C, N), a(H * W, C, N), a(H * W, C, N), True, 5, 1.0, 1.0,

@@ -482,3 +482,89 @@ def test_a_state_that_does_not_fit_is_an_error(fixture, entry, message, tmp_path
     save_matconvnet(net, tmp_path / "net-epoch-1.mat", state={"solverState": entries}, stats=extras["stats"])
     with pytest.raises(ValueError, match=re.escape(message) + "$"):
         train_tiny(fixture, tmp_path, num_epochs=2)
+
+
+# --------------------------------------------------------------------------------------------------
+# SGD's fused update (cnnx/_ext/sgd.pyx): the bits of step() on the scaled, decayed derivative
+# --------------------------------------------------------------------------------------------------
+
+
+def awkward_values(rng, shape, dtype):
+    """Random values with the cases where rounding differs: tiny, huge, subnormal, signed zeros, inf, NaN."""
+    x = rng.standard_normal(shape) * 10.0 ** rng.integers(-6, 6, shape)
+    flat = x.reshape(-1)
+    tiny = np.finfo(dtype).tiny
+    specials = [0.0, -0.0, tiny / 3, -tiny / 7, np.inf, -np.inf, np.nan, 1e30, -1e30, 1.0, -1.0, 3.0]
+    flat[:len(specials)] = specials[:flat.size]
+    return np.asfortranarray(x.astype(dtype))
+
+
+def numpy_sgd_update(w, v, der, scale, decay, momentum, lr, nesterov):
+    """cnn_train's NumPy formula before the fused kernel."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        g = scale * der + decay * w
+        v = momentum * v - g
+        delta = momentum * v - g if nesterov else v
+        return w + lr * delta, v
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("shape", [(5, 5, 3, 32), (1, 10), (70000,)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_sgd_update_is_the_numpy_formula_bit_for_bit(restore_threads, dtype, nesterov, shape, threads):
+    import cnnx
+
+    cnnx.set_num_threads(threads)
+    rng = np.random.default_rng(7)
+    w, v, der = (awkward_values(rng, shape, dtype) for _ in range(3))
+    scale, decay, momentum, lr = 1.0 / 100, 5e-4, 0.9, 0.05 * 0.1
+    want_w, want_v = numpy_sgd_update(w, v, der, scale, decay, momentum, lr, nesterov)
+    before = w.copy()
+    got_w, got_v = solvers.SGD(momentum, nesterov).update(w, v.copy(order="F"), der, scale, decay, lr)
+    assert got_w.dtype == dtype and got_w.shape == shape and got_w.flags.f_contiguous
+    np.testing.assert_array_equal(got_w.view(f"u{w.itemsize}"), want_w.view(f"u{w.itemsize}"))
+    np.testing.assert_array_equal(got_v.view(f"u{w.itemsize}"), want_v.view(f"u{w.itemsize}"))
+    np.testing.assert_array_equal(w, before)  # the parameter itself is left alone: a new array
+
+
+def test_fused_sgd_update_updates_the_momentum_in_place_and_reads_read_only_arrays():
+    rng = np.random.default_rng(8)
+    w, v, der = (awkward_values(rng, (4, 4, 2, 3), np.float32) for _ in range(3))
+    want_w, want_v = numpy_sgd_update(w, v, der, 0.5, 0.01, 0.9, 0.1, False)
+    w.flags.writeable = der.flags.writeable = False
+    got_w, got_v = solvers.SGD(0.9).update(w, v, der, 0.5, 0.01, 0.1)
+    assert got_v is v
+    np.testing.assert_array_equal(got_w, want_w)
+    np.testing.assert_array_equal(got_v, want_v)
+
+
+@pytest.mark.parametrize("layout", ["C order", "C-order momentum", "read-only momentum", "float64 derivative"])
+def test_sgd_update_outside_the_kernels_reach_is_still_the_formula(layout):
+    rng = np.random.default_rng(9)
+    w, v, der = (awkward_values(rng, (3, 4, 2, 2), np.float32) for _ in range(3))
+    if layout == "C order":
+        w, v, der = (np.ascontiguousarray(a) for a in (w, v, der))
+    elif layout == "C-order momentum":  # as a checkpoint restores it
+        v = np.ascontiguousarray(v)
+    elif layout == "read-only momentum":
+        v.flags.writeable = False
+    else:
+        der = der.astype(np.float64, order="F")
+    want_w, want_v = numpy_sgd_update(w, v, der, 0.25, 0.001, 0.8, 0.02, True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        got_w, got_v = solvers.SGD(0.8, True).update(w, v, der, 0.25, 0.001, 0.02)
+    assert got_w.dtype == want_w.dtype
+    np.testing.assert_array_equal(got_w, want_w)
+    np.testing.assert_array_equal(got_v, want_v)
+
+
+def test_an_sgd_subclass_with_its_own_step_gets_its_step():
+    class Halving(solvers.SGD):
+        def step(self, w, state, g, lr):
+            return w - 0.5 * lr * g, state
+
+    w, der = np.ones(3, np.float32), np.full(3, 4.0, np.float32)
+    got_w, got_v = Halving().update(w, np.zeros(3, np.float32), der, 0.5, 0.0, 1.0)
+    np.testing.assert_array_equal(got_w, np.full(3, 0.0, np.float32))
+    np.testing.assert_array_equal(got_v, np.zeros(3, np.float32))
