@@ -58,6 +58,7 @@ extensions = [
         [path],
         include_dirs=[numpy.get_include(), os.path.join("cnnx", "_ext")],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        depends=sorted(glob.glob(os.path.join("cnnx", "_ext", "*.h"))),
     )
     for path in sorted(glob.glob(os.path.join("cnnx", "_ext", "*.pyx")))
 ]

@@ -63,7 +63,7 @@ WEIGHT_DECAY = 1e-4
 
 # Variants each kind of case times. Convolutions also time each backward GEMM role on its own.
 VARIANTS = {
-    "conv": ("fwd", "bwd_data", "bwd_filters", "fwd_bwd"),
+    "conv": ("fwd", "bwd_data", "bwd_filters", "fwd_bwd", "fwd_cl", "bwd_data_cl", "bwd_filters_cl"),
     "pool": ("fwd", "fwd_bwd"),
     "relu": ("fwd", "fwd_bwd"),
     "dropout": ("fwd", "fwd_bwd"),
@@ -229,7 +229,7 @@ class CnnxWorker:
     """Builds the timed callables of each case from the cnnx blocks."""
 
     lib = "cnnx"
-    unsupported = {"step_cl"}  # channels_last is a PyTorch layout
+    unsupported = {"step_cl", "fwd_cl", "bwd_data_cl", "bwd_filters_cl"}  # channels_last is a PyTorch layout
 
     def __init__(self, threads):
         cnnx = import_cnnx()
@@ -239,7 +239,24 @@ class CnnxWorker:
         cnnx.set_num_threads(threads)
         self.cnnx, self.np = cnnx, np
         self.info = {"cnnx": getattr(cnnx, "__version__", "?"), "path": os.path.dirname(cnnx.__file__),
-                     "numpy": np.__version__, "scipy": scipy.__version__, "threads": cnnx.get_num_threads()}
+                     "numpy": np.__version__, "scipy": scipy.__version__, "threads": cnnx.get_num_threads(),
+                     "CNNX_ISA": os.environ.get("CNNX_ISA", "auto") or "auto",
+                     "fma_ceiling": fma_ceilings(threads), "paths": self.conv_paths()}
+
+    def conv_paths(self):
+        """{conv case: 'algorithm/kernel' of the forward and the backward plan vl_nnconv runs}."""
+        np, conv = self.np, self.cnnx.conv
+        paths = {}
+        for case in all_cases().values():
+            if case["kind"] != "conv":
+                continue
+            fh, fw, fc, k = case["opts"]["filters"]
+            x = np.zeros(case["shape"], np.float32, order="F")
+            f = np.zeros((fh, fw, fc, k), np.float32, order="F")
+            geom = conv.validate_conv(x, f, None, pad=case["opts"]["pad"], stride=case["opts"]["stride"]).geometry
+            plans = [conv.plan_conv(geom, np.float32, backward) for backward in (False, True)]
+            paths[case["name"]] = ", ".join(f"{p.algorithm}/{p.kernel}" for p in plans)
+        return paths
 
     def prepare(self, case):
         """({variant: callable}, checks) for one case; checks fingerprint the results."""
@@ -352,6 +369,22 @@ class CnnxWorker:
         return {"step": step}, {"loss": [first_loss, abs(first_loss)]}
 
 
+def fma_ceilings(threads, rounds=5):
+    """{instruction set: GFLOP/s} of cnnx's multiply-add loop on ``threads`` threads, best of
+    ``rounds`` short runs, for every instruction set this CPU runs: the machine's FMA ceiling."""
+    from cnnx._ext import conv as kernels
+
+    ceilings = {}
+    for isa in kernels.supported_isas():
+        best = math.inf
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            flops = kernels.fma_loop(isa, 2_000_000, threads)
+            best = min(best, time.perf_counter() - t0)
+        ceilings[isa] = round(flops / best / 1e9, 1)
+    return ceilings
+
+
 class TorchWorker:
     """Builds the PyTorch callables: torch.nn.functional in NCHW, autograd for the backward."""
 
@@ -395,12 +428,20 @@ class TorchWorker:
             return torch.ops.aten.convolution_backward(dy, x, f, [b.shape[0]], [stride] * 2, [pad] * 2, [1, 1],
                                                        False, [0, 0], 1, mask)
 
+        def backward_cl(mask):
+            return torch.ops.aten.convolution_backward(dy_cl, x_cl, f_cl, [b.shape[0]], [stride] * 2, [pad] * 2,
+                                                       [1, 1], False, [0, 0], 1, mask)
+
+        x_cl, f_cl, dy_cl = (t.contiguous(memory_format=torch.channels_last) for t in (x, f, dy))
         leaves = [self.tensor(d[k], grad=True) for k in ("x", "f", "b")]
         fns = {
             "fwd": lambda: F.conv2d(x, f, b, stride=stride, padding=pad),
             "bwd_data": lambda: backward([True, False, False]),
             "bwd_filters": lambda: backward([False, True, False]),
             "fwd_bwd": self.autograd(lambda x_, f_, b_: F.conv2d(x_, f_, b_, stride=stride, padding=pad), leaves, dy),
+            "fwd_cl": lambda: F.conv2d(x_cl, f_cl, b, stride=stride, padding=pad),
+            "bwd_data_cl": lambda: backward_cl([True, False, False]),
+            "bwd_filters_cl": lambda: backward_cl([False, True, False]),
         }
         y = fns["fwd_bwd"]()
         checks = {"y": sums(y.detach().numpy())}
@@ -836,24 +877,38 @@ def layer_rows(cases, timings, n, stat, use_torch, verdicts):
     return header, rows
 
 
-def gemm_rows(cases, timings, n, stat, use_torch):
+def ceiling_of(workers, n):
+    """(instruction set, GFLOP/s): the widest FMA ceiling the cnnx worker at ``n`` threads measured."""
+    worker = next((w for w in workers if w.key == f"cnnx@{n}" and w.info), None)
+    ceilings = worker.info.get("fma_ceiling", {}) if worker else {}
+    return max(ceilings.items(), key=lambda item: item[1], default=(None, None))
+
+
+def gemm_rows(cases, timings, n, stat, use_torch, workers):
     rows = []
-    roles = [("fwd", 1), ("bwd_data", 1), ("bwd_filters", 1), ("fwd_bwd", 3)]
+    isa, ceiling = ceiling_of(workers, n)
+    paths = next((w.info.get("paths", {}) for w in workers if w.key == f"cnnx@{n}" and w.info), {})
+    roles = [("fwd", "forward"), ("bwd_data", "data grad"), ("bwd_filters", "filter grad")]
     for case in (c for c in cases if c["kind"] == "conv"):
         flops = conv_flops(case["shape"], case["opts"])
         fh, fw, fc, k = case["opts"]["filters"]
         row = [case["label"], f"{fh}x{fw} {fc}->{k} on {case['shape'][0]}x{case['shape'][1]}, N={case['shape'][3]}",
-               fmt(flops / 1e9)]
-        for variant, multiple in roles:
-            for lib in ("cnnx", "torch") if use_torch else ("cnnx",):
+               fmt(flops / 1e9), paths.get(case["name"], "?")]
+        for variant, _ in roles:
+            cells = [("cnnx", variant)] + ([("torch", variant), ("torch", variant + "_cl")] if use_torch else [])
+            for lib, timed in cells:
                 key = f"{lib}@{n}"
-                t = value(timings, key, case["name"], variant, stat)
-                row.append(fmt(multiple * flops / t / 1e9) + busy_mark(timings, key, case["name"], variant)
-                           if t else "n/a")
+                t = value(timings, key, case["name"], timed, stat)
+                gflops = flops / t / 1e9 if t else None
+                cell = fmt(gflops) + busy_mark(timings, key, case["name"], timed) if t else "n/a"
+                if lib == "cnnx" and gflops and ceiling:
+                    cell += f" ({100 * gflops / ceiling:.0f}%)"
+                row.append(cell)
         rows.append(row)
-    header = ["conv", "shape", "GFLOP per role"]
-    for role in ("forward", "data grad", "filter grad", "fwd+bwd"):
-        header += [f"cnnx {role}"] + ([f"torch {role}"] if use_torch else [])
+    header = ["conv", "shape", "GFLOP per role", "cnnx plan (fwd, bwd)"]
+    for _, role in roles:
+        header += [f"cnnx {role} (% of {isa} FMA ceiling)"] + (
+            [f"torch {role} NCHW", f"torch {role} channels_last"] if use_torch else [])
     return header, rows
 
 
@@ -975,7 +1030,8 @@ def report(cases, timings, checks, workers, args, settings, started, load_before
     out.append("")
     out.append(f"- machine: {machine_text()}; load average before {load_before}, after {load_text()}")
     for worker in workers:
-        status = ", ".join(f"{k} {v}" for k, v in worker.info.items()) if worker.info else f"FAILED: {worker.error}"
+        shown = {k: v for k, v in (worker.info or {}).items() if k != "paths"}
+        status = ", ".join(f"{k} {v}" for k, v in shown.items()) if worker.info else f"FAILED: {worker.error}"
         out.append(f"- worker {worker.key}: {status}")
     out.append(f"- {args.rounds} alternating round(s) x {settings['samples']} samples per case; each sample "
                f"averages back-to-back calls lasting >= {settings['min_time'] * 1e3:g} ms. Times are "
@@ -995,7 +1051,12 @@ def report(cases, timings, checks, workers, args, settings, started, load_before
             out.append(table(*layer_rows(cases, timings, n, stat, use_torch, verdicts)))
         if any(c["kind"] == "conv" for c in cases):
             out += ["", f"## Convolution GFLOP/s per GEMM role, {n} thread(s)", ""]
-            out.append(table(*gemm_rows(cases, timings, n, stat, use_torch)))
+            isa, ceiling = ceiling_of(workers, n)
+            if ceiling:
+                out.append(f"FMA ceiling at {n} thread(s), measured by cnnx's {isa} multiply-add loop: "
+                           f"{ceiling:g} GFLOP/s.")
+                out.append("")
+            out.append(table(*gemm_rows(cases, timings, n, stat, use_torch, workers)))
     if any(c["kind"] == "step" for c in cases):
         out += ["", f"## Lenet training step (batch {BATCH}: forward, backward, SGD momentum; "
                     f"{lenet_step_flops() / 1e9:.2f} conv GFLOP)", ""]

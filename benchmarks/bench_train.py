@@ -217,14 +217,26 @@ def run_torch(threads, num_batches, channels_last):
     return num_batches * BATCH / epoch(), before
 
 
+def cnnx_kernels(threads):
+    """(the GEMM kernel of lenet conv2's forward plan, {instruction set: FMA ceiling GFLOP/s})."""
+    cnnx = import_cnnx()
+    from bench_layers import fma_ceilings
+
+    geom = cnnx.conv.validate_conv(np.zeros((16, 16, 32, BATCH), np.float32), np.zeros((5, 5, 32, 32), np.float32),
+                                   None, pad=2).geometry
+    return cnnx.conv.plan_conv(geom, np.float32).kernel, fma_ceilings(threads)
+
+
 def worker(args):
+    extra = {}
     if args.library in ("cnnx", "cnnx-dagnn"):
         speed, before = run_cnnx(args.threads, args.batches, progress=args.ranks > 1, dagnn=args.library != "cnnx")
+        extra["kernel"], extra["fma_ceiling"] = cnnx_kernels(args.threads)
     else:
         speed, before = run_torch(args.threads, args.batches, args.library == "torch-cl")
     after = peak_rss_mb()
     if os.environ.get("PMI_RANK", "0") == "0":  # under mpiexec, rank 0 speaks for all
-        print(json.dumps({"speed": speed, "peak_mb": after, "growth_mb": after - before}))
+        print(json.dumps({"speed": speed, "peak_mb": after, "growth_mb": after - before, **extra}))
 
 
 def mpiexec():
@@ -331,6 +343,17 @@ def main():
               f"{statistics.median(run['speed'] for run in runs):9.1f} "
               f"{max(run['peak_mb'] for run in runs):8.0f} "
               f"{max(run['growth_mb'] for run in runs):10.0f} {ratio}")
+    from bench_layers import lenet_step_flops
+
+    for threads in args.threads:
+        run = results[("cnnx", threads)][-1]
+        isa, ceiling = max(run["fma_ceiling"].items(), key=lambda item: item[1])
+        best = max(r["speed"] for r in results[("cnnx", threads)])
+        conv = best / BATCH * lenet_step_flops() / 1e9
+        forced = os.environ.get("CNNX_ISA") or "auto"
+        print(f"cnnx {threads} thread(s): GEMM kernel {run['kernel']} (CNNX_ISA={forced}); "
+              f"FMA ceiling ({isa}) {ceiling:g} GFLOP/s; the best run's convolutions ran at {conv:.0f} GFLOP/s "
+              f"({100 * conv / ceiling:.0f}% of it)")
     if not torch_available():
         print("(torch is not installed: no PyTorch comparison)")
 

@@ -5,7 +5,8 @@ A call runs in three steps: ``validate_conv`` checks the arguments and gives a `
 (the algorithm and its blocking, from the sizes only); ``run_conv`` runs the plan in the kernels
 of cnnx/_ext/conv.pyx. Tests build plans to run every algorithm on every shape it applies to.
 """
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,6 +62,64 @@ _GEMM_ROWS = 256
 # partial buffer, and the partials take at most _PARTIAL_BYTES in all.
 _MAX_CHUNKS = 16
 _PARTIAL_BYTES = 64 << 20
+# The GEMM kernels. "blas" is SciPy's BLAS; the others are cnnx's own float32 micro-kernels
+# (cnnx/_ext/gemm.h), one per instruction set, which the algorithms in _OWN_GEMM can run.
+KERNELS = ("blas", "generic", "avx2", "avx512")
+_OWN_GEMM = ("direct_1x1", "im2row_gemm", "im2col_gemm", "im2col_shifted", "shifted_stride1")
+# Where each kernel beats BLAS, measured on a Zen 5 EPYC against SciPy's OpenBLAS (which runs its
+# AVX2 kernels there), on lenet conv1-conv3, the VGG and AlexNet layers, a stride-2 3x3, a 3x3 on
+# one channel and a 1x1 layer: AVX-512 is 1.2-2.5x faster on every algorithm; AVX2 1.1-1.3x on the
+# one-column-of-taps algorithms but up to 2x slower on im2col_gemm, im2row_gemm and direct_1x1;
+# the portable kernel is slower everywhere, so it only runs when CNNX_ISA asks for it.
+_FASTER_THAN_BLAS = {"avx512": _OWN_GEMM, "avx2": ("im2col_shifted", "shifted_stride1")}
+# The caches when the OS does not say (bytes): L1 data, L2.
+_DEFAULT_CACHE = {1: 32 << 10, 2: 512 << 10}
+
+
+def _cache_size(level):
+    """Bytes of this core's data cache of ``level`` (1 or 2) from Linux's sysfs, else _DEFAULT_CACHE."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for index in sorted(os.listdir(base)):
+            with open(os.path.join(base, index, "level")) as lv, open(os.path.join(base, index, "type")) as kind:
+                if lv.read().strip() == str(level) and kind.read().strip() in ("Data", "Unified"):
+                    with open(os.path.join(base, index, "size")) as size:
+                        text = size.read().strip().upper()
+                    return int(text.rstrip("KM")) * {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+    except (OSError, ValueError):
+        pass
+    return _DEFAULT_CACHE[level]
+
+
+def _gemm_blocks(kernel):
+    """(kc, nc) of the micro-kernels: the packed MR x kc panel of A takes half of the L1 data
+    cache (B's panels stream through the other half), kc within 16 .. the kernels' maximum; a
+    kc x nc block of B takes half of L2, nc a multiple of NR."""
+    mr, nr = _kernel.gemm_tile(kernel)
+    kc = max(16, min(_kernel.KC_MAX, _cache_size(1) // (2 * mr * 4)))
+    nc = max(nr, _cache_size(2) // (2 * kc * 4) // nr * nr)
+    return kc, nc
+
+
+def _selected_kernel():
+    """The kernel named by the environment variable CNNX_ISA (blas, generic, avx2, avx512), or
+    None when it is unset, empty or 'auto' (then plan_conv picks the fastest for each call)."""
+    name = os.environ.get("CNNX_ISA", "").strip().lower()
+    if name in ("", "auto"):
+        return None
+    if name not in KERNELS:
+        raise ValueError(f"CNNX_ISA must be one of auto, {', '.join(KERNELS)}; got {name!r}")
+    if name != "blas" and name not in SUPPORTED_KERNELS:
+        raise ValueError(f"CNNX_ISA={name}: this CPU cannot run it (it runs {', '.join(SUPPORTED_KERNELS)})")
+    return name
+
+
+SUPPORTED_KERNELS = ("blas", *_kernel.supported_isas())
+# CNNX_ISA's kernel, which plan_conv then uses for every float32 algorithm with an own GEMM; else
+# None, and plan_conv uses the widest own kernel of this CPU where it beats BLAS.
+FORCED_KERNEL = _selected_kernel()
+_FASTEST_OWN = next((k for k in reversed(SUPPORTED_KERNELS) if k in _FASTER_THAN_BLAS), None)
+
 # 1x1 outputs (fully connected): images are split into column blocks of at least this many images,
 # and filter-gradient rows into blocks of at least this many rows, at most _MAX_PARTS of each.
 _FC_COLS = 16
@@ -241,8 +300,8 @@ class ConvGeometry:
 #   im2col_shifted (forward)  stride 1 across: Xcol of one column of taps, FW shifted GEMMs
 #   shifted_stride1 (backward) stride 1: matrices one column of taps wide, the data gradient as
 #                             a correlation of dY with the flipped filters
-# A later algorithm (say, our own GEMM micro-kernels chosen by CPU features) is one more entry
-# here, a branch in plan_conv and one in run_conv.
+# A later algorithm is one more entry here, a branch in plan_conv and one in run_conv. Which GEMM
+# runs inside an algorithm (BLAS or one of cnnx's micro-kernels) is the plan's ``kernel``.
 ALGORITHMS = {
     "identity": (("forward", "backward"), lambda g: g.identity),
     "direct_1x1": (("forward", "backward"), lambda g: g.one_by_one),
@@ -279,6 +338,13 @@ class ConvPlan:
     col_parts, row_parts : int
         Fully connected: images cut into ``col_parts`` column blocks, filter-gradient rows into
         ``row_parts`` row blocks.
+    kernel : str
+        The GEMM (one of ``KERNELS``): "blas", or one of cnnx's float32 micro-kernels ("generic",
+        "avx2", "avx512"), which the algorithms with expanded-matrix GEMMs can run
+        (direct_1x1, im2row_gemm, im2col_gemm, im2col_shifted, shifted_stride1).
+    kc, nc : int
+        The micro-kernels' inner-dimension block (from the L1 cache size) and columns of B per
+        block (from the L2 size); 0 for BLAS.
     """
     algorithm: str
     backward: bool = False
@@ -288,6 +354,9 @@ class ConvPlan:
     chunks: int = 1
     col_parts: int = 1
     row_parts: int = 1
+    kernel: str = "blas"
+    kc: int = 0
+    nc: int = 0
 
     def check(self, geom):
         """Raise ValueError unless this plan can run ``geom``."""
@@ -310,6 +379,11 @@ class ConvPlan:
             ok = ok and 1 <= self.block_cols <= max(geom.W, geom.YW)
         if self.backward and self.algorithm in ("identity", "direct_1x1", "im2row_gemm", "shifted_stride1"):
             ok = ok and self.chunks <= max(1, batches)
+        if self.kernel != "blas":
+            ok = ok and self.algorithm in _OWN_GEMM and 1 <= self.kc <= _kernel.KC_MAX and self.nc >= 1
+            if self.kernel not in SUPPORTED_KERNELS:
+                raise ValueError(f"{_FNAME}: kernel {self.kernel!r} is not one of this CPU's "
+                                 f"{', '.join(SUPPORTED_KERNELS)}")
         if not ok:
             raise ValueError(f"{_FNAME}: plan {self} does not fit {geom}")
 
@@ -338,15 +412,34 @@ def _work(geom, backward):
     return 2 * flops if backward else flops
 
 
-def plan_conv(geom, dtype, backward=False, threads=None):
+def plan_conv(geom, dtype, backward=False, threads=None, kernel=None):
     """Choose the algorithm and blocking for ``geom`` (a ConvGeometry) in ``dtype``: from the sizes
     only, so that results do not depend on the thread count.
 
     ``threads`` None applies the thread policy (``threads_for_work`` over the call's floating-point
-    operations); an int forces that many threads.
+    operations); an int forces that many threads. ``kernel`` None chooses the GEMM: in float32,
+    CNNX_ISA's kernel (FORCED_KERNEL) or else the widest own kernel of this CPU where it beats
+    BLAS; BLAS otherwise and for float64. A name forces that kernel wherever the algorithm has an
+    own GEMM.
     """
-    if threads is None:
-        threads = threads_for_work(_work(geom, backward), CONV_FLOPS_PER_THREAD)
+    plan = _plan_algorithm(geom, dtype, backward,
+                           threads_for_work(_work(geom, backward), CONV_FLOPS_PER_THREAD) if threads is None
+                           else threads)
+    if kernel is None:
+        if np.dtype(dtype) != np.float32:
+            kernel = "blas"
+        elif FORCED_KERNEL:
+            kernel = FORCED_KERNEL
+        else:
+            kernel = _FASTEST_OWN if plan.algorithm in _FASTER_THAN_BLAS.get(_FASTEST_OWN, ()) else "blas"
+    if kernel == "blas" or plan.algorithm not in _OWN_GEMM:
+        return plan
+    kc, nc = _gemm_blocks(kernel)
+    return replace(plan, kernel=kernel, kc=kc, nc=nc)
+
+
+def _plan_algorithm(geom, dtype, backward, threads):
+    """The algorithm and blocking of plan_conv, with BLAS as the GEMM."""
     FH, FC, P, Q = geom.FH, geom.FC, geom.P, geom.Q
     batch = _gemm_batch(geom)
     if geom.fully_connected:
@@ -503,6 +596,9 @@ def run_conv(problem, plan):
     empty = N * K * P == 0
     algorithm, n_threads = plan.algorithm, plan.threads
     y_shape = (YH, YW, K, N)
+    if plan.kernel != "blas" and dtype != np.float32:
+        raise ValueError(f"{_FNAME}: kernel {plan.kernel!r} runs float32 only, not {dtype}")
+    isa = -1 if plan.kernel == "blas" else _kernel.ISA_CODES[plan.kernel]
 
     if not problem.backward:
         y = np.empty(y_shape, dtype, order="F")
@@ -524,7 +620,8 @@ def run_conv(problem, plan):
             with blas_single_threaded():
                 _kernel.conv_forward(xv, fwv, b1, y.reshape(-1, order="F"), sizes, g.identity,
                                      has_bias, algorithm == "direct_1x1", patch_major,
-                                     algorithm == "im2col_shifted", plan.batch, block_cols, n_threads)
+                                     algorithm == "im2col_shifted", plan.batch, block_cols, isa, plan.kc,
+                                     plan.nc, n_threads)
         return y.reshape(out_shape(y_shape, len(problem.x_shape)), order="F")
 
     need_dx, need_df, need_db = problem.need_dx, problem.need_df, problem.need_db
@@ -559,8 +656,8 @@ def run_conv(problem, plan):
         with blas_single_threaded():
             _kernel.conv_backward_shifted(xv, fkg, dy4.reshape(-1, order="F"),
                                           dx.reshape(-1, order="F"), dft_parts, db_parts, sizes,
-                                          need_dx, need_df, need_db, plan.block_cols, n_chunks,
-                                          n_threads)
+                                          need_dx, need_df, need_db, plan.block_cols, n_chunks, isa,
+                                          plan.kc, plan.nc, n_threads)
         # Chunk partials summed in chunk order: the same at any thread count.
         if need_df:
             dft = dft_parts.reshape(n_chunks, -1).sum(axis=0).reshape((K, FH, FC, FW), order="F")
@@ -575,7 +672,7 @@ def run_conv(problem, plan):
             _kernel.conv_backward(xv, ft.reshape(-1, order="F"), dy4.reshape(-1, order="F"),
                                   dx.reshape(-1, order="F"), dft_parts, db_parts, sizes, g.identity,
                                   algorithm == "direct_1x1", need_dx, need_df, need_db, plan.batch,
-                                  n_chunks, n_threads)
+                                  n_chunks, isa, plan.kc, plan.nc, n_threads)
         # Chunk partials summed in chunk order: the same at any thread count. Each partial is
         # dF^T (K x Q, column-major), that is a C-ordered (Q, K) array.
         df = dft_parts.reshape(n_chunks, Q, K).sum(axis=0).ravel(order="F") if need_df else None

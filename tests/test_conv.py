@@ -1,14 +1,22 @@
 """Tests for vl_nnconv against a slow NumPy reference of MatConvNet's definition, PyTorch and
 numerical derivatives."""
+import os
 import re
+import subprocess
+import sys
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import cnnx
 from cnnx import testing, vl_nnconv
-from cnnx.conv import ALGORITHMS, ConvPlan, plan_conv, run_conv, validate_conv
+from cnnx.conv import ALGORITHMS, SUPPORTED_KERNELS, ConvPlan, plan_conv, run_conv, validate_conv
+
+# cnnx's own GEMM kernels this CPU runs (the portable one everywhere, AVX2 and AVX-512 where the
+# CPU has them): every test that runs every plan runs each of them too.
+OWN_KERNELS = [k for k in SUPPORTED_KERNELS if k != "blas"]
 
 
 def exact(message):
@@ -150,9 +158,24 @@ def _assert_matches_reference(x, f, b, dzdy, opts, dtype):
         np.testing.assert_allclose(np.reshape(g, w.shape), w, rtol=rtol, atol=rtol * np.abs(w).max())
 
 
+def with_kernels(plan, geom, dtype):
+    """``plan`` on BLAS and, in float32 where the algorithm has its own GEMM, on each of cnnx's
+    kernels this CPU runs, with the blocks plan_conv gives and with tiny ones (several blocks of
+    the inner dimension and of B's columns even on small shapes)."""
+    plans = [replace(plan, kernel="blas", kc=0, nc=0)]
+    if np.dtype(dtype) != np.float32:
+        return plans
+    for kernel in OWN_KERNELS:
+        own = plan_conv(geom, dtype, plan.backward, plan.threads, kernel=kernel)
+        if own.kernel == kernel:  # the algorithm has an own GEMM
+            plans += [replace(plan, kernel=kernel, kc=own.kc, nc=own.nc), replace(plan, kernel=kernel, kc=3, nc=1)]
+    return plans
+
+
 def every_plan(geom, dtype, backward, threads=None):
     """The plan vl_nnconv chooses and every other algorithm that applies to ``geom``, each with
-    several blockings: one image per GEMM and all of them, blocks of one column and of all."""
+    several blockings: one image per GEMM and all of them, blocks of one column and of all; each
+    with every GEMM kernel (with_kernels)."""
     chosen = plan_conv(geom, dtype, backward, threads)
     threads = chosen.threads
     plans = [chosen]
@@ -173,9 +196,9 @@ def every_plan(geom, dtype, backward, threads=None):
                     cols = (0,)
                 for block_cols in cols:
                     for parts in ((1, 1), (3, 2)) if name.startswith("fully_connected") else ((1, 1),):
-                        plans.append(ConvPlan(name, backward, threads, batch=batch, block_cols=block_cols,
-                                              chunks=max(1, chunks), col_parts=parts[0],
-                                              row_parts=parts[1] if backward else 1))
+                        plans += with_kernels(ConvPlan(name, backward, threads, batch=batch, block_cols=block_cols,
+                                                       chunks=max(1, chunks), col_parts=parts[0],
+                                                       row_parts=parts[1] if backward else 1), geom, dtype)
     return plans
 
 
@@ -297,6 +320,148 @@ def test_gemms_cut_for_small_matrix_kernels(dtype):
     # and are cut into blocks of columns (gemm_nn).
     x, f, b, dzdy, opts = make(((16, 16, 32, 2), (5, 5, 32, 32), 2, 1, 1), dtype)
     _assert_matches_reference(x, f, b, dzdy, opts, dtype)
+
+
+# Shapes whose GEMMs span several micro-kernel tiles with partial ones at the edges: K, FC and
+# pixel counts above and between the tiles' 8/16/32 rows, inner dimensions above the blocks.
+KERNEL_CASES = [
+    ((10, 9, 20, 3), (3, 3, 20, 37), 1, 1, 1),       # im2col_shifted / shifted_stride1, K = 37
+    ((7, 7, 13, 2), (5, 5, 13, 70), 2, 1, [1, 2]),   # FH*FC = 65, dilated across
+    ((9, 11, 6, 3), (3, 3, 6, 33), [1, 0, 2, 1], 2, 1),  # stride 2: im2col_gemm / im2row_gemm
+    ((12, 10, 40, 2), (1, 1, 40, 17), 0, 1, 1),      # direct_1x1, 120 pixels
+    ((8, 8, 48, 2), (3, 3, 24, 40), 1, 1, 1),        # two groups
+]
+
+
+@pytest.mark.parametrize("case", KERNEL_CASES)
+@pytest.mark.parametrize("kernel", OWN_KERNELS)
+def test_own_kernels_match_reference_and_blas(case, kernel):
+    # Each of cnnx's GEMM kernels this CPU runs, with plan_conv's blocks and with tiny ones, on
+    # every algorithm that has an own GEMM: against the reference and, within rounding, BLAS.
+    x, f, b, dzdy, opts = make(case, np.float32)
+    want = {False: (reference_conv(x, f, b, **opts),), True: reference_conv(x, f, b, dzdy, **opts)}
+    ran = set()
+    for plan, got in run_plans(x, f, b, dzdy, opts):
+        if plan.kernel != kernel:
+            continue
+        ran.add(plan.algorithm)
+        blas = run_conv(validate_conv(x, f, b, *(() if not plan.backward else (dzdy,)), **opts),
+                        replace(plan, kernel="blas", kc=0, nc=0))
+        for g, w, bl in zip(got, want[plan.backward], blas if plan.backward else (blas,)):
+            scale = np.abs(w).max()
+            np.testing.assert_allclose(np.reshape(g, w.shape), w, rtol=1e-4, atol=1e-4 * scale, err_msg=str(plan))
+            np.testing.assert_allclose(g, bl, rtol=1e-5, atol=1e-5 * scale, err_msg=str(plan))
+    assert ran
+
+
+def test_own_kernels_on_random_shapes():
+    # Random geometries (sizes, pads, strides, dilations, groups, N = 1) on every own kernel, with
+    # the plan vl_nnconv would choose for it, against the reference.
+    rng = np.random.default_rng(7)
+    for _ in range(24):
+        groups = int(rng.integers(1, 3))
+        fc, kg = int(rng.integers(1, 24)), int(rng.integers(1, 40))
+        fh, fw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        dil = [int(d) for d in rng.integers(1, 3, 2)]
+        pad = [int(p) for p in rng.integers(0, 3, 4)]
+        stride = [int(t) for t in rng.integers(1, 3, 2)]
+        h = int(rng.integers((fh - 1) * dil[0] + 1, 14))
+        w = int(rng.integers((fw - 1) * dil[1] + 1, 14))
+        case = ((h, w, fc * groups, int(rng.integers(1, 4))), (fh, fw, fc, kg * groups), pad, stride, dil)
+        x, f, b, dzdy, opts = make(case, np.float32, seed=int(rng.integers(1 << 30)))
+        want = {False: (reference_conv(x, f, b, **opts),), True: reference_conv(x, f, b, dzdy, **opts)}
+        for problem in (validate_conv(x, f, b, **opts), validate_conv(x, f, b, dzdy, **opts)):
+            for kernel in OWN_KERNELS:
+                plan = plan_conv(problem.geometry, np.float32, problem.backward, kernel=kernel)
+                got = run_conv(problem, plan)
+                for g, wv in zip(got if problem.backward else (got,), want[problem.backward]):
+                    np.testing.assert_allclose(np.reshape(g, wv.shape), wv, rtol=1e-4,
+                                               atol=1e-4 * np.abs(wv).max(), err_msg=f"{case} {plan}")
+
+
+def test_kernel_choice():
+    # float32 runs the widest own kernel where it beats BLAS (AVX-512 everywhere, AVX2 on the
+    # one-column-of-taps algorithms), float64 and the fully connected algorithms run BLAS.
+    lenet2 = validate_conv(np.zeros((16, 16, 32, 4), np.float32), np.zeros((5, 5, 32, 32), np.float32), None,
+                           pad=2).geometry
+    strided = validate_conv(np.zeros((9, 9, 8, 2), np.float32), np.zeros((3, 3, 8, 8), np.float32), None,
+                            stride=2).geometry
+    fc = validate_conv(np.zeros((4, 4, 8, 2), np.float32), np.zeros((4, 4, 8, 3), np.float32), None).geometry
+    widest = next((k for k in ("avx512", "avx2") if k in SUPPORTED_KERNELS), "blas")
+    forced = cnnx.conv.FORCED_KERNEL
+    for backward in (False, True):
+        assert plan_conv(lenet2, np.float32, backward).kernel == (forced or widest)
+        assert plan_conv(strided, np.float32, backward).kernel == (
+            forced or ("avx512" if widest == "avx512" else "blas"))
+        assert plan_conv(lenet2, np.float64, backward).kernel == "blas"
+        assert plan_conv(fc, np.float32, backward).kernel == "blas"
+        assert plan_conv(fc, np.float32, backward, kernel="generic").kernel == "blas"
+    plan = plan_conv(lenet2, np.float32, kernel="generic")
+    assert (plan.kernel, plan.kc, plan.nc) == ("generic", *cnnx.conv._gemm_blocks("generic"))
+    assert 16 <= plan.kc <= cnnx._ext.conv.KC_MAX and plan.nc % cnnx._ext.conv.gemm_tile("generic")[1] == 0
+
+
+def _isa_run(value, code):
+    """Run ``code`` in a fresh interpreter with CNNX_ISA=value; its (return code, stdout, stderr)."""
+    env = dict(os.environ, CNNX_ISA=value)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    return run.returncode, run.stdout.strip(), run.stderr.strip()
+
+
+@pytest.mark.parametrize("value", ["generic", "BLAS", " auto ", ""] + OWN_KERNELS[1:])
+def test_cnnx_isa_forces_a_kernel(value):
+    code = ("import numpy as np, cnnx.conv as c; g = c.validate_conv(np.zeros((16, 16, 32, 2), np.float32), "
+            "np.zeros((5, 5, 32, 32), np.float32), None, pad=2).geometry; "
+            "print(c.FORCED_KERNEL, c.plan_conv(g, np.float32).kernel, c.plan_conv(g, np.float64, True).kernel)")
+    rc, out, err = _isa_run(value, code)
+    assert rc == 0, err
+    name = value.strip().lower()
+    if name in ("", "auto"):
+        widest = next((k for k in ("avx512", "avx2") if k in SUPPORTED_KERNELS), "blas")
+        assert out == f"None {widest} blas"
+    else:
+        assert out == f"{name} {name} blas"
+
+
+def test_cnnx_isa_errors():
+    rc, _, err = _isa_run("sse9", "import cnnx")
+    assert rc != 0
+    assert err.splitlines()[-1] == ("ValueError: CNNX_ISA must be one of auto, blas, generic, avx2, avx512; "
+                                    "got 'sse9'")
+    missing = [k for k in ("avx2", "avx512") if k not in SUPPORTED_KERNELS]
+    for name in missing:
+        rc, _, err = _isa_run(name, "import cnnx")
+        assert err.splitlines()[-1] == (f"ValueError: CNNX_ISA={name}: this CPU cannot run it "
+                                        f"(it runs {', '.join(SUPPORTED_KERNELS)})")
+
+
+def test_own_kernel_plans_that_do_not_fit_are_errors():
+    x, f, b, dzdy, opts = make(KERNEL_CASES[0], np.float32)
+    problem = validate_conv(x, f, b, **opts)
+    geom = problem.geometry
+    for plan, message in [
+        (ConvPlan("im2col_shifted", False, 1, block_cols=1, kernel="generic", kc=0, nc=4),
+         f"vl_nnconv: plan {ConvPlan('im2col_shifted', False, 1, block_cols=1, kernel='generic', kc=0, nc=4)} "
+         f"does not fit {geom}"),
+        (ConvPlan("im2col_shifted", False, 1, block_cols=1, kernel="sse9", kc=8, nc=4),
+         f"vl_nnconv: kernel 'sse9' is not one of this CPU's {', '.join(SUPPORTED_KERNELS)}"),
+    ]:
+        with pytest.raises(ValueError, match=exact(message)):
+            run_conv(problem, plan)
+    x64, f64, b64, _, _ = make(KERNEL_CASES[0], np.float64)
+    with pytest.raises(ValueError, match=exact("vl_nnconv: kernel 'generic' runs float32 only, not float64")):
+        run_conv(validate_conv(x64, f64, b64, **opts),
+                 ConvPlan("im2col_shifted", False, 1, block_cols=1, kernel="generic", kc=8, nc=4))
+    fc = validate_conv(np.zeros((4, 4, 8, 2), np.float32), np.zeros((4, 4, 8, 3), np.float32), None)
+    bad = ConvPlan("fully_connected_direct", False, 1, kernel="generic", kc=8, nc=4)
+    with pytest.raises(ValueError, match=exact(f"vl_nnconv: plan {bad} does not fit {fc.geometry}")):
+        run_conv(fc, bad)
+
+
+@pytest.mark.parametrize("kernel", OWN_KERNELS)
+def test_fma_loop_counts_its_operations(kernel):
+    lanes = {"generic": 4, "avx2": 8, "avx512": 16}[kernel]
+    assert cnnx._ext.conv.fma_loop(kernel, 10, 2) == 2 * 2 * lanes * 12 * 10
 
 
 def test_matconvnet_call_forms():

@@ -12,6 +12,13 @@ serve every tap column v shifted by v*DX columns, so FW GEMMs accumulate over a 
 smaller than im2col's (forward, filter gradient, and the data gradient as a correlation of dY
 with the flipped filters). Large images are expanded a block of columns at a time.
 
+The GEMMs over the expanded matrices (every forward algorithm but the identity and fully
+connected ones, and the stride-1 backward) run in float32 either in BLAS or in cnnx's own
+register-blocked micro-kernels (gemm.h), one per instruction set: the caller passes ``isa``
+(-1 for BLAS, else a CNNX_ISA_* code the CPU supports), ``kc``, the inner-dimension block, and
+``nc``, the columns of B per cache block.
+float64 always runs in BLAS.
+
 Every function takes the geometry as a tuple checked by cnnx/conv.py:
 (H, W, C, N, FH, FW, FC, K, YH, YW, SY, SX, PT, PL, DY, DX).
 The caller runs these kernels inside ``blas_single_threaded()``: BLAS runs inside our threads.
@@ -28,6 +35,47 @@ from libc.string cimport memcpy, memset
 from .blas cimport gemm
 
 cnp.import_array()
+
+cdef extern from "gemm.h" nogil:
+    int CNNX_ISA_GENERIC, CNNX_ISA_AVX2, CNNX_ISA_AVX512
+    int CNNX_KC_MAX
+    int cnnx_isa_supported(int isa)
+    void cnnx_tile_of(int isa, int* mr, int* nr)
+    void cnnx_sgemm_nn(int isa, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                       Py_ssize_t lda, const float* b, Py_ssize_t ldb, int accumulate, float* c,
+                       Py_ssize_t ldc, Py_ssize_t kc, Py_ssize_t nc)
+    double cnnx_fma_loop(int isa, long iterations, float* sink)
+
+# The instruction sets of the micro-kernels, by the names CNNX_ISA and the plans use.
+ISA_CODES = {"generic": CNNX_ISA_GENERIC, "avx2": CNNX_ISA_AVX2, "avx512": CNNX_ISA_AVX512}
+KC_MAX = CNNX_KC_MAX
+
+
+def supported_isas():
+    """The names of the micro-kernel instruction sets this CPU (and OS) can run, widest last."""
+    return [name for name, code in sorted(ISA_CODES.items(), key=lambda item: item[1])
+            if cnnx_isa_supported(code)]
+
+
+def gemm_tile(str isa):
+    """(MR, NR): the rows and columns of C that one micro-kernel call of ``isa`` computes."""
+    cdef int mr, nr
+    cnnx_tile_of(ISA_CODES[isa], &mr, &nr)
+    return mr, nr
+
+
+def fma_loop(str isa, long iterations, int n_threads):
+    """Run ``isa``'s multiply-add loop (``iterations`` rounds) on each of ``n_threads`` threads;
+    return the float operations done in all. The benchmarks time it for the FMA ceiling."""
+    cdef int code = ISA_CODES[isa], t
+    cdef double total = 0
+    cdef float sink[64]
+    if not cnnx_isa_supported(code):
+        raise ValueError(f"fma_loop: this CPU cannot run {isa}")
+    with nogil:
+        for t in prange(n_threads, schedule="static", num_threads=n_threads):
+            total += cnnx_fma_loop(code, iterations, &sink[t % 64])
+    return total
 
 
 cdef struct Geom:
@@ -217,12 +265,17 @@ cdef enum:
     SMALL_GEMM = 1000000
 
 
-cdef inline void gemm_nn(int m, int n, int k, const floating* a, int lda, const floating* b,
-                         int ldb, floating beta, floating* c, int ldc) noexcept nogil:
-    """C = A @ B + beta*C, cut into blocks of columns of C small enough for the small-matrix
-    kernels when the blocks stay at least 32 columns wide. The cut depends on the sizes only."""
+cdef inline void gemm_nn(int isa, Py_ssize_t kc, Py_ssize_t nc, int m, int n, int k,
+                         const floating* a, int lda, const floating* b, int ldb, floating beta, floating* c, int ldc) noexcept nogil:
+    """C = A @ B + beta*C (beta 0 or 1): in float32 on the micro-kernels of ``isa`` (>= 0),
+    otherwise in BLAS, cut into blocks of columns of C small enough for its small-matrix kernels
+    when the blocks stay at least 32 columns wide. The cut depends on the sizes only."""
     cdef long long width = SMALL_GEMM // max(1, <long long> m * k)
     cdef int pieces = 1, p, n0, n1
+    if floating is float:
+        if isa >= 0:
+            cnnx_sgemm_nn(isa, m, n, k, a, lda, b, ldb, beta != 0, c, ldc, kc, nc)
+            return
     if width >= 32 and n > width:
         pieces = (n + width - 1) // width
     for p in range(pieces):
@@ -263,7 +316,8 @@ cdef inline floating sum_of(const floating* a, Py_ssize_t n) noexcept nogil:
 
 def _conv_forward(const floating[::1] x, const floating[::1] f, const floating[::1] b, floating[::1] y,
                   tuple sizes, bint identity, bint has_bias, bint direct, bint patch_major,
-                  bint shift_cols, Py_ssize_t batch, Py_ssize_t block_cols, int n_threads):
+                  bint shift_cols, Py_ssize_t batch, Py_ssize_t block_cols, int isa, Py_ssize_t kc,
+                  Py_ssize_t nc, int n_threads):
     """Y = X (*) F + B for all images, ``batch`` images per GEMM, in parallel over batches.
 
     identity: F is the identity bank (geometry with FH = FW = 1, FC = K = C): Y is im2row itself.
@@ -321,8 +375,8 @@ def _conv_forward(const floating[::1] x, const floating[::1] f, const floating[:
             elif direct:
                 yn = &y[0] + n0 * g.P * g.K
                 for gi in range(g.G):
-                    gemm(b"N"[0], b"N"[0], g.P, g.Kg, g.Q, 1, &x[0] + n0 * g.HWC + gi * g.FC * g.P,
-                         g.P, &f[0] + gi * g.Kg * g.Q, g.Q, 0, yn + gi * g.Kg * g.P, g.P)
+                    gemm_nn(isa, kc, nc, g.P, g.Kg, g.Q, &x[0] + n0 * g.HWC + gi * g.FC * g.P, g.P,
+                            &f[0] + gi * g.Kg * g.Q, g.Q, 0, yn + gi * g.Kg * g.P, g.P)
                 if has_bias:
                     add_bias(yn, g.P, g.P, &b[0], 0, g.K)
             elif patch_major:
@@ -341,14 +395,15 @@ def _conv_forward(const floating[::1] x, const floating[::1] f, const floating[:
                             # beyond: tap column v reads it shifted by v*DX image columns.
                             im2col(xt, buf, &gv, ja, jb + (g.FW - 1) * g.DX)
                             for v in range(g.FW):
-                                gemm_nn(g.Kg, npix, gv.Q, &f[0] + gi * g.Kg + v * g.K * gv.Q, g.K,
+                                gemm_nn(isa, kc, nc, g.Kg, npix, gv.Q,
+                                        &f[0] + gi * g.Kg + v * g.K * gv.Q, g.K,
                                         buf + gv.Q * g.YH * v * g.DX, gv.Q, 0 if v == 0 else 1,
                                         yt, g.Kg)
                         else:
                             for bb in range(nn):
                                 im2col(xt + bb * HW * g.FC, buf + bb * npix * g.Q, &g, ja, jb)
-                            gemm_nn(g.Kg, nn * npix, g.Q, &f[0] + gi * g.Kg, g.K, buf, g.Q, 0, yt,
-                                    g.Kg)
+                            gemm_nn(isa, kc, nc, g.Kg, nn * npix, g.Q, &f[0] + gi * g.Kg, g.K, buf, g.Q,
+                                    0, yt, g.Kg)
                         for bb in range(nn):
                             transpose_into(yt + bb * npix * g.Kg, g.Kg, npix,
                                            &y[0] + (n0 + bb) * g.P * g.K + gi * g.Kg * g.P
@@ -363,11 +418,11 @@ def _conv_forward(const floating[::1] x, const floating[::1] f, const floating[:
                     for bb in range(nn):
                         im2row(&x[0] + (n0 + bb) * g.HWC, buf + bb * g.P, M, &g, gi * g.FC)
                     if nn == 1:
-                        gemm(b"N"[0], b"N"[0], M, g.Kg, g.Q, 1, buf, M, &f[0] + gi * g.Kg * g.Q, g.Q,
-                             0, &y[0] + n0 * g.P * g.K + gi * g.Kg * g.P, g.P)
+                        gemm_nn(isa, kc, nc, M, g.Kg, g.Q, buf, M, &f[0] + gi * g.Kg * g.Q, g.Q, 0,
+                                &y[0] + n0 * g.P * g.K + gi * g.Kg * g.P, g.P)
                     else:
-                        gemm(b"N"[0], b"N"[0], M, g.Kg, g.Q, 1, buf, M, &f[0] + gi * g.Kg * g.Q, g.Q,
-                             0, yt + gi * g.Kg * M, M)
+                        gemm_nn(isa, kc, nc, M, g.Kg, g.Q, buf, M, &f[0] + gi * g.Kg * g.Q, g.Q, 0,
+                                yt + gi * g.Kg * M, M)
                 for bb in range(nn):
                     yn = &y[0] + (n0 + bb) * g.P * g.K
                     if nn > 1:
@@ -405,7 +460,8 @@ cdef inline void transpose_into(const floating* a, Py_ssize_t rows, Py_ssize_t c
 def _conv_backward(const floating[::1] x, const floating[::1] ft, const floating[::1] dy, floating[::1] dx,
                    floating[::1] dft_parts, floating[::1] db_parts, tuple sizes, bint identity,
                    bint direct, bint need_dx, bint need_df, bint need_db, Py_ssize_t batch,
-                   Py_ssize_t n_chunks, int n_threads):
+                   Py_ssize_t n_chunks, int isa, Py_ssize_t kc, Py_ssize_t nc,
+                   int n_threads):
     """dX, and per-chunk partial dF^T and dB, for all images; in parallel over chunks of images.
 
     Works with dY transposed (dYt, K x pixels, the pixels of ``batch`` images side by side): the
@@ -484,8 +540,8 @@ def _conv_backward(const floating[::1] x, const floating[::1] ft, const floating
                             for bb in range(nn):
                                 im2row(&x[0] + (n0 + bb) * g.HWC, xrow + bb * g.P, M, &g, gi * g.FC)
                             a = xrow
-                        gemm(b"N"[0], b"N"[0], g.Kg, g.Q, M, 1, dyt + gi * g.Kg, g.K, a, M,
-                             0 if first else 1, dfc + gi * g.Kg, g.K)
+                        gemm_nn(isa, kc, nc, g.Kg, g.Q, M, dyt + gi * g.Kg, g.K, a, M, 0 if first else 1,
+                                dfc + gi * g.Kg, g.K)
                     if need_dx:
                         if direct:
                             gemm(b"T"[0], b"N"[0], g.P, g.Q, g.Kg, 1, dyt + gi * g.Kg, g.K,
@@ -513,7 +569,8 @@ def conv_backward(x, *args):
 def _conv_backward_shifted(const floating[::1] x, const floating[::1] fkg, const floating[::1] dy,
                            floating[::1] dx, floating[::1] dft_parts, floating[::1] db_parts, tuple sizes,
                            bint need_dx, bint need_df, bint need_db, Py_ssize_t block_cols,
-                           Py_ssize_t n_chunks, int n_threads):
+                           Py_ssize_t n_chunks, int isa, Py_ssize_t kc, Py_ssize_t nc,
+                   int n_threads):
     """dX, and per-chunk partial dF and dB, for stride 1, with matrices one column of taps wide.
 
     A column of taps (v fixed) over all output columns is the same matrix for every v, shifted by
@@ -590,7 +647,7 @@ def _conv_backward_shifted(const floating[::1] x, const floating[::1] fkg, const
                                     g.YH, g.YW + EXTRA, g.FH, 1, -g.PT, g.DY, -g.PL, 0, g.SY, 1,
                                     ja, jb + EXTRA)
                         for v in range(g.FW):
-                            gemm_nn(g.Kg, QR, npix, dyt + g.Kg * g.YH * ja, g.Kg,
+                            gemm_nn(isa, kc, nc, g.Kg, QR, npix, dyt + g.Kg * g.YH * ja, g.Kg,
                                     er + g.YH * v * g.DX, ldr, 0 if first and ja == 0 else 1,
                                     dfc + gi * g.Kg + v * g.K * QR, g.K)
                     for blk in range((g.W + block_cols - 1) // block_cols):
@@ -601,8 +658,8 @@ def _conv_backward_shifted(const floating[::1] x, const floating[::1] fkg, const
                         npix = g.H * (jb - ja)
                         im2col(dyt, ec, &gd, ja, jb + EXTRA)
                         for v in range(g.FW):
-                            gemm_nn(g.FC, npix, QC, &fkg[0] + (gi * g.FW + v) * g.FC * QC, g.FC,
-                                    ec + QC * g.H * v * g.DX, QC, 0 if v == 0 else 1, dxt, g.FC)
+                            gemm_nn(isa, kc, nc, g.FC, npix, QC, &fkg[0] + (gi * g.FW + v) * g.FC * QC,
+                                    g.FC, ec + QC * g.H * v * g.DX, QC, 0 if v == 0 else 1, dxt, g.FC)
                         transpose_into(dxt, g.FC, npix,
                                        &dx[0] + n * g.HWC + gi * g.FC * HW + g.H * ja, HW)
                 first = False

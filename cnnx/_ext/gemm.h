@@ -1,0 +1,366 @@
+/* cnnx's own single-precision GEMM, C = A @ B (+ C), for column-major matrices, with one
+   register-blocked micro-kernel per instruction set, chosen at run time.
+
+   Wheels are built for baseline x86-64; the AVX2+FMA and AVX-512 kernels are compiled with
+   per-function target attributes and only called after cnnx_isa_supported() said the CPU (and the
+   OS) has them. Other compilers and other CPUs build the portable kernel only.
+
+   Blocking: C is cut into MR x NR tiles (MR rows = a few SIMD vectors, NR columns = as many
+   accumulators as the registers hold). For every block of kc steps of the inner dimension, an
+   MR x kc panel of A is packed (zero-padded to MR rows) once and reused for all tiles of its rows;
+   B is read in place, a broadcast per element (each of the NR columns is a contiguous stream),
+   nc columns at a time, so that their kc x nc block stays in cache while all row tiles pass.
+   The caller picks kc from the L1 data cache size (the packed panel and a panel of B fit in it)
+   and nc from the L2 size.
+   Every element of C is one chain of multiply-adds in the order of the inner index, whatever kc
+   is: a tile continues from the partial sums it stored after the previous block. So results
+   depend on the instruction set (FMA or not) only, never on the blocking or the thread count. */
+#ifndef CNNX_GEMM_H
+#define CNNX_GEMM_H
+
+#include <stddef.h>
+#include <string.h>
+
+#define CNNX_ISA_GENERIC 0
+#define CNNX_ISA_AVX2 1
+#define CNNX_ISA_AVX512 2
+
+#define CNNX_KC_MAX 512  /* inner-dimension block, at most (sizes the packed panel on the stack) */
+#define CNNX_MR_MAX 32
+#define CNNX_NR_MAX 12
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define CNNX_X86_KERNELS 1
+#include <immintrin.h>
+#else
+#define CNNX_X86_KERNELS 0
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CNNX_INLINE static inline __attribute__((always_inline))
+#define CNNX_ALIGN64 __attribute__((aligned(64)))
+#else
+#define CNNX_INLINE static inline
+#define CNNX_ALIGN64
+#endif
+
+/* A tile kernel: c (MR x nr, leading dimension ldc) = [c +] ap @ b, where ap is a packed MR x kc
+   panel (kc columns of MR values) and b the kc x nr block of B at leading dimension ldb. */
+typedef void (*cnnx_tile_fn)(ptrdiff_t kc, const float* ap, const float* b, ptrdiff_t ldb,
+                             float* c, ptrdiff_t ldc, int nr, int accumulate);
+
+/* One tile kernel per width NR (arrays of exactly NR accumulators, so that the compiler keeps
+   them all in registers). */
+#define CNNX_TILE(ISA, TARGET, VEC, LANES, LOADU, STOREU, ZERO, SET1, FMA, NR)                   \
+    TARGET static void cnnx_tile_##ISA##_##NR(ptrdiff_t kc, const float* ap, const float* b,    \
+                                              ptrdiff_t ldb, float* c, ptrdiff_t ldc,            \
+                                              int accumulate)                                    \
+    {                                                                                            \
+        VEC c0[NR], c1[NR];                                                                      \
+        ptrdiff_t p;                                                                             \
+        int j;                                                                                   \
+        for (j = 0; j < NR; j++) {                                                               \
+            c0[j] = accumulate ? LOADU(c + ldc * j) : ZERO();                                    \
+            c1[j] = accumulate ? LOADU(c + ldc * j + LANES) : ZERO();                            \
+        }                                                                                        \
+        for (p = 0; p < kc; p++) {                                                               \
+            VEC a0 = LOADU(ap + 2 * LANES * p);                                                  \
+            VEC a1 = LOADU(ap + 2 * LANES * p + LANES);                                          \
+            for (j = 0; j < NR; j++) {                                                           \
+                VEC bj = SET1(b[p + ldb * j]);                                                   \
+                c0[j] = FMA(a0, bj, c0[j]);                                                      \
+                c1[j] = FMA(a1, bj, c1[j]);                                                      \
+            }                                                                                    \
+        }                                                                                        \
+        for (j = 0; j < NR; j++) {                                                               \
+            STOREU(c + ldc * j, c0[j]);                                                          \
+            STOREU(c + ldc * j + LANES, c1[j]);                                                  \
+        }                                                                                        \
+    }
+/* ---- portable kernel: 8 x 6 tiles of 4-float vectors (GCC/Clang vector extensions: SSE2 on
+   baseline x86-64, NEON on ARM), or of scalars with other compilers --------------------------- */
+#define CNNX_GENERIC_MR 8
+#define CNNX_GENERIC_NR 6
+#if defined(__GNUC__) || defined(__clang__)
+typedef float cnnx_v4 __attribute__((vector_size(16)));
+CNNX_INLINE cnnx_v4 cnnx_v4_loadu(const float* p) { cnnx_v4 v; memcpy(&v, p, sizeof v); return v; }
+CNNX_INLINE void cnnx_v4_storeu(float* p, cnnx_v4 v) { memcpy(p, &v, sizeof v); }
+CNNX_INLINE cnnx_v4 cnnx_v4_zero(void) { cnnx_v4 v = {0.0f, 0.0f, 0.0f, 0.0f}; return v; }
+CNNX_INLINE cnnx_v4 cnnx_v4_set1(float x) { cnnx_v4 v = {x, x, x, x}; return v; }
+CNNX_INLINE cnnx_v4 cnnx_v4_madd(cnnx_v4 a, cnnx_v4 b, cnnx_v4 c) { return a * b + c; }
+#define CNNX_TILE_GENERIC(NR) CNNX_TILE(generic, , cnnx_v4, 4, cnnx_v4_loadu, cnnx_v4_storeu,     \
+                                        cnnx_v4_zero, cnnx_v4_set1, cnnx_v4_madd, NR)
+#else
+#define CNNX_TILE_GENERIC(NR)                                                                   \
+    static void cnnx_tile_generic_##NR(ptrdiff_t kc, const float* ap, const float* b,           \
+                                       ptrdiff_t ldb, float* c, ptrdiff_t ldc, int accumulate)  \
+    {                                                                                            \
+        float acc[NR][CNNX_GENERIC_MR];                                                          \
+        ptrdiff_t p;                                                                             \
+        int i, j;                                                                                \
+        for (j = 0; j < NR; j++)                                                                 \
+            for (i = 0; i < CNNX_GENERIC_MR; i++)                                                \
+                acc[j][i] = accumulate ? c[i + ldc * j] : 0.0f;                                  \
+        for (p = 0; p < kc; p++)                                                                 \
+            for (j = 0; j < NR; j++)                                                             \
+                for (i = 0; i < CNNX_GENERIC_MR; i++)                                            \
+                    acc[j][i] += ap[CNNX_GENERIC_MR * p + i] * b[p + ldb * j];                   \
+        for (j = 0; j < NR; j++)                                                                 \
+            for (i = 0; i < CNNX_GENERIC_MR; i++)                                                \
+                c[i + ldc * j] = acc[j][i];                                                      \
+    }
+#endif
+CNNX_TILE_GENERIC(1)
+CNNX_TILE_GENERIC(2)
+CNNX_TILE_GENERIC(3)
+CNNX_TILE_GENERIC(4)
+CNNX_TILE_GENERIC(5)
+CNNX_TILE_GENERIC(6)
+
+static void cnnx_tile_generic(ptrdiff_t kc, const float* ap, const float* b, ptrdiff_t ldb,
+                              float* c, ptrdiff_t ldc, int nr, int accumulate)
+{
+    switch (nr) {
+    case 6: cnnx_tile_generic_6(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 5: cnnx_tile_generic_5(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 4: cnnx_tile_generic_4(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 3: cnnx_tile_generic_3(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 2: cnnx_tile_generic_2(kc, ap, b, ldb, c, ldc, accumulate); break;
+    default: cnnx_tile_generic_1(kc, ap, b, ldb, c, ldc, accumulate); break;
+    }
+}
+
+#if CNNX_X86_KERNELS
+/* ---- AVX2 + FMA: 16 x 6 tiles (12 accumulators, 2 vectors of A, 1 broadcast) ---------------- */
+#define CNNX_AVX2_MR 16
+#define CNNX_AVX2_NR 6
+#define CNNX_TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+#define CNNX_TILE_AVX2(NR) CNNX_TILE(avx2, CNNX_TARGET_AVX2, __m256, 8, _mm256_loadu_ps,        \
+                                     _mm256_storeu_ps, _mm256_setzero_ps, _mm256_set1_ps,        \
+                                     _mm256_fmadd_ps, NR)
+CNNX_TILE_AVX2(1)
+CNNX_TILE_AVX2(2)
+CNNX_TILE_AVX2(3)
+CNNX_TILE_AVX2(4)
+CNNX_TILE_AVX2(5)
+CNNX_TILE_AVX2(6)
+
+CNNX_TARGET_AVX2 static void cnnx_tile_avx2(ptrdiff_t kc, const float* ap, const float* b,
+                                            ptrdiff_t ldb, float* c, ptrdiff_t ldc, int nr,
+                                            int accumulate)
+{
+    switch (nr) {
+    case 6: cnnx_tile_avx2_6(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 5: cnnx_tile_avx2_5(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 4: cnnx_tile_avx2_4(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 3: cnnx_tile_avx2_3(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 2: cnnx_tile_avx2_2(kc, ap, b, ldb, c, ldc, accumulate); break;
+    default: cnnx_tile_avx2_1(kc, ap, b, ldb, c, ldc, accumulate); break;
+    }
+}
+
+/* ---- AVX-512: 32 x 12 tiles (24 accumulators, 2 vectors of A, broadcasts from memory) -------- */
+#define CNNX_AVX512_MR 32
+#define CNNX_AVX512_NR 12
+#define CNNX_TARGET_AVX512 __attribute__((target("avx512f")))
+
+#define CNNX_TILE_AVX512(NR) CNNX_TILE(avx512, CNNX_TARGET_AVX512, __m512, 16, _mm512_loadu_ps, \
+                                       _mm512_storeu_ps, _mm512_setzero_ps, _mm512_set1_ps,      \
+                                       _mm512_fmadd_ps, NR)
+CNNX_TILE_AVX512(1)
+CNNX_TILE_AVX512(2)
+CNNX_TILE_AVX512(3)
+CNNX_TILE_AVX512(4)
+CNNX_TILE_AVX512(5)
+CNNX_TILE_AVX512(6)
+CNNX_TILE_AVX512(7)
+CNNX_TILE_AVX512(8)
+CNNX_TILE_AVX512(9)
+CNNX_TILE_AVX512(10)
+CNNX_TILE_AVX512(11)
+CNNX_TILE_AVX512(12)
+
+CNNX_TARGET_AVX512 static void cnnx_tile_avx512(ptrdiff_t kc, const float* ap, const float* b,
+                                                ptrdiff_t ldb, float* c, ptrdiff_t ldc, int nr,
+                                                int accumulate)
+{
+    switch (nr) {
+    case 12: cnnx_tile_avx512_12(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 11: cnnx_tile_avx512_11(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 10: cnnx_tile_avx512_10(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 9: cnnx_tile_avx512_9(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 8: cnnx_tile_avx512_8(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 7: cnnx_tile_avx512_7(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 6: cnnx_tile_avx512_6(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 5: cnnx_tile_avx512_5(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 4: cnnx_tile_avx512_4(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 3: cnnx_tile_avx512_3(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 2: cnnx_tile_avx512_2(kc, ap, b, ldb, c, ldc, accumulate); break;
+    default: cnnx_tile_avx512_1(kc, ap, b, ldb, c, ldc, accumulate); break;
+    }
+}
+#endif
+
+/* 1 if this CPU and OS run the kernels of ``isa`` (a CNNX_ISA_* value). */
+static int cnnx_isa_supported(int isa)
+{
+    if (isa == CNNX_ISA_GENERIC)
+        return 1;
+#if CNNX_X86_KERNELS
+    __builtin_cpu_init();
+    if (isa == CNNX_ISA_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (isa == CNNX_ISA_AVX512)
+        return __builtin_cpu_supports("avx512f");
+#endif
+    return 0;
+}
+
+/* The tile of ``isa``: its kernel and MR x NR; the portable one for an unknown value. */
+static cnnx_tile_fn cnnx_tile_of(int isa, int* mr, int* nr)
+{
+#if CNNX_X86_KERNELS
+    if (isa == CNNX_ISA_AVX512) {
+        *mr = CNNX_AVX512_MR;
+        *nr = CNNX_AVX512_NR;
+        return cnnx_tile_avx512;
+    }
+    if (isa == CNNX_ISA_AVX2) {
+        *mr = CNNX_AVX2_MR;
+        *nr = CNNX_AVX2_NR;
+        return cnnx_tile_avx2;
+    }
+#endif
+    (void)isa;
+    *mr = CNNX_GENERIC_MR;
+    *nr = CNNX_GENERIC_NR;
+    return cnnx_tile_generic;
+}
+
+/* C (m x n, ldc) = A (m x k, lda) @ B (k x n, ldb), plus C's old values when ``accumulate``;
+   all column-major. ``kc`` is the inner-dimension block (1 .. CNNX_KC_MAX) and ``nc`` the number
+   of columns of B whose kc x nc block stays in cache while every row tile of C passes over it.
+   The caller checked that the CPU supports ``isa``. */
+static void cnnx_sgemm_nn(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float* a,
+                          ptrdiff_t lda, const float* b, ptrdiff_t ldb, int accumulate, float* c,
+                          ptrdiff_t ldc, ptrdiff_t kc, ptrdiff_t nc)
+{
+    float apack[CNNX_MR_MAX * CNNX_KC_MAX] CNNX_ALIGN64;
+    float ctile[CNNX_MR_MAX * CNNX_NR_MAX] CNNX_ALIGN64;
+    int MR, NR;
+    cnnx_tile_fn tile = cnnx_tile_of(isa, &MR, &NR);
+    ptrdiff_t jc, p0, i0, p, i, j, t, panels, width;
+    if (kc < 1 || kc > CNNX_KC_MAX)
+        kc = CNNX_KC_MAX;
+    if (nc < NR)
+        nc = NR;
+    if (k == 0 && !accumulate) {
+        for (j = 0; j < n; j++)
+            memset(c + ldc * j, 0, (size_t)m * sizeof(float));
+    }
+    for (jc = 0; jc < n; jc += nc) {
+        width = n - jc < nc ? n - jc : nc;
+        /* The block's columns cut into panels of near-equal widths (none much narrower than NR). */
+        panels = (width + NR - 1) / NR;
+        for (p0 = 0; p0 < k; p0 += kc) {
+            ptrdiff_t pk = k - p0 < kc ? k - p0 : kc;
+            int acc = accumulate || p0 > 0;
+            for (i0 = 0; i0 < m; i0 += MR) {
+                ptrdiff_t mr = m - i0 < MR ? m - i0 : MR;
+                for (p = 0; p < pk; p++) {
+                    const float* col = a + i0 + lda * (p0 + p);
+                    float* dst = apack + MR * p;
+                    for (i = 0; i < mr; i++)
+                        dst[i] = col[i];
+                    for (i = mr; i < MR; i++)
+                        dst[i] = 0.0f;
+                }
+                for (t = 0; t < panels; t++) {
+                    ptrdiff_t j0 = jc + t * (width / panels) + (t < width % panels ? t : width % panels);
+                    int nr = (int)(width / panels + (t < width % panels));
+                    const float* bp = b + p0 + ldb * j0;
+                    float* cp = c + i0 + ldc * j0;
+                    if (mr == MR) {
+                        tile(pk, apack, bp, ldb, cp, ldc, nr, acc);
+                        continue;
+                    }
+                    /* The last rows of C: run the full tile on a copy, keep the rows that exist. */
+                    for (j = 0; j < nr; j++)
+                        for (i = 0; i < MR; i++)
+                            ctile[i + MR * j] = (acc && i < mr) ? cp[i + ldc * j] : 0.0f;
+                    tile(pk, apack, bp, ldb, ctile, MR, nr, acc);
+                    for (j = 0; j < nr; j++)
+                        memcpy(cp + ldc * j, ctile + MR * j, (size_t)mr * sizeof(float));
+                }
+            }
+        }
+    }
+}
+
+/* Multiply-adds on ``isa``'s widest vectors in 12 independent chains (so that the FMA units,
+   not the latency of one chain, are the limit): ``iterations`` x 12 vector multiply-adds. Returns
+   the number of float operations done (2 per lane per multiply-add); ``sink`` keeps the result
+   alive. The benchmarks time it for the machine's ceiling. */
+#define CNNX_FMA_CHAINS(VEC, SET1, FMA, ADD, STORE, LANES)                                     \
+    {                                                                                          \
+        VEC acc[12], mul = SET1(0.999f), add = SET1(0.001f);                                   \
+        float out[LANES];                                                                      \
+        long it;                                                                               \
+        int i, l;                                                                              \
+        for (i = 0; i < 12; i++)                                                               \
+            acc[i] = SET1((float)i);                                                           \
+        for (it = 0; it < iterations; it++)                                                    \
+            for (i = 0; i < 12; i++)                                                           \
+                acc[i] = FMA(acc[i], mul, add);                                                \
+        for (i = 1; i < 12; i++)                                                               \
+            acc[0] = ADD(acc[0], acc[i]);                                                      \
+        STORE(out, acc[0]);                                                                    \
+        for (l = 0; l < LANES; l++)                                                            \
+            *sink += out[l];                                                                   \
+        return 2.0 * LANES * 12 * (double)iterations;                                          \
+    }
+
+#if CNNX_X86_KERNELS
+CNNX_TARGET_AVX512 static double cnnx_fma_loop_avx512(long iterations, float* sink)
+CNNX_FMA_CHAINS(__m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps, 16)
+
+CNNX_TARGET_AVX2 static double cnnx_fma_loop_avx2(long iterations, float* sink)
+CNNX_FMA_CHAINS(__m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps, 8)
+#endif
+
+/* Multiply-add then add, as the portable kernel does (two operations per lane). */
+typedef struct { float v[4]; } cnnx_f4;
+static inline cnnx_f4 cnnx_f4_set1(float x) { cnnx_f4 r; r.v[0] = r.v[1] = r.v[2] = r.v[3] = x; return r; }
+static inline cnnx_f4 cnnx_f4_madd(cnnx_f4 a, cnnx_f4 m, cnnx_f4 d)
+{
+    int l;
+    for (l = 0; l < 4; l++)
+        a.v[l] = a.v[l] * m.v[l] + d.v[l];
+    return a;
+}
+static inline cnnx_f4 cnnx_f4_add(cnnx_f4 a, cnnx_f4 b)
+{
+    int l;
+    for (l = 0; l < 4; l++)
+        a.v[l] += b.v[l];
+    return a;
+}
+static inline void cnnx_f4_store(float* out, cnnx_f4 a) { memcpy(out, a.v, sizeof a.v); }
+
+static double cnnx_fma_loop_generic(long iterations, float* sink)
+CNNX_FMA_CHAINS(cnnx_f4, cnnx_f4_set1, cnnx_f4_madd, cnnx_f4_add, cnnx_f4_store, 4)
+
+static double cnnx_fma_loop(int isa, long iterations, float* sink)
+{
+#if CNNX_X86_KERNELS
+    if (isa == CNNX_ISA_AVX512)
+        return cnnx_fma_loop_avx512(iterations, sink);
+    if (isa == CNNX_ISA_AVX2)
+        return cnnx_fma_loop_avx2(iterations, sink);
+#endif
+    (void)isa;
+    return cnnx_fma_loop_generic(iterations, sink);
+}
+
+#endif
