@@ -17,6 +17,7 @@ from cnnx.conv import ALGORITHMS, SUPPORTED_KERNELS, ConvPlan, plan_conv, run_co
 # cnnx's own GEMM kernels this CPU runs (the portable one everywhere, AVX2 and AVX-512 where the
 # CPU has them): every test that runs every plan runs each of them too.
 OWN_KERNELS = [k for k in SUPPORTED_KERNELS if k != "blas"]
+OWN_ONLY = ("implicit_gemm",)  # the algorithms that only run on them
 
 
 def exact(message):
@@ -162,7 +163,7 @@ def with_kernels(plan, geom, dtype):
     """``plan`` on BLAS and, in float32 where the algorithm has its own GEMM, on each of cnnx's
     kernels this CPU runs, with the blocks plan_conv gives and with tiny ones (several blocks of
     the inner dimension and of B's columns even on small shapes)."""
-    plans = [replace(plan, kernel="blas", kc=0, nc=0)]
+    plans = [] if plan.algorithm in OWN_ONLY else [replace(plan, kernel="blas", kc=0, nc=0)]
     if np.dtype(dtype) != np.float32:
         return plans
     for kernel in OWN_KERNELS:
@@ -240,7 +241,7 @@ def test_every_plan_matches_reference(case, dtype):
 def test_every_algorithm_is_run_by_the_cases():
     seen = set()
     for case in CASES:
-        x, f, b, dzdy, opts = make(case, np.float64)
+        x, f, b, dzdy, opts = make(case, np.float32)
         for problem in (validate_conv(x, f, b, **opts), validate_conv(x, f, b, dzdy, **opts)):
             seen |= {p.algorithm for p in every_plan(problem.geometry, problem.dtype, problem.backward)}
     assert seen == set(ALGORITHMS)
@@ -265,8 +266,13 @@ CHOICES = [
 
 @pytest.mark.parametrize("case, forward, backward", CHOICES)
 def test_plan_conv_chooses(case, forward, backward):
+    # (The forward choices on BLAS; cnnx's kernels run the implicit GEMM instead of im2col.)
     x, f, b, dzdy, opts = make(case, np.float32)
-    assert plan_conv(validate_conv(x, f, b, **opts).geometry, np.float32).algorithm == forward
+    geom = validate_conv(x, f, b, **opts).geometry
+    assert plan_conv(geom, np.float32, kernel="blas").algorithm == forward
+    own = forward in ("im2col_shifted", "im2col_gemm") and plan_conv(geom, np.float32).kernel != "blas"
+    assert plan_conv(geom, np.float32).algorithm == ("implicit_gemm" if own else forward)
+    assert plan_conv(geom, np.float64).algorithm == forward
     assert plan_conv(validate_conv(x, f, b, dzdy, **opts).geometry, np.float32, True).algorithm == backward
 
 
@@ -277,7 +283,7 @@ def test_plan_blocking():
     back = plan_conv(geom, np.float64, True)
     assert (back.batch, back.chunks) == (64, 2)
     geom = validate_conv(np.zeros((224, 224, 64, 1)), np.zeros((3, 3, 64, 64)), None, pad=1, stride=2).geometry
-    plan = plan_conv(geom, np.float32)
+    plan = plan_conv(geom, np.float32, kernel="blas")
     assert (plan.algorithm, plan.batch) == ("im2col_gemm", 1)
     assert plan.block_cols == (1 << 20) // (112 * 3 * 3 * 64 * 4)  # a block's matrix within 1 MB
 
@@ -345,8 +351,10 @@ def test_own_kernels_match_reference_and_blas(case, kernel):
         if plan.kernel != kernel:
             continue
         ran.add(plan.algorithm)
-        blas = run_conv(validate_conv(x, f, b, *(() if not plan.backward else (dzdy,)), **opts),
-                        replace(plan, kernel="blas", kc=0, nc=0))
+        problem = validate_conv(x, f, b, *(() if not plan.backward else (dzdy,)), **opts)
+        on_blas = (plan_conv(problem.geometry, np.float32, plan.backward, kernel="blas") if plan.algorithm in OWN_ONLY
+                   else replace(plan, kernel="blas", kc=0, nc=0))
+        blas = run_conv(problem, on_blas)
         for g, w, bl in zip(got, want[plan.backward], blas if plan.backward else (blas,)):
             scale = np.abs(w).max()
             np.testing.assert_allclose(np.reshape(g, w.shape), w, rtol=1e-4, atol=1e-4 * scale, err_msg=str(plan))
@@ -456,6 +464,14 @@ def test_own_kernel_plans_that_do_not_fit_are_errors():
     bad = ConvPlan("fully_connected_direct", False, 1, kernel="generic", kc=8, nc=4)
     with pytest.raises(ValueError, match=exact(f"vl_nnconv: plan {bad} does not fit {fc.geometry}")):
         run_conv(fc, bad)
+    on_blas = ConvPlan("implicit_gemm", False, 1)  # the implicit GEMM has no BLAS form
+    with pytest.raises(ValueError, match=exact(f"vl_nnconv: plan {on_blas} does not fit {geom}")):
+        run_conv(problem, on_blas)
+    dilated = validate_conv(x, f[:2], b, dilate=[2, 1]).geometry
+    with pytest.raises(ValueError, match=exact(
+            f"vl_nnconv: algorithm 'implicit_gemm' (forward) does not apply to {dilated}")):
+        run_conv(validate_conv(x, f[:2], b, dilate=[2, 1]), ConvPlan("implicit_gemm", False, 1, kernel="generic",
+                                                                     kc=8, nc=4))
 
 
 @pytest.mark.parametrize("kernel", OWN_KERNELS)

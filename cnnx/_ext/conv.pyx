@@ -39,8 +39,17 @@ cnp.import_array()
 cdef extern from "gemm.h" nogil:
     int CNNX_ISA_GENERIC, CNNX_ISA_AVX2, CNNX_ISA_AVX512
     int CNNX_KC_MAX
+    ctypedef struct cnnx_bview:
+        const float* b
+        Py_ssize_t rs, run, ts, cs, group, gs
     int cnnx_isa_supported(int isa)
     void cnnx_tile_of(int isa, int* mr, int* nr)
+    Py_ssize_t cnnx_packed_rows(int isa, Py_ssize_t m)
+    void cnnx_pack_a(int isa, Py_ssize_t m, Py_ssize_t k, const float* a, Py_ssize_t lda, Py_ssize_t kc,
+                     float* out)
+    void cnnx_gemm(int isa, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* packed, const float* a,
+                   Py_ssize_t lda, const cnnx_bview* v, int accumulate, float* c, Py_ssize_t ldc,
+                   Py_ssize_t kc, Py_ssize_t nc)
     void cnnx_sgemm_nn(int isa, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                        Py_ssize_t lda, const float* b, Py_ssize_t ldb, int accumulate, float* c,
                        Py_ssize_t ldc, Py_ssize_t kc, Py_ssize_t nc)
@@ -443,18 +452,114 @@ def conv_forward(x, *args):
     return _conv_forward(x, *args)
 
 
+cdef inline void pad_channels_first(const float* x, const Geom* g, Py_ssize_t c0, Py_ssize_t Hp,
+                                    Py_ssize_t Wp, float* xtp) noexcept nogil:
+    """xtp[c + FC*(i + Hp*j)] = xpad[i - PT, j - PL, c0 + c] of one image for the Hp x Wp padded
+    pixels the filters reach: channels first, zeros outside the H x W image."""
+    cdef Py_ssize_t c, i, j, i0, i1, col
+    cdef Py_ssize_t FC = g.FC, H = g.H, HW = g.H * g.W
+    cdef const float* xc
+    cdef float* d
+    i0 = min(Hp, max(0, g.PT))
+    i1 = max(i0, min(Hp, g.PT + H))
+    for j in range(Wp):
+        d = xtp + FC * Hp * j
+        col = j - g.PL
+        if col < 0 or col >= g.W:
+            memset(d, 0, FC * Hp * sizeof(float))
+            continue
+        memset(d, 0, FC * i0 * sizeof(float))
+        memset(d + FC * i1, 0, FC * (Hp - i1) * sizeof(float))
+        for c in range(FC):
+            xc = x + (c0 + c) * HW + H * col - g.PT
+            for i in range(i0, i1):
+                d[c + FC * i] = xc[i]
+
+
+cdef void implicit_image(const float* x, const float* packed, const float* b, float* y, const Geom* g,
+                         Py_ssize_t gi, Py_ssize_t Hp, Py_ssize_t Wp, float* xtp, float* yt, int isa,
+                         Py_ssize_t kc, Py_ssize_t nc) noexcept nogil:
+    """One image and group of _conv_forward_implicit (its B view is local, so thread-private)."""
+    cdef cnnx_bview view
+    pad_channels_first(x, g, gi * g.FC, Hp, Wp, xtp)
+    view.b = xtp
+    view.rs = 1
+    view.run = g.FH * g.FC
+    view.ts = g.FC * Hp * g.DX
+    view.cs = g.FC * g.SY
+    view.group = g.YH
+    view.gs = g.FC * Hp * g.SX
+    cnnx_gemm(isa, g.Kg, g.P, g.Q, packed, NULL, 0, &view, 0, yt, g.Kg, kc, nc)
+    transpose_into(yt, g.Kg, g.P, y + gi * g.Kg * g.P, g.P, b + gi * g.Kg if b != NULL else NULL)
+
+
+def _conv_forward_implicit(const float[::1] x, const float[::1] fwv, const float[::1] b, float[::1] y,
+                           tuple sizes, bint has_bias, int isa, Py_ssize_t kc, Py_ssize_t nc, int n_threads):
+    """Y = X (*) F + B (float32, DY = 1) by implicit GEMM: Y^T (Kg x pixels) = F^T @ Xcol per image
+    and group on the micro-kernels of ``isa``, with Xcol never built: the GEMM reads each output
+    pixel's patch in place from the image padded and channels first (FW runs of FH*FC values, one
+    per filter column; cnnx_bview). ``fwv`` is F^T (K x Q, taps ordered c + FC*(u + FH*v)),
+    packed once for all images; Y^T is transposed into Y with the biases added on the way.
+    """
+    cdef Geom g = make_geom(sizes)
+    cdef Py_ssize_t Hp = (g.YH - 1) * g.SY + g.FH, Wp = (g.YW - 1) * g.SX + (g.FW - 1) * g.DX + 1
+    cdef Py_ssize_t mp = cnnx_packed_rows(isa, g.Kg), n, gi
+    cdef float* packed
+    cdef float* xtp
+    cdef float* yt
+    cdef int failed[1]
+    failed[0] = 0
+    packed = <float*> malloc(g.G * mp * g.Q * sizeof(float))
+    if packed == NULL:
+        raise MemoryError("vl_nnconv: cannot allocate the packed filters")
+    with nogil:
+        for gi in range(g.G):
+            cnnx_pack_a(isa, g.Kg, g.Q, &fwv[0] + gi * g.Kg, g.K, kc, packed + gi * mp * g.Q)
+        with parallel(num_threads=n_threads):
+            xtp = <float*> malloc(g.FC * Hp * Wp * sizeof(float))
+            yt = <float*> malloc(g.Kg * g.P * sizeof(float))
+            if xtp == NULL or yt == NULL:
+                failed[0] = 1
+            for n in prange(g.N, schedule="dynamic"):
+                if failed[0]:
+                    continue
+                for gi in range(g.G):
+                    implicit_image(&x[0] + n * g.HWC, packed + gi * mp * g.Q, &b[0] if has_bias else NULL,
+                                   &y[0] + n * g.P * g.K, &g, gi, Hp, Wp, xtp, yt, isa, kc, nc)
+            free(xtp)
+            free(yt)
+    free(packed)
+    if failed[0]:
+        raise MemoryError("vl_nnconv: cannot allocate the implicit GEMM's buffers")
+
+
+def conv_forward_implicit(x, *args):
+    """Check that ``x`` is float32 (the own kernels' type), then run ``_conv_forward_implicit``."""
+    if float_kind("cnnx._ext.conv.conv_forward_implicit", x) != 0:
+        raise TypeError(f"cnnx._ext.conv.conv_forward_implicit: the implicit GEMM runs float32 only, "
+                        f"not {x.dtype}")
+    return _conv_forward_implicit(x, *args)
+
+
 cdef inline void transpose_into(const floating* a, Py_ssize_t rows, Py_ssize_t cols, floating* t,
-                                Py_ssize_t ldt) noexcept nogil:
-    """t[c + ldt*r] = a[r + rows*c]: the rows x cols matrix a, transposed into t (ld ldt)."""
+                                Py_ssize_t ldt, const floating* row_add=NULL) noexcept nogil:
+    """t[c + ldt*r] = a[r + rows*c] (+ row_add[r] unless NULL): the rows x cols matrix a,
+    transposed into t (ld ldt)."""
     cdef Py_ssize_t r, c, r0, c0, r1, c1
+    cdef floating add
     # 16 x 16 tiles: both the reads of a and the writes of t stay within a few cache lines.
     for c0 in range(0, cols, 16):
         c1 = min(cols, c0 + 16)
         for r0 in range(0, rows, 16):
             r1 = min(rows, r0 + 16)
             for r in range(r0, r1):
-                for c in range(c0, c1):
-                    t[c + ldt * r] = a[r + rows * c]
+                if row_add == NULL:
+                    for c in range(c0, c1):
+                        t[c + ldt * r] = a[r + rows * c]
+                else:
+                    add = row_add[r]
+                    for c in range(c0, c1):
+                        t[c + ldt * r] = a[r + rows * c] + add
 
 
 def _conv_backward(const floating[::1] x, const floating[::1] ft, const floating[::1] dy, floating[::1] dx,

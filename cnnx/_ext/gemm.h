@@ -44,20 +44,35 @@
 #define CNNX_ALIGN64
 #endif
 
-/* A tile kernel: c (MR x nr, leading dimension ldc) = [c +] ap @ b, where ap is a packed MR x kc
-   panel (kc columns of MR values) and b the kc x nr block of B at leading dimension ldb. */
-typedef void (*cnnx_tile_fn)(ptrdiff_t kc, const float* ap, const float* b, ptrdiff_t ldb,
-                             float* c, ptrdiff_t ldc, int nr, int accumulate);
+/* Where B's elements are: B[p, j] = b[seg(p) + col(j)], with
+     seg(p) = (p % run) * rs + (p / run) * ts   (the inner index in runs of ``run`` steps of rs)
+     col(j) = (j % group) * cs + (j / group) * gs   (the columns in groups of ``group``).
+   A column-major k x n matrix is rs = 1, run = k, cs = ldb, group = n. Convolutions read the
+   image in place with it (implicit GEMM): the taps of one output pixel are runs of FH*FC values
+   of the channels-first padded image, one run per filter column, and the output pixels of one
+   output column are ``group`` columns cs apart. */
+typedef struct {
+    const float* b;
+    ptrdiff_t rs, run, ts, cs, group, gs;
+} cnnx_bview;
+
+/* A tile kernel: c (MR x nr, leading dimension ldc) = [c +] ap @ B, where ap is a packed MR x kc
+   panel (kc columns of MR values) and B's kc x nr block starts ``q0`` steps into the run at
+   ``seg``, its columns cs apart. */
+typedef void (*cnnx_tile_fn)(ptrdiff_t kc, const float* ap, const float* seg, ptrdiff_t q0,
+                             const cnnx_bview* v, float* c, ptrdiff_t ldc, int nr, int accumulate);
 
 /* One tile kernel per width NR (arrays of exactly NR accumulators, so that the compiler keeps
    them all in registers). */
 #define CNNX_TILE(ISA, TARGET, VEC, LANES, LOADU, STOREU, ZERO, SET1, FMA, NR)                   \
-    TARGET static void cnnx_tile_##ISA##_##NR(ptrdiff_t kc, const float* ap, const float* b,    \
-                                              ptrdiff_t ldb, float* c, ptrdiff_t ldc,            \
-                                              int accumulate)                                    \
+    TARGET static void cnnx_tile_##ISA##_##NR(ptrdiff_t kc, const float* ap, const float* seg,  \
+                                              ptrdiff_t q0, const cnnx_bview* v, float* c,       \
+                                              ptrdiff_t ldc, int accumulate)                     \
     {                                                                                            \
         VEC c0[NR], c1[NR];                                                                      \
-        ptrdiff_t p;                                                                             \
+        const ptrdiff_t rs = v->rs, cs = v->cs, ts = v->ts, run = v->run;                        \
+        const float* bp = seg + q0 * rs;                                                         \
+        ptrdiff_t p, left = run - q0;                                                            \
         int j;                                                                                   \
         for (j = 0; j < NR; j++) {                                                               \
             c0[j] = accumulate ? LOADU(c + ldc * j) : ZERO();                                    \
@@ -67,9 +82,15 @@ typedef void (*cnnx_tile_fn)(ptrdiff_t kc, const float* ap, const float* b, ptrd
             VEC a0 = LOADU(ap + 2 * LANES * p);                                                  \
             VEC a1 = LOADU(ap + 2 * LANES * p + LANES);                                          \
             for (j = 0; j < NR; j++) {                                                           \
-                VEC bj = SET1(b[p + ldb * j]);                                                   \
+                VEC bj = SET1(bp[cs * j]);                                                       \
                 c0[j] = FMA(a0, bj, c0[j]);                                                      \
                 c1[j] = FMA(a1, bj, c1[j]);                                                      \
+            }                                                                                    \
+            bp += rs;                                                                            \
+            if (--left == 0) {                                                                   \
+                seg += ts;                                                                       \
+                bp = seg;                                                                        \
+                left = run;                                                                      \
             }                                                                                    \
         }                                                                                        \
         for (j = 0; j < NR; j++) {                                                               \
@@ -92,19 +113,28 @@ CNNX_INLINE cnnx_v4 cnnx_v4_madd(cnnx_v4 a, cnnx_v4 b, cnnx_v4 c) { return a * b
                                         cnnx_v4_zero, cnnx_v4_set1, cnnx_v4_madd, NR)
 #else
 #define CNNX_TILE_GENERIC(NR)                                                                   \
-    static void cnnx_tile_generic_##NR(ptrdiff_t kc, const float* ap, const float* b,           \
-                                       ptrdiff_t ldb, float* c, ptrdiff_t ldc, int accumulate)  \
+    static void cnnx_tile_generic_##NR(ptrdiff_t kc, const float* ap, const float* seg,         \
+                                       ptrdiff_t q0, const cnnx_bview* v, float* c,              \
+                                       ptrdiff_t ldc, int accumulate)                            \
     {                                                                                            \
         float acc[NR][CNNX_GENERIC_MR];                                                          \
-        ptrdiff_t p;                                                                             \
+        const float* bp = seg + q0 * v->rs;                                                      \
+        ptrdiff_t p, left = v->run - q0;                                                         \
         int i, j;                                                                                \
         for (j = 0; j < NR; j++)                                                                 \
             for (i = 0; i < CNNX_GENERIC_MR; i++)                                                \
                 acc[j][i] = accumulate ? c[i + ldc * j] : 0.0f;                                  \
-        for (p = 0; p < kc; p++)                                                                 \
+        for (p = 0; p < kc; p++) {                                                               \
             for (j = 0; j < NR; j++)                                                             \
                 for (i = 0; i < CNNX_GENERIC_MR; i++)                                            \
-                    acc[j][i] += ap[CNNX_GENERIC_MR * p + i] * b[p + ldb * j];                   \
+                    acc[j][i] += ap[CNNX_GENERIC_MR * p + i] * bp[v->cs * j];                    \
+            bp += v->rs;                                                                         \
+            if (--left == 0) {                                                                   \
+                seg += v->ts;                                                                    \
+                bp = seg;                                                                        \
+                left = v->run;                                                                   \
+            }                                                                                    \
+        }                                                                                        \
         for (j = 0; j < NR; j++)                                                                 \
             for (i = 0; i < CNNX_GENERIC_MR; i++)                                                \
                 c[i + ldc * j] = acc[j][i];                                                      \
@@ -117,16 +147,16 @@ CNNX_TILE_GENERIC(4)
 CNNX_TILE_GENERIC(5)
 CNNX_TILE_GENERIC(6)
 
-static void cnnx_tile_generic(ptrdiff_t kc, const float* ap, const float* b, ptrdiff_t ldb,
-                              float* c, ptrdiff_t ldc, int nr, int accumulate)
+static void cnnx_tile_generic(ptrdiff_t kc, const float* ap, const float* seg, ptrdiff_t q0,
+                              const cnnx_bview* v, float* c, ptrdiff_t ldc, int nr, int accumulate)
 {
     switch (nr) {
-    case 6: cnnx_tile_generic_6(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 5: cnnx_tile_generic_5(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 4: cnnx_tile_generic_4(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 3: cnnx_tile_generic_3(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 2: cnnx_tile_generic_2(kc, ap, b, ldb, c, ldc, accumulate); break;
-    default: cnnx_tile_generic_1(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 6: cnnx_tile_generic_6(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 5: cnnx_tile_generic_5(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 4: cnnx_tile_generic_4(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 3: cnnx_tile_generic_3(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 2: cnnx_tile_generic_2(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    default: cnnx_tile_generic_1(kc, ap, seg, q0, v, c, ldc, accumulate); break;
     }
 }
 
@@ -146,17 +176,17 @@ CNNX_TILE_AVX2(4)
 CNNX_TILE_AVX2(5)
 CNNX_TILE_AVX2(6)
 
-CNNX_TARGET_AVX2 static void cnnx_tile_avx2(ptrdiff_t kc, const float* ap, const float* b,
-                                            ptrdiff_t ldb, float* c, ptrdiff_t ldc, int nr,
-                                            int accumulate)
+CNNX_TARGET_AVX2 static void cnnx_tile_avx2(ptrdiff_t kc, const float* ap, const float* seg,
+                                            ptrdiff_t q0, const cnnx_bview* v, float* c,
+                                            ptrdiff_t ldc, int nr, int accumulate)
 {
     switch (nr) {
-    case 6: cnnx_tile_avx2_6(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 5: cnnx_tile_avx2_5(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 4: cnnx_tile_avx2_4(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 3: cnnx_tile_avx2_3(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 2: cnnx_tile_avx2_2(kc, ap, b, ldb, c, ldc, accumulate); break;
-    default: cnnx_tile_avx2_1(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 6: cnnx_tile_avx2_6(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 5: cnnx_tile_avx2_5(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 4: cnnx_tile_avx2_4(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 3: cnnx_tile_avx2_3(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 2: cnnx_tile_avx2_2(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    default: cnnx_tile_avx2_1(kc, ap, seg, q0, v, c, ldc, accumulate); break;
     }
 }
 
@@ -181,23 +211,23 @@ CNNX_TILE_AVX512(10)
 CNNX_TILE_AVX512(11)
 CNNX_TILE_AVX512(12)
 
-CNNX_TARGET_AVX512 static void cnnx_tile_avx512(ptrdiff_t kc, const float* ap, const float* b,
-                                                ptrdiff_t ldb, float* c, ptrdiff_t ldc, int nr,
-                                                int accumulate)
+CNNX_TARGET_AVX512 static void cnnx_tile_avx512(ptrdiff_t kc, const float* ap, const float* seg,
+                                                ptrdiff_t q0, const cnnx_bview* v, float* c,
+                                                ptrdiff_t ldc, int nr, int accumulate)
 {
     switch (nr) {
-    case 12: cnnx_tile_avx512_12(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 11: cnnx_tile_avx512_11(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 10: cnnx_tile_avx512_10(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 9: cnnx_tile_avx512_9(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 8: cnnx_tile_avx512_8(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 7: cnnx_tile_avx512_7(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 6: cnnx_tile_avx512_6(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 5: cnnx_tile_avx512_5(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 4: cnnx_tile_avx512_4(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 3: cnnx_tile_avx512_3(kc, ap, b, ldb, c, ldc, accumulate); break;
-    case 2: cnnx_tile_avx512_2(kc, ap, b, ldb, c, ldc, accumulate); break;
-    default: cnnx_tile_avx512_1(kc, ap, b, ldb, c, ldc, accumulate); break;
+    case 12: cnnx_tile_avx512_12(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 11: cnnx_tile_avx512_11(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 10: cnnx_tile_avx512_10(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 9: cnnx_tile_avx512_9(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 8: cnnx_tile_avx512_8(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 7: cnnx_tile_avx512_7(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 6: cnnx_tile_avx512_6(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 5: cnnx_tile_avx512_5(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 4: cnnx_tile_avx512_4(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 3: cnnx_tile_avx512_3(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    case 2: cnnx_tile_avx512_2(kc, ap, seg, q0, v, c, ldc, accumulate); break;
+    default: cnnx_tile_avx512_1(kc, ap, seg, q0, v, c, ldc, accumulate); break;
     }
 }
 #endif
@@ -238,19 +268,61 @@ static cnnx_tile_fn cnnx_tile_of(int isa, int* mr, int* nr)
     return cnnx_tile_generic;
 }
 
-/* C (m x n, ldc) = A (m x k, lda) @ B (k x n, ldb), plus C's old values when ``accumulate``;
-   all column-major. ``kc`` is the inner-dimension block (1 .. CNNX_KC_MAX) and ``nc`` the number
-   of columns of B whose kc x nc block stays in cache while every row tile of C passes over it.
-   The caller checked that the CPU supports ``isa``. */
-static void cnnx_sgemm_nn(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float* a,
-                          ptrdiff_t lda, const float* b, ptrdiff_t ldb, int accumulate, float* c,
-                          ptrdiff_t ldc, ptrdiff_t kc, ptrdiff_t nc)
+/* The rows of A rounded up to whole tiles of ``isa``: a packed copy of A takes that times k floats. */
+static ptrdiff_t cnnx_packed_rows(int isa, ptrdiff_t m)
+{
+    int MR, NR;
+    cnnx_tile_of(isa, &MR, &NR);
+    return (m + MR - 1) / MR * MR;
+}
+
+/* The MR x pk panel of A (m x k, lda) at rows i0.., inner steps p0.., zero-padded to MR rows. */
+static void cnnx_pack_panel(const float* a, ptrdiff_t lda, ptrdiff_t m, ptrdiff_t i0, ptrdiff_t p0,
+                            ptrdiff_t pk, int MR, float* dst)
+{
+    ptrdiff_t mr = m - i0 < MR ? m - i0 : MR, p, i;
+    for (p = 0; p < pk; p++) {
+        const float* col = a + i0 + lda * (p0 + p);
+        for (i = 0; i < mr; i++)
+            dst[i] = col[i];
+        for (i = mr; i < MR; i++)
+            dst[i] = 0.0f;
+        dst += MR;
+    }
+}
+
+/* A (m x k, lda) packed once for cnnx_gemm with the same isa and kc, into ``out``
+   (cnnx_packed_rows(isa, m) * k floats): the panel of rows i0.. and inner steps p0.. at
+   out + p0 * m_padded + i0 * (its steps). */
+static void cnnx_pack_a(int isa, ptrdiff_t m, ptrdiff_t k, const float* a, ptrdiff_t lda,
+                        ptrdiff_t kc, float* out)
+{
+    int MR, NR;
+    ptrdiff_t p0, i0, mp = cnnx_packed_rows(isa, m);
+    cnnx_tile_of(isa, &MR, &NR);
+    for (p0 = 0; p0 < k; p0 += kc) {
+        ptrdiff_t pk = k - p0 < kc ? k - p0 : kc;
+        for (i0 = 0; i0 < m; i0 += MR)
+            cnnx_pack_panel(a, lda, m, i0, p0, pk, MR, out + p0 * mp + i0 * pk);
+    }
+}
+
+/* C (m x n, column-major, ldc) = A (m x k) @ B (k x n, as ``v`` says), plus C's old values when
+   ``accumulate``. A is either ``packed`` (cnnx_pack_a with the same isa and kc) or, when that is
+   NULL, column-major at (a, lda), packed here panel by panel. ``kc`` is the inner-dimension
+   block (1 .. CNNX_KC_MAX) and ``nc`` the number of columns of B whose kc x nc block stays in
+   cache while every row tile of C passes over it. No panel of NR columns crosses a group of B's
+   columns. The caller checked that the CPU supports ``isa``. */
+static void cnnx_gemm(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float* packed,
+                      const float* a, ptrdiff_t lda, const cnnx_bview* v, int accumulate, float* c,
+                      ptrdiff_t ldc, ptrdiff_t kc, ptrdiff_t nc)
 {
     float apack[CNNX_MR_MAX * CNNX_KC_MAX] CNNX_ALIGN64;
     float ctile[CNNX_MR_MAX * CNNX_NR_MAX] CNNX_ALIGN64;
     int MR, NR;
     cnnx_tile_fn tile = cnnx_tile_of(isa, &MR, &NR);
-    ptrdiff_t jc, p0, i0, p, i, j, t, panels, width;
+    ptrdiff_t mp = cnnx_packed_rows(isa, m), group = v->group > 0 ? v->group : n;
+    ptrdiff_t jc, jend, p0, i0, j, t;
     if (kc < 1 || kc > CNNX_KC_MAX)
         kc = CNNX_KC_MAX;
     if (nc < NR)
@@ -259,43 +331,74 @@ static void cnnx_sgemm_nn(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const 
         for (j = 0; j < n; j++)
             memset(c + ldc * j, 0, (size_t)m * sizeof(float));
     }
-    for (jc = 0; jc < n; jc += nc) {
-        width = n - jc < nc ? n - jc : nc;
-        /* The block's columns cut into panels of near-equal widths (none much narrower than NR). */
-        panels = (width + NR - 1) / NR;
+    for (jc = 0; jc < n; jc = jend) {
+        /* Blocks of whole groups of columns, or of pieces of one group. */
+        if (group <= nc)
+            jend = jc + nc / group * group;
+        else
+            jend = jc + nc < (jc / group + 1) * group ? jc + nc : (jc / group + 1) * group;
+        if (jend > n)
+            jend = n;
         for (p0 = 0; p0 < k; p0 += kc) {
             ptrdiff_t pk = k - p0 < kc ? k - p0 : kc;
             int acc = accumulate || p0 > 0;
+            const float* seg = v->b + (p0 / v->run) * v->ts;
+            ptrdiff_t q0 = p0 % v->run;
             for (i0 = 0; i0 < m; i0 += MR) {
-                ptrdiff_t mr = m - i0 < MR ? m - i0 : MR;
-                for (p = 0; p < pk; p++) {
-                    const float* col = a + i0 + lda * (p0 + p);
-                    float* dst = apack + MR * p;
-                    for (i = 0; i < mr; i++)
-                        dst[i] = col[i];
-                    for (i = mr; i < MR; i++)
-                        dst[i] = 0.0f;
+                ptrdiff_t mr = m - i0 < MR ? m - i0 : MR, j1;
+                const float* ap;
+                if (packed) {
+                    ap = packed + p0 * mp + i0 * pk;
+                } else {
+                    cnnx_pack_panel(a, lda, m, i0, p0, pk, MR, apack);
+                    ap = apack;
                 }
-                for (t = 0; t < panels; t++) {
-                    ptrdiff_t j0 = jc + t * (width / panels) + (t < width % panels ? t : width % panels);
-                    int nr = (int)(width / panels + (t < width % panels));
-                    const float* bp = b + p0 + ldb * j0;
-                    float* cp = c + i0 + ldc * j0;
-                    if (mr == MR) {
-                        tile(pk, apack, bp, ldb, cp, ldc, nr, acc);
-                        continue;
+                for (j = jc; j < jend; j = j1) {
+                    /* The columns of one group in the block, cut into panels of near-equal
+                       widths (none much narrower than NR). */
+                    ptrdiff_t width, panels;
+                    j1 = (j / group + 1) * group < jend ? (j / group + 1) * group : jend;
+                    width = j1 - j;
+                    panels = (width + NR - 1) / NR;
+                    for (t = 0; t < panels; t++) {
+                        ptrdiff_t j0 = j + t * (width / panels) + (t < width % panels ? t : width % panels);
+                        int nr = (int)(width / panels + (t < width % panels));
+                        const float* sj = seg + (j0 % group) * v->cs + (j0 / group) * v->gs;
+                        float* cp = c + i0 + ldc * j0;
+                        int jj, ii;
+                        if (mr == MR) {
+                            tile(pk, ap, sj, q0, v, cp, ldc, nr, acc);
+                            continue;
+                        }
+                        /* The last rows of C: the full tile on a copy, keeping the rows that exist. */
+                        for (jj = 0; jj < nr; jj++)
+                            for (ii = 0; ii < MR; ii++)
+                                ctile[ii + MR * jj] = (acc && ii < mr) ? cp[ii + ldc * jj] : 0.0f;
+                        tile(pk, ap, sj, q0, v, ctile, MR, nr, acc);
+                        for (jj = 0; jj < nr; jj++)
+                            memcpy(cp + ldc * jj, ctile + MR * jj, (size_t)mr * sizeof(float));
                     }
-                    /* The last rows of C: run the full tile on a copy, keep the rows that exist. */
-                    for (j = 0; j < nr; j++)
-                        for (i = 0; i < MR; i++)
-                            ctile[i + MR * j] = (acc && i < mr) ? cp[i + ldc * j] : 0.0f;
-                    tile(pk, apack, bp, ldb, ctile, MR, nr, acc);
-                    for (j = 0; j < nr; j++)
-                        memcpy(cp + ldc * j, ctile + MR * j, (size_t)mr * sizeof(float));
                 }
             }
         }
     }
+}
+
+/* C (m x n, ldc) = A (m x k, lda) @ B (k x n, ldb), plus C's old values when ``accumulate``;
+   all column-major (cnnx_gemm with A packed on the way and B a plain matrix). */
+static void cnnx_sgemm_nn(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float* a,
+                          ptrdiff_t lda, const float* b, ptrdiff_t ldb, int accumulate, float* c,
+                          ptrdiff_t ldc, ptrdiff_t kc, ptrdiff_t nc)
+{
+    cnnx_bview v;
+    v.b = b;
+    v.rs = 1;
+    v.run = k > 0 ? k : 1;
+    v.ts = 0;
+    v.cs = ldb;
+    v.group = n;
+    v.gs = 0;
+    cnnx_gemm(isa, m, n, k, NULL, a, lda, &v, accumulate, c, ldc, kc, nc);
 }
 
 /* Multiply-adds on ``isa``'s widest vectors in 12 independent chains (so that the FMA units,
