@@ -1,29 +1,37 @@
-"""vl_nnloss: MatConvNet's general loss block, for the categorical losses 'softmaxlog' and 'classerror'.
+"""vl_nnloss: MatConvNet's general loss block, its ten loss types and an L2 regression loss.
 
-'softmaxlog' delegates its arithmetic to :func:`cnnx.vl_nnsoftmaxloss` (the Cython kernel), instance
-weights included; this module only checks the labels and the weights first, naming vl_nnloss. 'classerror' counts
-wrong top-1 predictions, which is cheap enough for NumPy.
+The categorical losses (one class label per pixel) run in the kernel that
+:func:`cnnx.vl_nnsoftmaxloss` uses (``cnnx/_ext/softmaxloss.pyx``), the elementwise ones (one label
+or target per score) in its elementwise kernel; this module checks the labels, the weights and the
+options first, naming vl_nnloss.
 """
 import numpy as np
 
 from ._checks import as_float_array, shape4
-from ._labels import parse_labels
+from ._ext import softmaxloss as _kernels
+from ._ext.softmaxloss import CATEGORICAL, ELEMENTWISE
+from ._labels import check_binary_labels, parse_labels
 from ._options import Option, parse_options, take_derivative
-from .softmaxloss import instance_weights, vl_nnsoftmaxloss
+from ._threads import threads_for
+from .softmaxloss import broadcast_weights, categorical_loss, derivative_scale, instance_weights, weighted_labels
 
 _FNAME = "vl_nnloss"
-_SUPPORTED = ("softmaxlog", "classerror")
-# MatConvNet's other loss types, which cnnx does not implement (yet).
-_UNSUPPORTED = ("topkerror", "log", "mhinge", "mshinge", "binaryerror", "binarylog", "logistic", "hinge")
+# MatConvNet's ten loss types, then cnnx's own.
+LOSS_TYPES = ("softmaxlog", "log", "mhinge", "mshinge", "classerror", "topkerror",
+              "binaryerror", "binarylog", "logistic", "hinge", "l2")
+# Losses whose backward is zero (error counts).
+_ERRORS = ("classerror", "topkerror", "binaryerror")
 _SPEC = {
-    "loss": Option("any", "softmaxlog"),
+    "loss": Option("choice", "softmaxlog", choices=LOSS_TYPES),
     "instance_weights": Option("any"),
     "class_weights": Option("any"),
+    "threshold": Option("float", 0.0, finite=True),
+    "top_k": Option("int", 5, low=1, display="TopK"),
 }
 
 
 def vl_nnloss(x, c, *args, **kwargs):
-    """Classification loss summed over pixels and images: 'softmaxlog' (default) or 'classerror'.
+    """Loss summed over pixels and images: MatConvNet's ten loss types, and L2.
 
     Call forms::
 
@@ -31,37 +39,69 @@ def vl_nnloss(x, c, *args, **kwargs):
         Y = vl_nnloss(X, C, [], 'loss', 'classerror')
         DZDX = vl_nnloss(X, C, DZDY, 'loss', 'softmaxlog', 'instanceWeights', W)
 
-    With per-instance weights ``w`` the loss is ``Y = sum(w * t)`` over every pixel ``(i, j)`` and
-    image ``n``, where the per-instance loss ``t`` is
+    With per-instance weights ``w`` (1 unless given) the loss is ``Y = sum(w * t)`` over every
+    instance, where the per-instance loss ``t`` is, for the **categorical** losses (an instance is
+    a pixel ``(i, j)`` of image ``n``, with class label ``c``; ``x = X[i, j, :, n]``):
 
-    - ``'softmaxlog'``: ``log(sum_k exp X[i,j,k,n]) - X[i,j,c,n]`` (computed with the maximum
-      subtracted); backward ``DZDX = DZDY * w * (softmax(X) - onehot(c))``;
-    - ``'classerror'``: 1 if ``c`` is not the first index of the maximum of ``X[i,j,:,n]`` (NaN
-      scores are never the maximum), else 0; backward gives zeros.
+    - ``'softmaxlog'``: ``log(sum_k exp x[k]) - x[c]`` (computed with the maximum subtracted);
+      backward ``DZDY * w * (softmax(x) - onehot(c))``;
+    - ``'log'``: ``-log x[c]`` (x holds probabilities); backward ``-DZDY * w / max(x[c], 1e-8)`` at
+      ``c``, 0 elsewhere;
+    - ``'mhinge'``: ``max(0, 1 - x[c])``; backward ``-DZDY * w`` at ``c`` where ``x[c] < 1``;
+    - ``'mshinge'``: ``max(0, 1 - x[c] + x[q])``, ``q`` the best other class (the first maximum);
+      backward ``-DZDY * w`` at ``c`` and ``+DZDY * w`` at ``q`` where ``x[c] - x[q] < 1``;
+    - ``'classerror'``: 1 if ``c`` is not the first index of the maximum of ``x`` (NaN scores
+      are never the maximum, as MATLAB's max), else 0;
+    - ``'topkerror'``: 1 if ``c`` is not among the first ``TopK`` classes of ``x`` sorted in
+      descending order (stably; NaN first, as MATLAB's sort), else 0;
 
-    A label 0 marks an instance to ignore (weight 0). As in MatConvNet beta25 the loss is a sum,
-    not a mean, over the batch.
+    and for the **elementwise** losses (an instance is a score ``x = X[i, j, d, n]`` with label
+    ``c = C[i, j, d, n]``):
+
+    - ``'binaryerror'``: 1 if ``sign(x - Threshold) != c``, else 0;
+    - ``'binarylog'``: ``-log(c * (x - 0.5) + 0.5)`` (x a probability of +1); backward
+      ``-DZDY * w / (x + (c - 1) / 2)``;
+    - ``'logistic'``: ``log(1 + exp(-c x))`` (computed stably); backward
+      ``-DZDY * w * c / (1 + exp(c x))``;
+    - ``'hinge'``: ``max(0, 1 - c x)``; backward ``-DZDY * w * c`` where ``c x < 1``;
+    - ``'l2'`` (cnnx's, not MatConvNet's): ``(x - c)^2`` with ``c`` the regression target; backward
+      ``2 * DZDY * w * (x - c)``. So ``Y`` is the weighted squared Euclidean distance, summed as
+      every other loss (PyTorch's ``mse_loss(..., reduction='sum')``, and ``vl_nnpdist(X, C, 2,
+      'noRoot', true, 'aggregate', true)``).
+
+    The error counts (classerror, topkerror, binaryerror) have a zero backward. Ignored instances
+    (below) contribute exactly 0 to the loss and the derivative, whatever their scores; elsewhere
+    NaN and infinite scores propagate, also through the hinges. As in MatConvNet beta25 the loss
+    is a sum, not a mean, over the batch.
 
     Parameters
     ----------
     x : ndarray, shape (H, W, D, N)
         Prediction scores, float32 or float64 (3-D when N = 1).
-    c : array_like of integers
-        Class labels in 1..D, or 0 to ignore: either N values (one per image, used at every pixel)
-        or an (H, W, 1, N) array of per-pixel labels. Any real dtype holding whole numbers.
+    c : array_like of real numbers
+        Categorical losses: class labels, whole numbers of at most D; 1..D are classes and 0 or
+        less ignores the pixel (MatConvNet's ``c > 0``); either N values (one per image, used at
+        every pixel) or an (H, W, 1, N) array of per-pixel labels. Binary losses: +1 or -1 per
+        score, 0 ignoring it, as an (H, W, D, N) array (or N values when D = 1). L2: the targets,
+        an (H, W, D, N) array (or N values when D = 1); no value is ignored. Any real dtype.
     dzdy : scalar or 1-element array of X's dtype, optional
         Derivative of the output (positional after C, or ``dzdy=``; None or ``[]`` means forward),
         normally 1.
     Loss : 'softmaxlog'
-        'softmaxlog' or 'classerror' (case-insensitive). MatConvNet's other types ('log',
-        'mhinge', 'mshinge', 'topkerror', 'binaryerror', 'binarylog', 'logistic', 'hinge') are
-        not implemented and raise ValueError.
+        'softmaxlog', 'log', 'mhinge', 'mshinge', 'classerror', 'topkerror', 'binaryerror',
+        'binarylog', 'logistic', 'hinge' or 'l2' (case-insensitive).
     InstanceWeights : None
-        Weight of each instance, broadcast (MATLAB-style, trailing dimensions of size 1) to
-        (H, W, 1, N): a scalar, N values (a 1-D array, one per image) or an array of shape
-        (H, W, 1, N) or broadcastable to it. Multiplied by the weights of ignored labels.
+        Weight of each instance, broadcast (MATLAB-style, trailing dimensions of size 1) to the
+        instances, (H, W, 1, N) for the categorical losses and (H, W, D, N) for the others: a
+        scalar, N values (a 1-D array, one per image) or an array broadcastable to them (such as
+        H x W). Multiplied by the weights of ignored labels (0).
     ClassWeights : None
         Accepted and ignored, as in MatConvNet.
+    Threshold : 0
+        'binaryerror': the score that separates the two classes.
+    TopK : 5
+        'topkerror': how many of the best classes may hold the label (a positive integer; from
+        D on, nothing is an error; MatConvNet fails there).
 
     Returns
     -------
@@ -73,11 +113,12 @@ def vl_nnloss(x, c, *args, **kwargs):
     Raises
     ------
     TypeError
-        If X is not float32/float64, C or the weights are not numeric, or an option is unknown.
+        If X is not float32/float64, C or the weights are not numeric, DZDY is not a number of
+        X's dtype, or an option is unknown.
     ValueError
-        If C's shape does not fit X (N labels, or H x W x 1 x N), a label is not a whole number in
-        0..D, the weights do not broadcast, or LOSS is not a supported type. (An X with no pixels,
-        images or classes is no error: its loss is 0, and every label must then be 0.)
+        If C's shape does not fit X and the loss, a class label is not a whole number of at most
+        D, a binary label is not +1, -1 or 0, the weights do not broadcast, or an option value is
+        not one of those above. (An X with no pixels, images or classes is no error: its loss is 0.)
 
     Examples
     --------
@@ -88,52 +129,42 @@ def vl_nnloss(x, c, *args, **kwargs):
     1.0
     >>> float(vl_nnloss(x, [1, 0], loss='classerror'))   # label 0: image 2 is ignored
     0.0
+    >>> float(vl_nnloss(x, [1, 3], 'loss', 'topkerror', 'topK', 2))   # class 3 ranks second
+    0.0
+    >>> float(vl_nnloss(x, np.ones_like(x), loss='l2'))  # 1 + 1 + 0 + 1 + 4 + 0
+    7.0
     """
     dzdy, args, kwargs = take_derivative(args, kwargs, _FNAME)
     opts = parse_options(_FNAME, args, kwargs, _SPEC)
-    loss = _loss_type(opts["loss"])
-
+    loss = opts["loss"]
     x = as_float_array(x, "X", _FNAME)
     h, w, d, n = shape4(x, "X", _FNAME)
-    labels = parse_labels(_FNAME, c, h, w, d, n)  # (1 or H*W, 1, N)
-    weights = instance_weights(_FNAME, opts["instance_weights"], h, w, n)
-
-    if loss == "classerror":
-        if dzdy is not None:
+    scale = None if dzdy is None else derivative_scale(_FNAME, dzdy, x)
+    if loss in CATEGORICAL:
+        labels = parse_labels(_FNAME, c, h, w, d, n)  # (1 or H*W, 1, N)
+        weights = instance_weights(_FNAME, opts["instance_weights"], h, w, n)
+        if weights is not None:
+            labels = weighted_labels(labels, weights)
+        if scale is not None and loss in _ERRORS:
             return np.zeros(x.shape, dtype=x.dtype, order="F")
-        if weights is not None:  # (1 or H*W, N) -> (H, W, N)
-            per_pixel = (1, 1, n) if weights.shape[0] == 1 else (h, w, n)
-            weights = np.broadcast_to(weights.reshape(per_pixel, order="F"), (h, w, n))
-        labels = np.broadcast_to(labels, (h * w, 1, n)).reshape((h, w, n), order="F")
-        return _class_error(x.reshape(h, w, d, n), labels.astype(np.int64), weights)
+        return categorical_loss(_FNAME, x, labels, scale, loss, opts["top_k"])
 
-    # vl_nnsoftmaxloss ignores label 0, takes N or H x W x 1 x N labels and the same InstanceWeights.
-    der = () if dzdy is None else (dzdy,)
-    return vl_nnsoftmaxloss(x, np.asarray(c), *der, instance_weights=opts["instance_weights"])
-
-
-def _loss_type(loss):
-    if not isinstance(loss, str):
-        raise TypeError(f"{_FNAME}: Loss must be a string, got {loss!r}")
-    name = loss.lower()
-    if name in _SUPPORTED:
-        return name
-    supported = ", ".join(f"'{s}'" for s in _SUPPORTED)
-    if name in _UNSUPPORTED:
-        raise ValueError(f"{_FNAME}: Loss '{loss}' is not implemented in cnnx; supported: {supported}")
-    raise ValueError(f"{_FNAME}: unknown Loss '{loss}'; supported: {supported}")
-
-
-def _class_error(x4, labels, weights):
-    if x4.shape[2] == 0:  # no classes: every label is 0 (checked), nothing counts
-        return x4.dtype.type(0)
-    # The first maximum, with NaN never winning, as MATLAB's max does.
-    scores = np.where(np.isnan(x4), -np.inf, x4)
-    predicted = np.argmax(scores, axis=2) + 1
-    wrong = predicted != labels
-    mass = labels != 0
-    if weights is not None:
-        total = np.sum(weights * (wrong & mass))
-    else:
-        total = np.count_nonzero(wrong & mass)
-    return x4.dtype.type(total)
+    labels = parse_labels(_FNAME, c, h, w, d, n, attributes=True)  # (1 or H*W, D, N)
+    if loss != "l2":
+        check_binary_labels(_FNAME, labels, loss)
+    weights = broadcast_weights(_FNAME, opts["instance_weights"], (h, w, d, n), depth="D")
+    if scale is not None and loss in _ERRORS:
+        return np.zeros(x.shape, dtype=x.dtype, order="F")
+    dzdx = None if scale is None else np.empty(x.shape, dtype=x.dtype, order="F")
+    total = _kernels.elementwise(
+        np.asfortranarray(x).reshape(-1, order="F"),
+        np.asfortranarray(np.broadcast_to(labels, (h * w, d, n))).reshape(-1, order="F"),
+        None if weights is None else np.asfortranarray(weights, dtype=np.float64).reshape(-1, order="F"),
+        None if dzdx is None else dzdx.reshape(-1, order="F"),
+        0.0 if scale is None else scale,
+        ELEMENTWISE[loss],
+        opts["threshold"],
+        loss != "l2",
+        threads_for(x.size),
+    )
+    return x.dtype.type(total) if dzdx is None else dzdx

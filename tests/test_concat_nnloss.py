@@ -335,8 +335,10 @@ def test_class_weights_are_accepted_and_ignored_as_in_matconvnet():
 # ------------------------------------------------------------------------------------------------
 
 
-LABEL_VALUES = ("vl_nnloss: labels C must be whole numbers in 0..3 (1..C are the C = 3 classes, 0 ignores an "
-                "instance), got ")
+LABEL_VALUES = ("vl_nnloss: labels C must be whole numbers of at most 3 (1..C are the C = 3 classes, 0 or less "
+                "ignores an instance), got ")
+LOSS_CHOICES = ("'softmaxlog', 'log', 'mhinge', 'mshinge', 'classerror', 'topkerror', 'binaryerror', 'binarylog', "
+                "'logistic', 'hinge', 'l2'")
 LABEL_SHAPES = "but X is 1 x 1 x 3 x 2; give N labels (one per image) or an H x W x 1 x N array"
 
 
@@ -344,7 +346,7 @@ LABEL_SHAPES = "but X is 1 x 1 x 3 x 2; give N labels (one per image) or an H x 
     "c, loss, kwargs, error, message",
     [
         ([1, 4], "softmaxlog", {}, ValueError, LABEL_VALUES + "4"),
-        ([1, -1], "classerror", {}, ValueError, LABEL_VALUES + "-1"),
+        ([1, -1.5], "classerror", {}, ValueError, LABEL_VALUES + "-1.5"),
         ([1, 1.5], "softmaxlog", {}, ValueError, LABEL_VALUES + "1.5"),
         ([1, np.nan], "classerror", {}, ValueError, LABEL_VALUES + "nan"),
         (np.ones((2, 2, 1, 2)), "softmaxlog", {}, ValueError,
@@ -353,10 +355,8 @@ LABEL_SHAPES = "but X is 1 x 1 x 3 x 2; give N labels (one per image) or an H x 
          f"vl_nnloss: labels C have shape (1, 1, 2, 2) {LABEL_SHAPES}"),
         (np.array([True, False]), "softmaxlog", {}, TypeError,
          "vl_nnloss: labels C must be real numbers, got a bool array"),
-        ([1, 2], "mhinge", {}, ValueError,
-         "vl_nnloss: Loss 'mhinge' is not implemented in cnnx; supported: 'softmaxlog', 'classerror'"),
-        ([1, 2], "squared", {}, ValueError, "vl_nnloss: unknown Loss 'squared'; supported: 'softmaxlog', 'classerror'"),
-        ([1, 2], 3, {}, TypeError, "vl_nnloss: Loss must be a string, got 3"),
+        ([1, 2], "squared", {}, ValueError, f"vl_nnloss: Loss must be one of {LOSS_CHOICES}, got 'squared'"),
+        ([1, 2], 3, {}, ValueError, f"vl_nnloss: Loss must be one of {LOSS_CHOICES}, got 3"),
         ([1, 2], "softmaxlog", {"instance_weights": [1, 2, 3]}, ValueError,
          "vl_nnloss: InstanceWeights is a vector of 3 values; give N = 2 (one per image) or an array "
          "broadcastable to H x W x 1 x N"),
@@ -364,8 +364,9 @@ LABEL_SHAPES = "but X is 1 x 1 x 3 x 2; give N labels (one per image) or an H x 
          "vl_nnloss: InstanceWeights of shape (2, 1, 1, 2) does not broadcast to the instances 1 x 1 x 1 x 2"),
         ([1, 2], "classerror", {"instance_weights": np.array(["a", "b"])}, TypeError,
          "vl_nnloss: InstanceWeights must be numeric, got a <U1 array"),
-        ([1, 2], "softmaxlog", {"top_k": 5}, TypeError,
-         "vl_nnloss: unknown option 'top_k'. Valid options are: Loss, InstanceWeights, ClassWeights"),
+        ([1, 2], "softmaxlog", {"normalise": True}, TypeError,
+         "vl_nnloss: unknown option 'normalise'. Valid options are: Loss, InstanceWeights, ClassWeights, "
+         "Threshold, TopK"),
     ],
 )
 def test_loss_errors(c, loss, kwargs, error, message):

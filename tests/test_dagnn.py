@@ -371,7 +371,7 @@ def test_from_simplenn_rejects_types_without_a_block():
     with pytest.raises(ValueError, match=re.escape(
             "DagNN.from_simplenn: layers[1] ('mine') has type 'custom', which has no DagNN block (supported: "
             "conv, convt, pool, relu, prelu, elu, selu, softplus, tanh, silu, gelu, clippedrelu, dropout, bnorm, "
-            "softmaxloss, softmax, sigmoid, normalize, lrn, noffset, spnorm)")):
+            "softmaxloss, loss, softmax, sigmoid, normalize, lrn, noffset, spnorm)")):
         DagNN.from_simplenn(net)
 
 
@@ -805,7 +805,7 @@ def test_blocks_normalise_matlab_properties():
         (lambda: Pooling(dilate=2), ValueError, "dilate"),
         (lambda: Pooling(pool_size="3"), TypeError, "pool_size"),
         (lambda: ReLU(leak="x"), TypeError, "leak"),
-        (lambda: Loss(loss="hinge"), ValueError, "loss"),
+        (lambda: Loss(loss="squared"), ValueError, "loss"),
         (lambda: Concat(dim=5), ValueError, "dim"),
         (lambda: Conv().load({"poolSize": 3}), ValueError, "poolSize"),
     ],
@@ -915,8 +915,9 @@ def test_eval_errors():
 
 
 @pytest.mark.parametrize("edit, error, message", [
-    (lambda s: s["layers"][1]["block"].update(loss="hinge"), ValueError,
-     "layers[1] ('loss'): block.loss must be one of 'softmaxlog', 'classerror', got the string 'hinge'"),
+    (lambda s: s["layers"][1]["block"].update(loss="squared"), ValueError,
+     "layers[1] ('loss'): block.loss must be one of 'softmaxlog', 'log', 'mhinge', 'mshinge', 'classerror', "
+     "'topkerror', 'binaryerror', 'binarylog', 'logistic', 'hinge', 'l2', got the string 'squared'"),
     (lambda s: s["layers"][0]["block"].update(leak=math.inf), ValueError,
      "layers[0] ('relu'): block.leak must be a finite number, got inf"),
     (lambda s: s["layers"][0].update(block=[1.0]), TypeError,

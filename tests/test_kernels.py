@@ -31,7 +31,10 @@ def calls(dtype):
         ("dropout.dropout_forward", lambda: dropout.dropout_forward(a(flat), a(flat), a(flat), 1, 0, 1.0, 1)),
         ("dropout.multiply", lambda: dropout.multiply(a(flat), a(flat), a(flat), 1)),
         ("sgd.sgd_step", lambda: sgd.sgd_step(a(flat), a(flat), a(flat), a(flat), 0.5, 0.0, 0.9, 0.1, False, 1)),
-        ("softmaxloss.softmaxloss", lambda: softmaxloss.softmaxloss(a(H * W, C, N), np.ones((1, 1, N), order="F"), None, 1.0, 1)),
+        ("softmaxloss.categorical", lambda: softmaxloss.categorical(
+            a(H * W, C, N), np.ones((1, 1, N), order="F"), None, 1.0, softmaxloss.CATEGORICAL["softmaxlog"], 1, 1)),
+        ("softmaxloss.elementwise", lambda: softmaxloss.elementwise(
+            a(flat), np.ones(flat), None, None, 1.0, softmaxloss.ELEMENTWISE["hinge"], 0.0, True, 1)),
         ("softmax.softmax", lambda: softmax.softmax(a(H * W, C, N), a(H * W, C, N), a(H * W, C, N), True, 1)),
         ("normalize.lrn", lambda: normalize.lrn(a(H * W, C, N), a(H * W, C, N), a(H * W, C, N), True, 5, 1.0, 1.0,
                                                 0.75, 1)),

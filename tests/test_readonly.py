@@ -177,12 +177,17 @@ def test_softmaxloss(dtype, shape, read_only):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("loss", ["softmaxlog", "classerror"])
+@pytest.mark.parametrize("loss", ["softmaxlog", "log", "mhinge", "mshinge", "classerror", "topkerror",
+                                  "binaryerror", "binarylog", "logistic", "hinge", "l2"])
 def test_nnloss(dtype, loss, read_only):
     rng = np.random.default_rng(6)
-    x = randn(rng, (3, 2, 5, 2), dtype)
-    c = rng.integers(0, 6, size=(3, 2, 1, 2)).astype(np.float64)
-    weights = rng.uniform(0, 2, size=(3, 2, 1, 2))
+    x = np.abs(randn(rng, (3, 2, 5, 2), dtype))
+    if loss in ("binaryerror", "binarylog", "logistic", "hinge", "l2"):
+        c = rng.integers(-1, 2, size=x.shape).astype(np.float64)
+        weights = rng.uniform(0, 2, size=x.shape)
+    else:
+        c = rng.integers(0, 6, size=(3, 2, 1, 2)).astype(np.float64)
+        weights = rng.uniform(0, 2, size=(3, 2, 1, 2))
     dy = np.ones(1, dtype)
     check(read_only, lambda x, c: vl_nnloss(x, c, loss=loss), x, c)
     check(read_only, lambda x, c, w: vl_nnloss(x, c, loss=loss, instance_weights=w), x, c, weights)

@@ -71,11 +71,12 @@ def test_parse_labels_refuses_other_shapes(c):
         parse_labels("f", c, 2, 4, 5, 3)
 
 
-@pytest.mark.parametrize("bad, shown", [(6, "6"), (-1, "-1"), (0.5, "0.5"), (np.nan, "nan"), (-np.inf, "-inf"),
+@pytest.mark.parametrize("bad, shown", [(6, "6"), (-0.5, "-0.5"), (0.5, "0.5"), (np.nan, "nan"), (-np.inf, "-inf"),
                                         (1e30, "1000000000000000019884624838656")])
 def test_parse_labels_values(bad, shown):
     c = np.array([1.0, 0.0, bad])
-    message = f"g: labels C must be whole numbers in 0..5 (1..C are the C = 5 classes, 0 ignores an instance), got {shown}"
+    message = ("g: labels C must be whole numbers of at most 5 (1..C are the C = 5 classes, 0 or less ignores an "
+               f"instance), got {shown}")
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         parse_labels("g", c, 1, 1, 5, 3)
     labels = parse_labels("g", c, 1, 1, 5, 3, check_values=False)  # checked later, by the same text
@@ -94,10 +95,10 @@ def test_parse_labels_weights_are_not_checked_as_classes():
      "f: labels C have shape (2, 3) for 3 images; give N labels (one per image) or an H x W x 1|2 x N array"),
     (np.array([1.0, np.nan]), 2, False, ValueError, "f: labels C must be finite, got NaN or infinity"),
     (np.array(["a", "b"]), 2, False, TypeError, "f: labels C must be real numbers, got a <U1 array"),
-    (np.array([1, -2]), 2, True, ValueError,
-     "f: labels C must be whole numbers of at least 0 (0 ignores an instance), got -2"),
+    (np.array([1, 2.0**63]), 2, True, ValueError,
+     "f: labels C must be whole numbers below 2^63 (0 or less ignores an instance), got 9223372036854775808"),
     (np.full((2, 2, 2, 1), 0.5), 1, True, ValueError,
-     "f: labels C must be whole numbers of at least 0 (0 ignores an instance), got 0.5"),
+     "f: labels C must be whole numbers below 2^63 (0 or less ignores an instance), got 0.5"),
 ])
 def test_batch_labels_refuses(c, images, classes, error, message):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
@@ -108,4 +109,5 @@ def test_batch_labels_accepts_parse_labels_forms_and_ignores_weights():
     weighted = np.concatenate([np.ones((2, 2, 1, 3)), np.full((2, 2, 1, 3), 0.5)], axis=2)
     assert batch_labels("f", weighted, 3, classes=True) is weighted  # weights need not be whole
     assert batch_labels("f", [1, 2, 0], 3, classes=True).tolist() == [1, 2, 0]
+    assert batch_labels("f", [1, -2, 0], 3, classes=True).tolist() == [1, -2, 0]  # <= 0: ignored
     assert batch_labels("f", np.ones((4, 5)), 1).shape == (4, 5)  # H x W, N = 1

@@ -184,8 +184,8 @@ def test_empty_inputs():
     assert vl_nnsoftmaxloss(np.zeros((2, 2, 3, 0), dtype=np.float32), np.zeros(0)) == 0
     assert vl_nnsoftmaxloss(np.zeros((2, 2, 3, 0)), np.zeros(0), 1.0).shape == (2, 2, 3, 0)
     assert vl_nnsoftmaxloss(np.zeros((2, 2, 0, 3)), np.zeros(3)) == 0  # no classes: all ignored
-    message = ("vl_nnsoftmaxloss: labels C must be whole numbers in 0..0 (1..C are the C = 0 classes, "
-               "0 ignores an instance), got 1")
+    message = ("vl_nnsoftmaxloss: labels C must be whole numbers of at most 0 (1..C are the C = 0 classes, "
+               "0 or less ignores an instance), got 1")
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         vl_nnsoftmaxloss(np.zeros((2, 2, 0, 3)), np.ones(3))
 
@@ -437,14 +437,14 @@ def test_unknown_option_lists_instance_weights():
 
 
 # ---------------------------------------------------------------- errors
-@pytest.mark.parametrize("bad", [6, -1, 1.5, np.nan, np.inf])
+@pytest.mark.parametrize("bad", [6, -1.5, 1.5, np.nan, np.inf, -np.inf])
 def test_labels_outside_range_are_errors(bad):
     x = np.zeros((2, 2, 5, 3), dtype=np.float32)
     c = np.ones((2, 2, 1, 3))
     c[1, 0, 0, 2] = bad
-    shown = repr(int(bad)) if float(bad).is_integer() else repr(float(bad))
-    message = ("vl_nnsoftmaxloss: labels C must be whole numbers in 0..5 (1..C are the C = 5 classes, "
-               f"0 ignores an instance), got {shown}")
+    shown = repr(int(bad)) if np.isfinite(bad) and float(bad).is_integer() else repr(float(bad))
+    message = ("vl_nnsoftmaxloss: labels C must be whole numbers of at most 5 (1..C are the C = 5 classes, "
+               f"0 or less ignores an instance), got {shown}")
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         vl_nnsoftmaxloss(x, c)
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):

@@ -582,7 +582,7 @@ def corrupt(change):
     (corrupt(lambda x, y: (x[..., None], y)), ValueError, "H x W x C x N"),
     (corrupt(lambda x, y: (x, y[:-1])), ValueError, "labels"),
     (corrupt(lambda x, y: (x, y + 0.5)), ValueError, "labels"),
-    (corrupt(lambda x, y: (x, -y)), ValueError, "labels"),
+    (corrupt(lambda x, y: (x, y + 2.0**63)), ValueError, "labels"),  # (labels of 0 or less are ignored)
     (corrupt(lambda x, y: (x, y * np.nan)), ValueError, "labels"),
     (corrupt(lambda x, y: (x, y.astype(str))), TypeError, "labels"),
 ])

@@ -251,27 +251,57 @@ for value in (INF, NAN, -1, 1.5, -2**63, 2**64, "2"):
 case("concat-input-sizes-ragged", lambda: vl_nnconcat(None, 3, zeros(5, 5, 8, 2), input_sizes=[[5, [5], 4, 2]]),
      ValueError, "vl_nnconcat: InputSizes[0] must be a list of non-negative integers, got [5, [5], 4, 2]")
 
-for value in (3, None, NAN):
-    case(f"nnloss-loss-{value!r}", lambda v=value: vl_nnloss(X, [1, 2], loss=v), TypeError,
-         f"vl_nnloss: Loss must be a string, got {value!r}")
+LOSS_CHOICES = ("'softmaxlog', 'log', 'mhinge', 'mshinge', 'classerror', 'topkerror', 'binaryerror', 'binarylog', "
+                "'logistic', 'hinge', 'l2'")
+for value in (3, None, NAN, "squared"):
+    case(f"nnloss-loss-{value!r}", lambda v=value: vl_nnloss(X, [1, 2], loss=v), ValueError,
+         f"vl_nnloss: Loss must be one of {LOSS_CHOICES}, got {value!r}")
+for value, message in ((0, "TopK must be a positive integer, got 0"), (1.5, "TopK must hold whole numbers, got 1.5"),
+                       (2**62, "TopK must be less than 2^62, got 4611686018427387904")):
+    case(f"nnloss-topk-{value!r}", lambda v=value: vl_nnloss(X, [1, 2], "loss", "topkerror", "TopK", v), ValueError,
+         f"vl_nnloss: {message}")
+for value, error, message in ((NAN, ValueError, "Threshold must be a finite real number, got nan"),
+                              ("a", TypeError, "Threshold must be a real number, got 'a'")):
+    case(f"nnloss-threshold-{value!r}", lambda v=value: vl_nnloss(X, np.ones(X.shape), loss="binaryerror", threshold=v),
+         error, f"vl_nnloss: {message}")
+BINARY_SHAPES = ("but X is 5 x 5 x 4 x 2; give an H x W x D x N array (one label per score), or N labels (one per "
+                 "image) when D = 1")
+for loss in ("binaryerror", "binarylog", "logistic", "hinge", "l2"):
+    case(f"nnloss-{loss}-per-pixel-labels", lambda v=loss: vl_nnloss(X, np.ones((5, 5, 1, 2)), loss=v), ValueError,
+         f"vl_nnloss: labels C have shape (5, 5, 1, 2) {BINARY_SHAPES}")
+    case(f"nnloss-{loss}-per-image-labels", lambda v=loss: vl_nnloss(X, [1, 1], loss=v), ValueError,
+         f"vl_nnloss: labels C have shape (2,) {BINARY_SHAPES}")
+    case(f"nnloss-{loss}-weights", lambda v=loss: vl_nnloss(X, np.ones(X.shape), loss=v, instance_weights=np.ones(3)),
+         ValueError, "vl_nnloss: InstanceWeights is a vector of 3 values; give N = 2 (one per image) or an array "
+         "broadcastable to H x W x D x N")
+    case(f"nnloss-{loss}-weights-shape",
+         lambda v=loss: vl_nnloss(X, np.ones(X.shape), loss=v, instance_weights=np.ones((5, 5, 3))), ValueError,
+         "vl_nnloss: InstanceWeights of shape (5, 5, 3) does not broadcast to the instances 5 x 5 x 4 x 2")
+for loss in ("binaryerror", "binarylog", "logistic", "hinge"):
+    for value, shown in ((2, "2"), (0.5, "0.5"), (NAN, "nan"), (-INF, "-inf")):
+        labels = np.ones(X.shape)
+        labels[1, 2, 3, 1] = value
+        case(f"nnloss-{loss}-label-{shown}", lambda v=loss, c=labels: vl_nnloss(X, c, loss=v), ValueError,
+             f"vl_nnloss: labels C of Loss '{loss}' must be +1 or -1 (0 ignores an instance), got {shown}")
 for fn, fname in ((vl_nnsoftmaxloss, "vl_nnsoftmaxloss"), (vl_nnloss, "vl_nnloss")):
     for value in (np.array([2**64, 1], dtype=object), np.array(["a", "b"]), np.array([True, False])):
         case(f"{fname}-weights-{value.dtype}", lambda v=value, fn=fn: fn(X, [1, 2], instance_weights=v),
              TypeError, f"{fname}: InstanceWeights must be numeric, got a {value.dtype} array")
 
 LABEL_CASES = []
-LABEL_VALUES = "labels C must be whole numbers in 0..4 (1..C are the C = 4 classes, 0 ignores an instance), got "
+LABEL_VALUES = ("labels C must be whole numbers of at most 4 (1..C are the C = 4 classes, 0 or less ignores an "
+                "instance), got ")
 for ident, c, shown in [
     ("2^63", [1, 2**63], "9223372036854775808"),
     ("uint64", np.array([1, 2**63], np.uint64), "9223372036854775808"),
-    ("-2^63", [1, -2**63], "-9223372036854775808"),
     ("2^64", [1, 2**64], "18446744073709551616"),
-    ("-2^101", [2**100, -2**101], "-2535301200456458802993406410752"),
+    ("2^100", [-2**101, 2**100], "1267650600228229401496703205376"),
     ("nan", [1, NAN], "nan"),
     ("inf", [1, INF], "inf"),
+    ("-inf", [1, -INF], "-inf"),
     ("1.5", [1, 1.5], "1.5"),
+    ("-1.5", [1, -1.5], "-1.5"),
     ("5", [1, 5], "5"),
-    ("-1", [1, -1], "-1"),
     ("5.0", np.array([1.0, 5.0]), "5"),
 ]:
     # One label parser (cnnx._labels) for both blocks; vl_nnsoftmaxloss checks label values in
@@ -641,6 +671,17 @@ def test_error_names_function_and_argument(call, error, message, no_kernels):
 def test_label_values_name_the_labels(call, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         call()
+
+
+@pytest.mark.parametrize("ignored", [[1, -1], [1, -2**63], np.array([1, -2**101], dtype=object), [1, -1e300]])
+def test_every_label_of_0_or_less_is_ignored_as_in_matconvnet(ignored):
+    x = np.random.default_rng(0).standard_normal(X.shape).astype(np.float32)
+    p = abs(x)
+    for loss in ("softmaxlog", "log", "mhinge", "mshinge", "classerror", "topkerror"):
+        assert vl_nnloss(p, ignored, loss=loss) == vl_nnloss(p, [1, 0], loss=loss)
+        np.testing.assert_array_equal(vl_nnloss(p, ignored, 1.0, loss=loss), vl_nnloss(p, [1, 0], 1.0, loss=loss))
+    assert vl_nnsoftmaxloss(x, ignored) == vl_nnsoftmaxloss(x, [1, 0])
+    np.testing.assert_array_equal(vl_nnsoftmaxloss(x, ignored, 1.0), vl_nnsoftmaxloss(x, [1, 0], 1.0))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,22 +1,38 @@
-"""Softmax log-loss kernel: the loss and, for backward, its gradient, in one kernel.
+"""The losses' kernels: the categorical losses of vl_nnloss (softmax log-loss, log, multiclass
+hinge and structured hinge, top-1 and top-K errors) and its elementwise losses (binary error,
+binary log-loss, logistic, hinge, L2), each giving the loss and, for backward, its gradient.
 
-The work is cut into tasks of at most BLOCK consecutive pixels of one image, or of BLOCK images
-when each image has one pixel (boundaries set by the shape only). A task keeps per-pixel scratch
-on its stack (the softmax numerators go straight into the gradient's buffer) and runs over the
-channels one at a time, so the inner loops walk the pixels. Each task's loss is kept and the
-partials are added in task order, so the loss does not depend on the thread count; the gradient
-is elementwise.
+Categorical losses: the work is cut into tasks of at most BLOCK consecutive pixels of one image,
+or of BLOCK images when each image has one pixel (boundaries set by the shape only). A task reads
+its labels once (whole numbers up to C; 0 or less ignores the pixel) and keeps per-pixel scratch on
+its stack. The softmax log-loss runs over the channels one at a time, so that its inner loops walk
+the pixels (the softmax numerators go straight into the gradient's buffer); the other losses look
+at one pixel's scores at a time. Elementwise losses: tasks of ELEMENTS consecutive elements. Each
+task's loss is kept and the partials are added in task order, so the loss does not depend on the
+thread count; the gradient is elementwise.
 """
 from cython.parallel cimport prange
 cimport numpy as cnp
 from .arrays cimport float_kind
 from cython cimport floating
+from libc.math cimport INFINITY, exp, fabs, floor, log, log1p
 from libc.stdlib cimport malloc, free
 
 cnp.import_array()
 
 cdef enum:
     BLOCK = 256
+    ELEMENTS = 4096
+
+# The loss types (vl_nnloss's names), as the entries take them.
+cdef enum Kind:
+    SOFTMAXLOG, LOG, MHINGE, MSHINGE, CLASSERROR, TOPKERROR,
+    BINARYERROR, BINARYLOG, LOGISTIC, HINGE, L2
+
+CATEGORICAL = {"softmaxlog": SOFTMAXLOG, "log": LOG, "mhinge": MHINGE, "mshinge": MSHINGE,
+               "classerror": CLASSERROR, "topkerror": TOPKERROR}
+ELEMENTWISE = {"binaryerror": BINARYERROR, "binarylog": BINARYLOG, "logistic": LOGISTIC,
+               "hinge": HINGE, "l2": L2}
 
 
 cdef extern from *:
@@ -233,16 +249,41 @@ cdef inline void scale(floating* d, Py_ssize_t step, const floating* inv, const 
         scale_d(d, step, inv, factor, n)
 
 
-cdef inline double block_loss(const floating* x, Py_ssize_t pixel_step, Py_ssize_t channel_step,
-                              Py_ssize_t npix, Py_ssize_t channels, const double* labels,
-                              Py_ssize_t label_step, const double* weights, floating* dzdx,
-                              double dzdy, bint* bad) noexcept nogil:
-    """Loss of ``npix`` pixels, x[p * pixel_step + k * channel_step] being channel k of pixel p.
+cdef inline bint read_targets(const double* labels, Py_ssize_t label_step, const double* weights,
+                              Py_ssize_t npix, Py_ssize_t channels, Py_ssize_t* target,
+                              double* mass) noexcept nogil:
+    """target[p]: the 0-based class of pixel p (-1: ignored), mass[p] its weight (0 if ignored).
 
-    Writes dzdx (laid out as x) unless it is NULL. ``labels[p * label_step]`` is the 1-based class
-    of pixel p (0: ignored) and, when ``weights`` is not NULL, ``weights[p * label_step]`` its
-    weight. Sets ``bad`` for a label that is not an integer in 0..channels (that pixel is ignored).
-    The loops over pixels are the C ones above, vectorised for pixel_step 1 (pixels of an image).
+    ``labels[p * label_step]`` is the 1-based class (0 or less: ignored) and, when ``weights`` is
+    not NULL, ``weights[p * label_step]`` the weight. Returns whether a label is not a whole number
+    of at most ``channels`` (that pixel is then ignored).
+    """
+    cdef bint bad = False
+    cdef Py_ssize_t p
+    cdef double label
+    for p in range(npix):
+        label = labels[p * label_step]
+        # NaN fails the first test, infinities the last two
+        if not (label <= channels and label == floor(label) and label > -INFINITY):
+            bad = True
+            label = 0
+        if label <= 0:
+            target[p] = -1
+            mass[p] = 0
+        else:
+            target[p] = <Py_ssize_t>label - 1
+            mass[p] = 1 if weights == NULL else weights[p * label_step]
+    return bad
+
+
+cdef inline double softmaxlog_block(const floating* x, Py_ssize_t pixel_step, Py_ssize_t channel_step,
+                                    Py_ssize_t npix, Py_ssize_t channels, const Py_ssize_t* target,
+                                    const double* mass, floating* dzdx, double dzdy) noexcept nogil:
+    """Softmax log-loss of ``npix`` pixels, x[p * pixel_step + k * channel_step] being channel k of
+    pixel p, with the targets and weights of :func:`read_targets`.
+
+    Writes dzdx (laid out as x) unless it is NULL. The loops over pixels are the C ones above,
+    vectorised for pixel_step 1 (pixels of an image).
     """
     cdef floating top[BLOCK]
     cdef floating inv[BLOCK]
@@ -251,19 +292,9 @@ cdef inline double block_loss(const floating* x, Py_ssize_t pixel_step, Py_ssize
     # sums of at most C terms in (0, 1], one of them 1: x's precision is enough, and float sums
     # keep float32's vector loops twice as wide
     cdef floating total[BLOCK]
-    cdef double mass[BLOCK]
     cdef double log_total[BLOCK]
-    cdef Py_ssize_t target[BLOCK]
     cdef Py_ssize_t p, k
-    cdef double label, loss = 0
-    for p in range(npix):
-        label = labels[p * label_step]
-        # whole number in 0..channels (the cast is in range once the bounds hold; NaN fails them)
-        if not (label >= 0 and label <= channels and label == <double><Py_ssize_t>label):
-            bad[0] = True
-            label = 0
-        target[p] = <Py_ssize_t>label - 1  # -1 marks an ignored pixel
-        mass[p] = 0 if label == 0 else (1 if weights == NULL else weights[p * label_step])
+    cdef double loss = 0
     # stable log-sum-exp: subtract the largest score of each pixel (channel by channel, so that
     # the inner loops run over pixels)
     for p in range(npix):
@@ -297,12 +328,101 @@ cdef inline double block_loss(const floating* x, Py_ssize_t pixel_step, Py_ssize
     return loss
 
 
-def _softmaxloss(const floating[::1, :, :] x, const double[::1, :, :] c, floating[::1, :, :] dzdx,
-                 double dzdy, int n_threads):
+cdef inline double hinge(double margin) noexcept nogil:
+    """max(0, margin), NaN passed on."""
+    return 0 if margin <= 0 else margin
+
+
+cdef inline bint ranks_before(double a, Py_ssize_t i, double b, Py_ssize_t j) noexcept nogil:
+    """Whether score a (class i) comes before score b (class j) in MATLAB's stable descending sort,
+    which puts NaN first."""
+    if a != a or b != b:
+        return a != a and (b == b or i < j)
+    return a > b or (a == b and i < j)
+
+
+cdef inline double pixel_loss(int kind, const floating* x, Py_ssize_t step, Py_ssize_t channels,
+                              Py_ssize_t c, double mass, floating* dx, double dzdy,
+                              Py_ssize_t top_k) noexcept nogil:
+    """Loss ``kind`` (not SOFTMAXLOG) of one pixel of class c >= 0, x[k * step] its score of class
+    k, weighted by ``mass``; writes the gradient to dx[k * step] (zeroed first) unless dx is NULL.
+
+    The margins and their tests are computed in x's precision, as MatConvNet does; a NaN score
+    gives a NaN loss and no gradient (MatConvNet's loss is 0 there, as MATLAB's max drops NaN).
+    """
+    cdef Py_ssize_t k, best
+    cdef floating xc = x[c * step], v
+    cdef floating factor = <floating>(mass * dzdy)
+    if dx != NULL:
+        for k in range(channels):
+            dx[k * step] = 0
+    if kind == LOG:
+        if dx != NULL:
+            dx[c * step] = -factor / (xc if xc > <floating>1e-8 else <floating>1e-8)  # max() drops NaN
+        return mass * -log(xc)
+    if kind == MHINGE:
+        if dx != NULL and xc < 1:
+            dx[c * step] = -factor
+        return mass * hinge(1 - xc)
+    if kind == MSHINGE:
+        # the best other class: the first maximum, a NaN before all (so that it propagates)
+        best = -1
+        for k in range(channels):
+            if k != c and (best < 0 or ranks_before(x[k * step], k, x[best * step], best)):
+                best = k
+        if best < 0:  # a single class: no other to beat
+            return 0
+        v = x[best * step]
+        if dx != NULL and xc - v < 1:
+            dx[c * step] = -factor
+            dx[best * step] = factor
+        return mass * hinge(1 - xc + v)
+    if kind == CLASSERROR:
+        # MATLAB's max: the first maximum, NaN never chosen unless all are NaN
+        best = 0
+        for k in range(1, channels):
+            v = x[k * step]
+            if v > x[best * step] or (x[best * step] != x[best * step] and v == v):
+                best = k
+        return mass if best != c else 0
+    # TOPKERROR: the class's rank in MATLAB's stable descending sort
+    best = 0
+    for k in range(channels):
+        if k != c and ranks_before(x[k * step], k, xc, c):
+            best += 1
+    return mass if best >= top_k else 0
+
+
+cdef inline double block_loss(int kind, const floating* x, Py_ssize_t pixel_step, Py_ssize_t channel_step,
+                              Py_ssize_t npix, Py_ssize_t channels, const double* labels,
+                              Py_ssize_t label_step, const double* weights, floating* dzdx,
+                              double dzdy, Py_ssize_t top_k, bint* bad) noexcept nogil:
+    """Loss ``kind`` of ``npix`` pixels (see :func:`softmaxlog_block` for the layout and
+    :func:`read_targets` for the labels); sets ``bad`` for a label that is not valid."""
+    cdef Py_ssize_t target[BLOCK]
+    cdef double mass[BLOCK]
+    cdef Py_ssize_t p, k
+    cdef double loss = 0
+    bad[0] = read_targets(labels, label_step, weights, npix, channels, target, mass)
+    if kind == SOFTMAXLOG:
+        return softmaxlog_block(x, pixel_step, channel_step, npix, channels, target, mass, dzdx, dzdy)
+    for p in range(npix):
+        if target[p] >= 0:
+            loss += pixel_loss(kind, x + p * pixel_step, channel_step, channels, target[p], mass[p],
+                               NULL if dzdx == NULL else dzdx + p * pixel_step, dzdy, top_k)
+        elif dzdx != NULL:
+            for k in range(channels):
+                dzdx[p * pixel_step + channel_step * k] = 0
+    return loss
+
+
+def _categorical(const floating[::1, :, :] x, const double[::1, :, :] c, floating[::1, :, :] dzdx,
+                 double dzdy, int kind, Py_ssize_t top_k, int n_threads):
     """Return (loss summed over pixels and images, labels valid); fill dzdx unless it is None.
 
     x is (H*W, C, N); c is (H*W or 1, 1 or 2, N): labels in channel 0, optional weights in channel
     1, a first dimension of 1 meaning one label per image. dzdx, when given, is x's shape.
+    ``kind`` is a value of CATEGORICAL, ``top_k`` TOPKERROR's K.
 
     A task is a block of at most BLOCK pixels of one image or, when images have a single pixel
     (a classifier's output), a block of BLOCK images.
@@ -332,20 +452,18 @@ def _softmaxloss(const floating[::1, :, :] x, const double[::1, :, :] c, floatin
                 q = t % blocks
                 n = t // blocks
                 first = q * BLOCK
-                bad[t] = False
                 partial[t] = block_loss(
-                    &x[first, 0, n], 1, hw, min(BLOCK, hw - first), channels,
+                    kind, &x[first, 0, n], 1, hw, min(BLOCK, hw - first), channels,
                     &c[first * label_step, 0, n], label_step,
                     &c[first * label_step, 1, n] if with_weights else NULL,
-                    &dzdx[first, 0, n] if with_grad else NULL, dzdy, &bad[t])
+                    &dzdx[first, 0, n] if with_grad else NULL, dzdy, top_k, &bad[t])
         else:
             for t in prange(tasks, nogil=True, num_threads=n_threads, schedule='static'):
                 first = t * BLOCK
-                bad[t] = False
                 partial[t] = block_loss(
-                    &x[0, 0, first], channels, 1, min(BLOCK, images - first), channels,
+                    kind, &x[0, 0, first], channels, 1, min(BLOCK, images - first), channels,
                     &c[0, 0, first], depth, &c[0, 1, first] if with_weights else NULL,
-                    &dzdx[0, 0, first] if with_grad else NULL, dzdy, &bad[t])
+                    &dzdx[0, 0, first] if with_grad else NULL, dzdy, top_k, &bad[t])
         for t in range(tasks):
             loss += partial[t]
             if bad[t]:
@@ -356,7 +474,90 @@ def _softmaxloss(const floating[::1, :, :] x, const double[::1, :, :] c, floatin
         free(bad)
 
 
-def softmaxloss(x, *args):
-    """Check the dtype of ``x`` (float32/float64), then run ``_softmaxloss``."""
-    float_kind("cnnx._ext.softmaxloss.softmaxloss", x)
-    return _softmaxloss(x, *args)
+def categorical(x, *args):
+    """Check the dtype of ``x`` (float32/float64), then run ``_categorical``."""
+    float_kind("cnnx._ext.softmaxloss.categorical", x)
+    return _categorical(x, *args)
+
+
+cdef inline double element_loss(int kind, double x, double c, double threshold, double factor,
+                                double* grad) noexcept nogil:
+    """The per-element loss ``kind`` (a value of ELEMENTWISE) of score x and label (or target) c,
+    unweighted; grad[0] gets its derivative times ``factor`` (for HINGE as :func:`pixel_loss`'s
+    hinges: a NaN score gives a NaN loss and no gradient)."""
+    cdef double a
+    if kind == BINARYERROR:
+        a = x - threshold
+        grad[0] = 0
+        return 0 if (a > 0) - (a < 0) == c else 1  # sign(x - threshold) != c; NaN: an error
+    if kind == BINARYLOG:
+        grad[0] = -factor / (x + (c - 1) * 0.5)
+        return -log(c * (x - 0.5) + 0.5)
+    if kind == LOGISTIC:
+        a = -c * x
+        grad[0] = -factor * c / (1 + exp(c * x))
+        return (a if a > 0 else 0) + log1p(exp(-fabs(a)))
+    if kind == HINGE:
+        grad[0] = -factor * c if c * x < 1 else 0
+        return hinge(1 - c * x)
+    a = x - c  # L2
+    grad[0] = 2 * factor * a
+    return a * a
+
+
+cdef inline double elements_loss(int kind, const floating* x, const double* c, const double* w,
+                                 floating* dzdx, Py_ssize_t n, double dzdy, double threshold,
+                                 bint ignore_zero) noexcept nogil:
+    """Loss of n elements, each weighted by w[i] (1 if w is NULL); a label 0 ignores its element
+    when ``ignore_zero``. Writes dzdx unless it is NULL."""
+    cdef Py_ssize_t i
+    cdef double mass, grad, loss = 0, t
+    for i in range(n):
+        mass = 1 if w == NULL else w[i]
+        if ignore_zero and c[i] == 0:
+            if dzdx != NULL:
+                dzdx[i] = 0  # ignored: exactly 0 whatever x is
+            continue
+        t = element_loss(kind, x[i], c[i], threshold, mass * dzdy, &grad)
+        loss += mass * t
+        if dzdx != NULL:
+            dzdx[i] = <floating>grad
+    return loss
+
+
+def _elementwise(const floating[::1] x, const double[::1] c, const double[::1] w, floating[::1] dzdx,
+                 double dzdy, int kind, double threshold, bint ignore_zero, int n_threads):
+    """Return the loss summed over the elements of x; fill dzdx unless it is None.
+
+    c (labels or targets) has x's size, as do the weights w (None: all 1) and dzdx. ``kind`` is a
+    value of ELEMENTWISE; a label 0 ignores its element when ``ignore_zero``.
+    """
+    cdef Py_ssize_t size = x.shape[0]
+    cdef Py_ssize_t tasks = (size + ELEMENTS - 1) // ELEMENTS
+    cdef bint with_weights = w is not None
+    cdef bint with_grad = dzdx is not None
+    cdef Py_ssize_t t, first
+    cdef double loss = 0
+    cdef double* partial
+    if size == 0:
+        return 0.0
+    partial = <double*>malloc(tasks * sizeof(double))
+    if partial == NULL:
+        raise MemoryError()
+    try:
+        for t in prange(tasks, nogil=True, num_threads=n_threads, schedule='static'):
+            first = t * ELEMENTS
+            partial[t] = elements_loss(kind, &x[first], &c[first], &w[first] if with_weights else NULL,
+                                       &dzdx[first] if with_grad else NULL, min(ELEMENTS, size - first),
+                                       dzdy, threshold, ignore_zero)
+        for t in range(tasks):
+            loss += partial[t]
+        return loss
+    finally:
+        free(partial)
+
+
+def elementwise(x, *args):
+    """Check the dtype of ``x`` (float32/float64), then run ``_elementwise``."""
+    float_kind("cnnx._ext.softmaxloss.elementwise", x)
+    return _elementwise(x, *args)

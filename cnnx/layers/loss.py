@@ -1,7 +1,8 @@
-"""The loss layer kind: SimpleNN's ``'softmaxloss'`` (``vl_nnsoftmaxloss``) and DagNN's
-``dagnn.Loss`` (``vl_nnloss``), which ``DagNN.from_simplenn`` makes of it.
+"""The loss layer kind: SimpleNN's ``'softmaxloss'`` (``vl_nnsoftmaxloss``) and ``'loss'``
+(``vl_nnloss``), and DagNN's ``dagnn.Loss`` (``vl_nnloss``), which ``DagNN.from_simplenn`` makes of
+both.
 
-Both take labels (SimpleNN in ``layer['class']``, DagNN as the second input) and output one number.
+All take labels (SimpleNN in ``layer['class']``, DagNN as the second input) and output one number.
 
 Examples
 --------
@@ -13,9 +14,10 @@ from functools import partial
 
 import numpy as np
 
+from .._options import Option, without_gpu_options
 from ..softmaxloss import vl_nnsoftmaxloss
-from ..nnloss import vl_nnloss
-from .base import Layer, Property, WithOpts, choice, flag
+from ..nnloss import LOSS_TYPES, vl_nnloss
+from .base import Layer, Property, WithOpts, cell, choice, flag
 from .registry import Conversion, register_layer_type
 
 
@@ -32,12 +34,14 @@ class Loss(WithOpts, Layer):
 
     Parameters
     ----------
-    loss : {'softmaxlog', 'classerror'}
-        Loss type.
+    loss : str, default 'softmaxlog'
+        Loss type, one of :func:`cnnx.vl_nnloss`'s: 'softmaxlog', 'log', 'mhinge', 'mshinge',
+        'classerror', 'topkerror', 'binaryerror', 'binarylog', 'logistic', 'hinge', 'l2'.
     ignore_average : bool, default False
         Do not update ``average``.
     opts : sequence, default ()
-        More ``vl_nnloss`` name/value options (e.g. ``('instanceWeights', w)``).
+        More ``vl_nnloss`` name/value options (e.g. ``('topK', 5)``, ``('instanceWeights', w)``,
+        ``('threshold', 0.5)``).
 
     Examples
     --------
@@ -47,6 +51,9 @@ class Loss(WithOpts, Layer):
     >>> x = np.array([2.0, 0.0, 0.0, 3.0], np.float32).reshape(1, 1, 2, 2, order='F')
     >>> float(block.forward([x, [1, 1]], [])[0]), block.average, block.num_averaged
     (1.0, 0.5, 2)
+    >>> top5 = Loss(loss='topkerror', opts=['topK', 1])   # MatConvNet examples' 'top5err' output
+    >>> float(top5.forward([x, [1, 1]], [])[0])
+    1.0
     """
 
     type_name = "dagnn.Loss"
@@ -60,7 +67,7 @@ class Loss(WithOpts, Layer):
         self.average = 0.0
         self.num_averaged = 0
 
-    loss = Property(partial(choice, choices=("softmaxlog", "classerror")), "Loss type.")
+    loss = Property(partial(choice, choices=LOSS_TYPES), "Loss type.")
     ignore_average = Property(flag, "Do not keep the running average.")
 
     @property
@@ -98,7 +105,7 @@ class Loss(WithOpts, Layer):
 def _labels(layer):
     labels = layer.get("class")
     if labels is None:
-        raise ValueError("softmaxloss needs the labels in layer['class']")
+        raise ValueError(f"{layer['type']} needs the labels in layer['class']")
     return labels
 
 
@@ -116,3 +123,27 @@ def _softmaxloss_to_dagnn(layer):
 
 register_layer_type("softmaxloss", _softmaxloss_forward, _softmaxloss_backward,
                     abbreviation="softmxl", loss=True, block=Loss, to_dagnn=_softmaxloss_to_dagnn)
+
+
+# SimpleNN's 'loss' (MatConvNet's calls vl_nnloss(x, class) alone): cnnx also reads the fields
+# 'loss' (the type) and 'opts' (more vl_nnloss options), as dagnn.Loss's properties.
+def _loss_call(layer, res_i, *dzdy):
+    return vl_nnloss(res_i["x"], _labels(layer), *dzdy, *without_gpu_options(cell(layer["opts"])),
+                     loss=layer["loss"])
+
+
+def _loss_forward(layer, res_i, res_ip1, ctx):
+    res_ip1["x"] = _loss_call(layer, res_i)
+
+
+def _loss_backward(layer, res_i, res_ip1, ctx):
+    res_i["dzdx"] = _loss_call(layer, res_i, res_ip1["dzdx"])
+
+
+def _loss_to_dagnn(layer):
+    return Conversion(Loss(loss=layer["loss"], opts=cell(layer["opts"])), inputs=("label",))
+
+
+register_layer_type("loss", _loss_forward, _loss_backward, defaults={"loss": "softmaxlog", "opts": []},
+                    options={"loss": Option("choice", choices=LOSS_TYPES)}, loss=True, block=Loss,
+                    to_dagnn=_loss_to_dagnn)
