@@ -20,6 +20,7 @@ from .normalize import vl_nnnoffset, vl_nnnormalize, vl_nnnormalizelp, vl_nnspno
 from .softmax import vl_nnsigmoid, vl_nnsoftmax
 from .softmaxloss import vl_nnsoftmaxloss
 from .nnloss import vl_nnloss
+from .pdist import vl_nnpdist
 from .pool import vl_nnpool
 from .roipool import vl_nnroipool
 from .simplenn import register_layer_type, vl_simplenn, vl_simplenn_display, vl_simplenn_tidy
@@ -67,6 +68,7 @@ __all__ = [
     "vl_nnnoffset",
     "vl_nnnormalize",
     "vl_nnnormalizelp",
+    "vl_nnpdist",
     "vl_nnpool",
     "vl_nnprelu",
     "vl_nnrelu",

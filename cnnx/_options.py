@@ -21,11 +21,12 @@ class Option:
     'pair0' (as pair, each >= 0), 'int' (>= 0), 'float', 'choice' (case-insensitive string from
     ``choices``) or 'any'. Integers must be whole numbers below ``INT_OPTION_LIMIT`` (2^62); floats
     must fit a double. ``low`` bounds an 'int' (0 by default) or a 'float'; ``high`` (excluded when
-    ``high_open``) bounds a 'float', and ``finite`` makes it refuse infinities and NaN.
+    ``high_open``) bounds a 'float' (``low`` excluded when ``low_open``), and ``finite`` makes it
+    refuse infinities and NaN.
     """
 
     def __init__(self, kind, default=None, choices=None, display=None, low=None, high=None, high_open=False,
-                 finite=False):
+                 finite=False, low_open=False):
         self.kind = kind
         self.default = default
         self.choices = choices
@@ -33,6 +34,7 @@ class Option:
         self.low = low
         self.high = high
         self.high_open = high_open
+        self.low_open = low_open
         self.finite = finite
 
 
@@ -203,9 +205,10 @@ def limit(fname, label, value):
     return integer(fname, label, value, low=1)
 
 
-def real_number(fname, label, value, low=-math.inf, high=math.inf, high_open=False, finite=False):
+def real_number(fname, label, value, low=-math.inf, high=math.inf, high_open=False, finite=False, low_open=False):
     """The rule of every real value: a number that fits a double, as a float; with ``finite``
-    not infinite nor NaN, and within ``[low, high]`` (``[low, high)`` when ``high_open``).
+    not infinite nor NaN, and within ``[low, high]`` (``[low, high)`` when ``high_open``, ``(low, high]``
+    when ``low_open``).
     A logical is not a real number (``True`` is a TypeError)."""
     if isinstance(value, (str, bytes, bool, np.bool_)):
         raise TypeError(f"{fname}: {label} must be a real number, got {value!r}")
@@ -218,9 +221,12 @@ def real_number(fname, label, value, low=-math.inf, high=math.inf, high_open=Fal
     if finite and not math.isfinite(number):
         raise ValueError(f"{fname}: {label} must be a finite real number, got {number}")
     bounded = low > -math.inf or high < math.inf
-    if bounded and not low <= number <= high or high_open and number == high:  # NaN is in no range
-        bound = (f"in [{low}, {high})" if high_open else f"at least {low}" if high == math.inf
-                 else f"in [{low}, {high}]")
+    if bounded and not low <= number <= high or high_open and number == high or low_open and number == low:
+        # (NaN is in no range)
+        if high == math.inf:
+            bound = f"greater than {low}" if low_open else f"at least {low}"
+        else:
+            bound = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{fname}: {label} must be {bound}, got {number}")
     return number
 
@@ -267,7 +273,7 @@ def validate_value(fname, label, option, value):
     if kind == "float":
         low = -math.inf if option.low is None else option.low
         high = math.inf if option.high is None else option.high
-        return real_number(fname, label, value, low, high, option.high_open, option.finite)
+        return real_number(fname, label, value, low, high, option.high_open, option.finite, option.low_open)
     if kind == "choice":
         return choice_value(fname, label, value, option.choices)
     return value

@@ -33,14 +33,14 @@ import numpy as np
 
 from .layers import (BLOCK_TYPES, ELU, GELU, LAYER_TYPES, LRN, SELU, AffineGridGenerator, BatchNorm,
                      BilinearSampler, ClippedReLU, Concat, Conv, ConvTranspose, Crop, DropOut, ElementWise, Layer,
-                     Loss, NormOffset, Pooling, PReLU, ReLU, ROIPooling, Scale, Sigmoid, SiLU, SoftMax, Softplus,
+                     Loss, NormOffset, PDist, Pooling, PReLU, ReLU, ROIPooling, Scale, Sigmoid, SiLU, SoftMax, Softplus,
                      SpatialNorm, Sum, Tanh, UniformScalingGridGenerator)
 from .layers.base import cell, choice, flag, layer_label, property_error, real, run_layer, show, text
 
 __all__ = [
     "AffineGridGenerator", "BatchNorm", "BilinearSampler", "ClippedReLU", "Concat", "Conv", "ConvTranspose", "Crop",
-    "DagLayer", "DagNN", "DropOut", "ELU", "ElementWise", "GELU", "LRN", "Layer", "Loss", "NormOffset", "PReLU",
-    "Param", "Pooling", "ROIPooling", "ReLU", "SELU", "Scale", "Sigmoid", "SiLU", "SoftMax", "Softplus",
+    "DagLayer", "DagNN", "DropOut", "ELU", "ElementWise", "GELU", "LRN", "Layer", "Loss", "NormOffset", "PDist",
+    "PReLU", "Param", "Pooling", "ROIPooling", "ReLU", "SELU", "Scale", "Sigmoid", "SiLU", "SoftMax", "Softplus",
     "SpatialNorm", "Sum", "Tanh", "UniformScalingGridGenerator", "Var",
 ]
 
@@ -1092,7 +1092,8 @@ class DagNN:
         loss output ``objective`` (then ``objective1``, ...) and each loss's first input
         ``prediction`` unless it is a ``prob``. Values are copied. Each layer converts as its type's ``to_dagnn`` says
         (:func:`cnnx.simplenn.register_layer_type`); built in: conv, pool, relu, prelu, dropout,
-        bnorm, softmaxloss.
+        bnorm, softmaxloss, loss (a Loss of its type and opts, with a ``label`` input), pdist (a
+        PDist whose ``label`` input is the target).
 
         Parameters
         ----------

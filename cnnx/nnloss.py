@@ -71,8 +71,9 @@ def vl_nnloss(x, c, *args, **kwargs):
 
     The error counts (classerror, topkerror, binaryerror) have a zero backward. Ignored instances
     (below) contribute exactly 0 to the loss and the derivative, whatever their scores; elsewhere
-    NaN and infinite scores propagate, also through the hinges. As in MatConvNet beta25 the loss
-    is a sum, not a mean, over the batch.
+    a NaN score gives a NaN loss, also through the hinges (whose derivative is 0 there; MatConvNet's
+    hinge losses are 0, as MATLAB's max drops NaN), and infinite scores propagate. As in
+    MatConvNet beta25 the loss is a sum, not a mean, over the batch.
 
     Parameters
     ----------

@@ -371,7 +371,7 @@ def test_from_simplenn_rejects_types_without_a_block():
     with pytest.raises(ValueError, match=re.escape(
             "DagNN.from_simplenn: layers[1] ('mine') has type 'custom', which has no DagNN block (supported: "
             "conv, convt, pool, relu, prelu, elu, selu, softplus, tanh, silu, gelu, clippedrelu, dropout, bnorm, "
-            "softmaxloss, loss, softmax, sigmoid, normalize, lrn, noffset, spnorm)")):
+            "softmaxloss, loss, pdist, softmax, sigmoid, normalize, lrn, noffset, spnorm)")):
         DagNN.from_simplenn(net)
 
 

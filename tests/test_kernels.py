@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from cnnx._ext import activations, conv, dropout, normalize, pool, sgd, softmax, softmaxloss
+from cnnx._ext import activations, conv, dropout, normalize, pdist, pool, sgd, softmax, softmaxloss
 
 H, W, C, N = 4, 4, 2, 1
 SIZES = (H, W, C, N, 1, 1, C, C, H, W, 1, 1, 0, 0, 1, 1)  # the identity bank
@@ -43,6 +43,10 @@ def calls(dtype):
         ("normalize.lp", lambda: normalize.lp(a(C, H * W * N), a(C, H * W * N), a(H * W * N), a(C, H * W * N), True,
                                               True, 2.0, 0.01, 1)),
         ("softmax.sigmoid", lambda: softmax.sigmoid(a(flat), a(flat), a(flat), 1)),
+        ("pdist.pdist_forward", lambda: pdist.pdist_forward(a(H * W, C, N), a(1, C, N), np.zeros((H * W, N), order="F"),
+                                                            2.0, False, 1)),
+        ("pdist.pdist_backward", lambda: pdist.pdist_backward(
+            a(H * W, C, N), a(1, C, N), np.ones((H * W, N), order="F"), a(H * W, C, N), 2.0, False, 1e-6, 1)),
         ("pool.forward", lambda: pool.forward(a(flat), a(flat), C * N, H, W, H, W, 1, 1, 1, 1, 0, 0, False, 1)),
         ("pool.backward", lambda: pool.backward(a(flat), a(flat), a(flat), C * N, H, W, H, W, 1, 1, 1, 1, 0, 0,
                                                 False, 1)),

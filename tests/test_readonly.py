@@ -10,6 +10,7 @@ from cnnx.concat import vl_nnconcat
 from cnnx.dagnn import Conv, DagNN, Loss, Pooling, ReLU
 from cnnx.nnloss import vl_nnloss
 from cnnx.normalize import vl_nnnoffset, vl_nnnormalize, vl_nnnormalizelp, vl_nnspnorm
+from cnnx.pdist import vl_nnpdist
 from cnnx.softmax import vl_nnsigmoid, vl_nnsoftmax
 from cnnx.simplenn import vl_simplenn
 
@@ -193,6 +194,17 @@ def test_nnloss(dtype, loss, read_only):
     check(read_only, lambda x, c, w: vl_nnloss(x, c, loss=loss, instance_weights=w), x, c, weights)
     check(read_only, lambda x, c, w, dy: vl_nnloss(x, c, dy, loss=loss, instance_weights=w),
           x, c, weights, dy)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target", [(3, 2, 5, 2), (1, 1, 5, 2)])
+def test_pdist(dtype, target, read_only):
+    rng = np.random.default_rng(12)
+    x, x0 = randn(rng, (3, 2, 5, 2), dtype), randn(rng, target, dtype)
+    weights = rng.uniform(0, 2, size=(3, 2, 1, 2))
+    dy = randn(rng, (3, 2, 1, 2), dtype)
+    check(read_only, lambda x, x0, w: vl_nnpdist(x, x0, 3, instance_weights=w), x, x0, weights)
+    check(read_only, lambda x, x0, w, dy: vl_nnpdist(x, x0, 0.5, dy, instance_weights=w), x, x0, weights, dy)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

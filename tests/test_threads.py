@@ -139,6 +139,8 @@ def test_elementwise_blocks_follow_the_thread_policy(size, expected, restore_thr
 
     import cnnx.activations
     import cnnx.dropout
+    import cnnx.nnloss
+    import cnnx.pdist
     import cnnx.softmaxloss
 
     cnnx.set_num_threads(2)
@@ -149,7 +151,9 @@ def test_elementwise_blocks_follow_the_thread_policy(size, expected, restore_thr
                          (cnnx.activations, lambda: cnnx.vl_nngelu(x, x)),
                          (cnnx.activations, lambda: cnnx.vl_nnprelu(x, np.ones(1, np.float32))),
                          (cnnx.dropout, lambda: cnnx.vl_nndropout(x, seed=1)),
-                         (cnnx.softmaxloss, lambda: cnnx.vl_nnsoftmaxloss(x.reshape(1, 1, 1, size), np.ones(size)))):
+                         (cnnx.softmaxloss, lambda: cnnx.vl_nnsoftmaxloss(x.reshape(1, 1, 1, size), np.ones(size))),
+                         (cnnx.nnloss, lambda: cnnx.vl_nnloss(x, x, loss="l2")),
+                         (cnnx.pdist, lambda: cnnx.vl_nnpdist(x, x, 2))):
         recorder = _Recorder(module._kernels)
         monkeypatch.setattr(module, "_kernels", recorder)
         call()

@@ -17,6 +17,7 @@ import cnnx.bnorm
 import cnnx.conv
 import cnnx.dropout
 import cnnx.softmaxloss
+import cnnx.pdist
 import cnnx.pool
 import cnnx.normalize
 import cnnx.softmax
@@ -29,6 +30,7 @@ from cnnx.convt import vl_nnconvt
 from cnnx.crop import vl_nncrop
 from cnnx.nnloss import vl_nnloss
 from cnnx.normalize import vl_nnnoffset, vl_nnnormalize, vl_nnnormalizelp, vl_nnspnorm
+from cnnx.pdist import vl_nnpdist
 from cnnx.softmax import vl_nnsigmoid, vl_nnsoftmax
 
 NAN, INF = float("nan"), float("inf")
@@ -73,6 +75,7 @@ def no_kernels(monkeypatch):
     monkeypatch.setattr(cnnx.softmaxloss, "_kernels", _NoKernel("softmaxloss"))
     monkeypatch.setattr(cnnx.softmax, "_kernels", _NoKernel("softmax"))
     monkeypatch.setattr(cnnx.normalize, "_kernels", _NoKernel("normalize"))
+    monkeypatch.setattr(cnnx.pdist, "_kernels", _NoKernel("pdist"))
 
 
 CASES = []
@@ -318,6 +321,40 @@ case("softmaxloss-dzdy-2^1024", lambda: vl_nnsoftmaxloss(X, [1, 2], 2**1024), Va
 for fn, fname in ((vl_nnprelu, "vl_nnprelu"),):
     case(f"{fname}-no-options", lambda fn=fn: fn(X, zeros(4), "Leak", 0.1), TypeError,
          f"{fname}: unknown option 'Leak'; {fname} takes no options")
+
+X0 = zeros(1, 1, 4, 2)
+for ident, call, error, message in [
+    ("x0-channels", lambda: vl_nnpdist(X, zeros(5, 5, 3, 2), 2), ValueError,
+     "X0 has shape (5, 5, 3, 2) but X is 5 x 5 x 4 x 2; give X0 of X's shape or 1 x 1 x 4 x 2"),
+    ("x0-rows", lambda: vl_nnpdist(X, zeros(1, 5, 4, 2), 2), ValueError,
+     "X0 has shape (1, 5, 4, 2) but X is 5 x 5 x 4 x 2; give X0 of X's shape or 1 x 1 x 4 x 2"),
+    ("x0-dtype", lambda: vl_nnpdist(X, X0.astype(np.float64), 2), TypeError,
+     "X0 is float64 but X is float32; all arrays must share one dtype"),
+    ("x-int", lambda: vl_nnpdist(X.astype(np.int64), X0, 2), TypeError,
+     "X must be a float32 or float64 array, got an integer array (int64)"),
+    ("x-1d", lambda: vl_nnpdist(zeros(5), X0, 2), ValueError,
+     "X must have 2 to 4 dimensions (H x W x C x N), got 1 ((5,))"),
+    ("p-0", lambda: vl_nnpdist(X, X0, 0), ValueError, "P must be greater than 0, got 0.0"),
+    ("p--1", lambda: vl_nnpdist(X, X0, -1), ValueError, "P must be greater than 0, got -1.0"),
+    ("p-nan", lambda: vl_nnpdist(X, X0, NAN), ValueError, "P must be a finite real number, got nan"),
+    ("p-inf", lambda: vl_nnpdist(X, X0, INF), ValueError, "P must be a finite real number, got inf"),
+    ("p-string", lambda: vl_nnpdist(X, X0, "a"), TypeError, "P must be a real number, got 'a'"),
+    ("p-vector", lambda: vl_nnpdist(X, X0, [1, 2]), TypeError, "P must be a real number, got [1, 2]"),
+    ("epsilon", lambda: vl_nnpdist(X, X0, 2, "Epsilon", -1), ValueError, "Epsilon must be at least 0, got -1.0"),
+    ("epsilon-nan", lambda: vl_nnpdist(X, X0, 2, epsilon=NAN), ValueError,
+     "Epsilon must be a finite real number, got nan"),
+    ("noroot", lambda: vl_nnpdist(X, X0, 2, "NoRoot", 2), ValueError,
+     "NoRoot must be true or false (or 1 or 0), got 2"),
+    ("dzdy-shape", lambda: vl_nnpdist(X, X0, 2, zeros(5, 5, 2, 2)), ValueError,
+     "DZDY has shape (5, 5, 2, 2) but Y is 5 x 5 x 1 x 2; give one number or an array of Y's shape"),
+    ("dzdy-dtype", lambda: vl_nnpdist(X, X0, 2, np.ones((5, 5, 1, 2))), TypeError,
+     "DZDY is float64 but X is float32; all arrays must share one dtype"),
+    ("weights", lambda: vl_nnpdist(X, X0, 2, "instanceWeights", np.ones(3)), ValueError,
+     "InstanceWeights is a vector of 3 values; give N = 2 (one per image) or an array broadcastable to H x W x 1 x N"),
+    ("option", lambda: vl_nnpdist(X, X0, 2, "normalise", 1), TypeError,
+     "unknown option 'normalise'. Valid options are: NoRoot, Epsilon, Aggregate, InstanceWeights"),
+]:
+    case(f"pdist-{ident}", call, error, "vl_nnpdist: " + message)
 
 # ------------------------------------------------------------------------------------------------
 # Zero-size dimensions
@@ -759,9 +796,18 @@ def test_elementwise_blocks_and_losses_on_empty_arrays(shape):
     assert vl_nnprelu(x, np.ones(1), x)[1].shape == (1,)
     # a loss over no pixels, images or classes is 0 (every label is then 0: ignored)
     labels = np.zeros(shape[3])
-    for loss in ("softmaxlog", "classerror"):
+    for loss in ("softmaxlog", "log", "mhinge", "mshinge", "classerror", "topkerror"):
         assert vl_nnloss(x, labels, loss=loss) == 0
         assert vl_nnloss(x, labels, loss=loss, instance_weights=np.ones(shape[3])) == 0
+        assert vl_nnloss(x, labels, 1.0, loss=loss).shape == shape
+    for loss in ("binaryerror", "binarylog", "logistic", "hinge", "l2"):
+        assert vl_nnloss(x, x, loss=loss, instance_weights=np.ones(shape[3])) == 0
+        assert vl_nnloss(x, x, 1.0, loss=loss).shape == shape
+    assert vl_nnpdist(x, x, 2).shape == shape[:2] + (1, shape[3])
+    assert not np.any(vl_nnpdist(x, x, 2))  # no channels: distance 0
+    assert vl_nnpdist(x, x, 2, aggregate=True) == 0
+    dzdx, dzdx0 = vl_nnpdist(x, x, 3, np.ones(shape[:2] + (1, shape[3])))
+    assert dzdx.shape == dzdx0.shape == shape
     assert vl_nnsoftmaxloss(x, labels) == 0
     assert vl_nnsoftmaxloss(x, labels, 1.0, instance_weights=np.ones(shape[3])).shape == shape
     assert vl_nnconcat([x, x], 1).shape == (2 * shape[0],) + shape[1:]

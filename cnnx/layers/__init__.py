@@ -1,6 +1,6 @@
 """Layer kinds: one module per kind, the single place that defines it for every part of cnnx.
 
-A kind module (``conv``, ``convt``, ``pool``, ``relu``, ``prelu``, ``dropout``, ``bnorm``, ``loss``,
+A kind module (``conv``, ``convt``, ``pool``, ``relu``, ``prelu``, ``dropout``, ``bnorm``, ``loss``, ``pdist``,
 ``concat``, ``sum``, ``crop``, ``scale``, ``bilinearsampler``, ``gridgenerators``, ``softmax``, ``sigmoid``,
 ``roipool``, ``lrn``, ``noffset``, ``spnorm``, ``custom``; ``activations`` holds seven kinds that
 differ only in their block function) holds, side by side:
@@ -36,6 +36,7 @@ from .activations import ELU, GELU, SELU, ClippedReLU, SiLU, Softplus, Tanh
 from .dropout import DropOut
 from .bnorm import BatchNorm
 from .loss import Loss
+from .pdist import PDist
 from .concat import Concat
 from .sum import Sum
 from .crop import Crop
@@ -53,7 +54,7 @@ from . import custom  # noqa: F401  (registers SimpleNN's 'custom' type; it has 
 __all__ = [
     "AffineGridGenerator", "BLOCK_TYPES", "BatchNorm", "BilinearSampler", "ClippedReLU", "Concat", "Conv",
     "ConvTranspose", "Conversion", "Crop", "DropOut", "ELU", "ElementWise", "GELU", "LAYER_TYPES", "LRN", "Layer",
-    "LayerType", "Loss", "NormOffset", "PReLU", "Pooling", "ROIPooling", "ReLU", "SELU", "Scale", "Sigmoid", "SiLU",
-    "SoftMax", "Softplus", "SpatialNorm", "Sum", "Tanh", "UniformScalingGridGenerator", "register_block",
+    "LayerType", "Loss", "NormOffset", "PDist", "PReLU", "Pooling", "ROIPooling", "ReLU", "SELU", "Scale", "Sigmoid",
+    "SiLU", "SoftMax", "Softplus", "SpatialNorm", "Sum", "Tanh", "UniformScalingGridGenerator", "register_block",
     "register_layer_type",
 ]

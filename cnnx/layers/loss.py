@@ -77,13 +77,18 @@ class Loss(WithOpts, Layer):
 
     def forward(self, inputs, params):
         y = vl_nnloss(inputs[0], inputs[1], *self.block_opts(), loss=self.loss)
+        self.accumulate_average(inputs[0], y)
+        return [y]
+
+    def accumulate_average(self, x, y):
+        """Add the output ``y`` (summed, if an array) to the running average over the pixels and
+        images of the prediction ``x``, unless ``ignore_average``."""
         if not self.ignore_average:
-            shape = tuple(np.shape(inputs[0])) + (1,) * (4 - np.ndim(inputs[0]))
+            shape = tuple(np.shape(x)) + (1,) * (4 - np.ndim(x))
             n = self.num_averaged
             m = n + shape[0] * shape[1] * shape[3]
-            self.average = (n * self.average + float(y)) / m
+            self.average = (n * self.average + float(np.sum(y))) / m
             self.num_averaged = m
-        return [y]
 
     def backward(self, inputs, params, der_outputs):
         return [vl_nnloss(inputs[0], inputs[1], der_outputs[0], *self.block_opts(), loss=self.loss), None], []
