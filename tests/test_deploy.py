@@ -206,6 +206,13 @@ def test_a_bnorm_without_a_conv_before_it_stays_and_runs_on_its_moments():
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_loss_layer_of_any_kind_is_removed():
+    net = imagenet_style_simplenn()
+    net["layers"][-1] = {"type": "loss", "name": "objective", "loss": "softmaxlog"}
+    net["layers"].append({"type": "loss", "name": "error", "loss": "classerror"})
+    assert [layer["type"] for layer in cnn_imagenet_deploy(net)["layers"]][-2:] == ["conv", "softmax"]
+
+
 def test_an_already_deployed_network_gets_no_second_softmax():
     deployed = cnn_imagenet_deploy(imagenet_style_simplenn())
     assert [layer["type"] for layer in cnn_imagenet_deploy(deployed)["layers"]].count("softmax") == 1
