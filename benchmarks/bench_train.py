@@ -26,6 +26,10 @@ figure) and the bytes one step's exchange brings into each rank (cnn_train's rep
 ``--dagnn`` adds the same lenet as a DagNN (``cifar_dagnn``: its error output included) trained
 through the same ``cnn_train``.
 
+For cnnx the table also shows the share of the timed epoch spent outside the convolution kernels
+(the entries of ``cnnx._ext.conv``, timed around each call): the other kernels, the graphs, the
+trainer and the update.
+
 ``--cifar-run`` measures instead how long the CIFAR-10 example's default run takes: one epoch of
 ``examples/cifar10.py``'s work at its real size (50,000 training and 10,000 test images of 32x32x3,
 random but preprocessed-sized, with the left-right flips of ``cifar10.get_batch``, lenet's schedule,
@@ -94,7 +98,30 @@ def import_cnnx():
     return cnnx
 
 
+def time_conv_kernels():
+    """Wrap every entry of cnnx._ext.conv in a timer; returns the list whose one item sums their seconds."""
+    from cnnx._ext import conv
+
+    spent = [0.0]
+
+    def timed(entry):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return entry(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+        return call
+
+    for name in dir(conv):
+        if not name.startswith("_") and callable(getattr(conv, name)):
+            setattr(conv, name, timed(getattr(conv, name)))
+    return spent
+
+
 def run_cnnx(threads, num_batches, progress=False, dagnn=False):
+    """Images/second of the second (timed) epoch, the resident memory before it, and the share of
+    that epoch spent outside the convolution kernels."""
     cnnx = import_cnnx()
     from cnnx.models import cifar_dagnn, cifar_lenet
     from cnnx.train import cnn_train
@@ -108,13 +135,20 @@ def run_cnnx(threads, num_batches, progress=False, dagnn=False):
         return {"input": x, "label": y} if dagnn else (x, y)
 
     net = cifar_dagnn(cifar_lenet()) if dagnn else cifar_lenet()
+    conv_seconds = time_conv_kernels()
+
+    def start_timed_epoch(net, opts, state):
+        if state["epoch"] == 1:  # the warm-up is over
+            conv_seconds[0] = 0.0
+
     before = reset_peak_rss()
     _, stats = cnn_train(
         net, imdb, get_batch, exp_dir=None, batch_size=BATCH, num_epochs=2,
         learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY, momentum=MOMENTUM,
-        train=np.arange(images.shape[3]), val=[], progress=progress, plot_statistics=False)
+        train=np.arange(images.shape[3]), val=[], progress=progress, plot_statistics=False,
+        post_epoch_fn=start_timed_epoch)
     timed = stats["train"][-1]
-    return timed["num"] / timed["time"], before
+    return timed["num"] / timed["time"], before, 1.0 - conv_seconds[0] / timed["time"]
 
 
 def cifar_run(threads):
@@ -230,7 +264,8 @@ def cnnx_kernels(threads):
 def worker(args):
     extra = {}
     if args.library in ("cnnx", "cnnx-dagnn"):
-        speed, before = run_cnnx(args.threads, args.batches, progress=args.ranks > 1, dagnn=args.library != "cnnx")
+        speed, before, extra["outside_conv"] = run_cnnx(args.threads, args.batches, progress=args.ranks > 1,
+                                                        dagnn=args.library != "cnnx")
         extra["kernel"], extra["fma_ceiling"] = cnnx_kernels(args.threads)
     else:
         speed, before = run_torch(args.threads, args.batches, args.library == "torch-cl")
@@ -333,16 +368,18 @@ def main():
     print(f"lenet training step, batch {BATCH}, {batches} timed batches, best/median of "
           f"{repeats} run(s)")
     print(f"{'library':10s} {'threads':>7s} {'img/s best':>11s} {'median':>9s} "
-          f"{'peak MB':>8s} {'growth MB':>10s} {'cnnx/this':>10s}")
+          f"{'peak MB':>8s} {'growth MB':>10s} {'cnnx/this':>10s} {'outside conv':>13s}")
     for library, threads in configs:
         runs = results[(library, threads)]
         best = max(run["speed"] for run in runs)
         cnnx_best = max(run["speed"] for run in results[("cnnx", threads)])
-        ratio = "" if library == "cnnx" else f"{cnnx_best / best:10.2f}"
+        ratio = "" if library == "cnnx" else f"{cnnx_best / best:.2f}"
+        outside = ("" if "outside_conv" not in runs[0]
+                   else f"{100 * statistics.median(run['outside_conv'] for run in runs):12.1f}%")
         print(f"{library:10s} {threads:7d} {best:11.1f} "
               f"{statistics.median(run['speed'] for run in runs):9.1f} "
               f"{max(run['peak_mb'] for run in runs):8.0f} "
-              f"{max(run['growth_mb'] for run in runs):10.0f} {ratio}")
+              f"{max(run['growth_mb'] for run in runs):10.0f} {ratio:>10s} {outside}")
     from bench_layers import lenet_step_flops
 
     for threads in args.threads:
