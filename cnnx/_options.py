@@ -144,6 +144,12 @@ def whole_numbers(fname, label, value):
     Each element is converted on its own, so that a list mixing Python and NumPy integers is not
     rounded through float64 on the way; a single logical counts as 0 or 1.
     """
+    # What the graphs pass every call (pads, strides, pool sizes): Python ints, alone or in a list
+    # or tuple, are already the answer (type() is int leaves out bool).
+    if type(value) is int:
+        return [value]
+    if type(value) in (list, tuple) and all(type(v) is int for v in value):
+        return list(value)
     try:
         arr = np.asarray(value, dtype=object) if isinstance(value, (list, tuple)) else np.asarray(value)
     except ValueError:
