@@ -65,19 +65,25 @@ _PARTIAL_BYTES = 64 << 20
 # The GEMM kernels. "blas" is SciPy's BLAS; the others are cnnx's own float32 micro-kernels
 # (cnnx/_ext/gemm.h), one per instruction set, which the algorithms in _OWN_GEMM can run.
 KERNELS = ("blas", "generic", "avx2", "avx512")
-_OWN_GEMM = ("direct_1x1", "im2row_gemm", "im2col_gemm", "im2col_shifted", "shifted_stride1", "implicit_gemm")
-_OWN_ONLY = ("implicit_gemm",)  # algorithms with no BLAS form
+_OWN_GEMM = ("direct_1x1", "im2row_gemm", "im2col_gemm", "im2col_shifted", "shifted_stride1", "implicit_gemm",
+             "implicit_backward")
+_OWN_ONLY = ("implicit_gemm", "implicit_backward")  # algorithms with no BLAS form
 # The implicit GEMM replaces these forward algorithms on cnnx's kernels (measured with AVX-512 on
 # Zen 5, 1 thread: lenet conv1 1.8x, conv2 and conv3 ~1.2x, the stride-4 AlexNet and a stride-2
 # 3x3 1.15-1.3x, the VGG layer alike); not im2row_gemm (short runs of taps: 3x3 filters on one
 # channel ran 1.7x slower) nor direct_1x1 (no copy to save).
 _IMPLICIT_REPLACES = ("im2col_shifted", "im2col_gemm")
+# The implicit backward pass replaces shifted_stride1 on cnnx's kernels (measured as above, on a
+# loaded machine: the filter gradient of lenet conv1-conv3 1.1-1.3x, the data gradient and the VGG
+# layer alike within the noise; no expanded matrices).
+_IMPLICIT_BACKWARD_REPLACES = ("shifted_stride1",)
 # Where each kernel beats BLAS, measured on a Zen 5 EPYC against SciPy's OpenBLAS (which runs its
 # AVX2 kernels there), on lenet conv1-conv3, the VGG and AlexNet layers, a stride-2 3x3, a 3x3 on
 # one channel and a 1x1 layer: AVX-512 is 1.2-2.5x faster on every algorithm; AVX2 1.1-1.3x on the
 # one-column-of-taps algorithms but up to 2x slower on im2col_gemm, im2row_gemm and direct_1x1;
 # the portable kernel is slower everywhere, so it only runs when CNNX_ISA asks for it.
-_FASTER_THAN_BLAS = {"avx512": _OWN_GEMM, "avx2": ("im2col_shifted", "shifted_stride1", "implicit_gemm")}
+_FASTER_THAN_BLAS = {"avx512": _OWN_GEMM,
+                     "avx2": ("im2col_shifted", "shifted_stride1", "implicit_gemm", "implicit_backward")}
 # The caches when the OS does not say (bytes): L1 data, L2.
 _DEFAULT_CACHE = {1: 32 << 10, 2: 512 << 10}
 
@@ -308,6 +314,8 @@ class ConvGeometry:
 #                             a correlation of dY with the flipped filters
 #   implicit_gemm (forward)   no dilation down: Y^T = F^T @ Xcol on cnnx's own kernels, which
 #                             read Xcol in place from the padded, channels-first image
+#   implicit_backward         stride 1, no dilation down: both derivatives so, reading the padded
+#                             image and the padded dY in place
 # A later algorithm is one more entry here, a branch in plan_conv and one in run_conv. Which GEMM
 # runs inside an algorithm (BLAS or one of cnnx's micro-kernels) is the plan's ``kernel``.
 ALGORITHMS = {
@@ -320,6 +328,8 @@ ALGORITHMS = {
     "im2col_shifted": (("forward",), lambda g: not g.identity and g.sx == 1),
     "shifted_stride1": (("backward",), lambda g: not g.identity and (g.sy, g.sx) == (1, 1)),
     "implicit_gemm": (("forward",), lambda g: not g.identity and not g.fully_connected and g.dil_y == 1),
+    "implicit_backward": (("backward",), lambda g: (not g.identity and not g.fully_connected and g.dil_y == 1
+                                                    and (g.sy, g.sx) == (1, 1))),
 }
 
 
@@ -386,7 +396,8 @@ class ConvPlan:
             ok = ok and 1 <= self.block_cols <= geom.YW
         if self.algorithm == "shifted_stride1":
             ok = ok and 1 <= self.block_cols <= max(geom.W, geom.YW)
-        if self.backward and self.algorithm in ("identity", "direct_1x1", "im2row_gemm", "shifted_stride1"):
+        if self.backward and self.algorithm in ("identity", "direct_1x1", "im2row_gemm", "shifted_stride1",
+                                                "implicit_backward"):
             ok = ok and self.chunks <= max(1, batches)
         if self.algorithm in _OWN_ONLY:
             ok = ok and self.kernel != "blas" and self.batch == 1
@@ -448,6 +459,8 @@ def plan_conv(geom, dtype, backward=False, threads=None, kernel=None):
     kc, nc = _gemm_blocks(kernel)
     if plan.algorithm in _IMPLICIT_REPLACES and ALGORITHMS["implicit_gemm"][1](geom):
         return ConvPlan("implicit_gemm", False, plan.threads, kernel=kernel, kc=kc, nc=nc)
+    if plan.algorithm in _IMPLICIT_BACKWARD_REPLACES and ALGORITHMS["implicit_backward"][1](geom):
+        return ConvPlan("implicit_backward", True, plan.threads, chunks=plan.chunks, kernel=kernel, kc=kc, nc=nc)
     return replace(plan, kernel=kernel, kc=kc, nc=nc)
 
 
@@ -663,6 +676,21 @@ def run_conv(problem, plan):
             _kernel.fc_backward(xv, fv, dy4.reshape(-1, order="F"), dx.reshape(-1, order="F"), df,
                                 db, xcol, dxcol, sizes, direct_fc, need_dx, need_df, need_db,
                                 plan.col_parts, plan.row_parts, n_threads)
+    elif algorithm == "implicit_backward":
+        n_chunks = plan.chunks
+        dft_parts = np.empty(n_chunks * Q * K if need_df else 1, dtype)
+        db_parts = np.empty(n_chunks * K if need_db else 1, dtype)
+        Kg = K // G
+        fkg = f4[::-1, ::-1].reshape((FH, FW, FC, Kg, G), order="F").transpose(2, 3, 0, 1, 4)
+        fkg = np.asfortranarray(fkg).reshape(-1, order="F")
+        _kernel.conv_backward_implicit(xv, fkg, dy4.reshape(-1, order="F"), dx.reshape(-1, order="F"), dft_parts,
+                                       db_parts, sizes, need_dx, need_df, need_db, n_chunks, isa, plan.kc, plan.nc,
+                                       n_threads)
+        # Chunk partials summed in chunk order; each is dF^T as a K x FC x FH x FW array.
+        if need_df:
+            dft = dft_parts.reshape(n_chunks, -1).sum(axis=0).reshape((K, FC, FH, FW), order="F")
+            df = np.asfortranarray(dft.transpose(2, 3, 1, 0)).ravel(order="F")
+        db = db_parts.reshape(n_chunks, K).sum(axis=0) if need_db else None
     elif algorithm == "shifted_stride1":
         # Stride 1: GEMMs one column of taps wide, the data gradient as a correlation of dY with
         # the flipped filters (see conv_backward_shifted).

@@ -17,7 +17,7 @@ from cnnx.conv import ALGORITHMS, SUPPORTED_KERNELS, ConvPlan, plan_conv, run_co
 # cnnx's own GEMM kernels this CPU runs (the portable one everywhere, AVX2 and AVX-512 where the
 # CPU has them): every test that runs every plan runs each of them too.
 OWN_KERNELS = [k for k in SUPPORTED_KERNELS if k != "blas"]
-OWN_ONLY = ("implicit_gemm",)  # the algorithms that only run on them
+OWN_ONLY = ("implicit_gemm", "implicit_backward")  # the algorithms that only run on them
 
 
 def exact(message):
@@ -266,14 +266,17 @@ CHOICES = [
 
 @pytest.mark.parametrize("case, forward, backward", CHOICES)
 def test_plan_conv_chooses(case, forward, backward):
-    # (The forward choices on BLAS; cnnx's kernels run the implicit GEMM instead of im2col.)
+    # (The choices on BLAS; cnnx's kernels run the implicit GEMMs instead of im2col and shifted_stride1.)
     x, f, b, dzdy, opts = make(case, np.float32)
     geom = validate_conv(x, f, b, **opts).geometry
     assert plan_conv(geom, np.float32, kernel="blas").algorithm == forward
     own = forward in ("im2col_shifted", "im2col_gemm") and plan_conv(geom, np.float32).kernel != "blas"
     assert plan_conv(geom, np.float32).algorithm == ("implicit_gemm" if own else forward)
     assert plan_conv(geom, np.float64).algorithm == forward
-    assert plan_conv(validate_conv(x, f, b, dzdy, **opts).geometry, np.float32, True).algorithm == backward
+    back = validate_conv(x, f, b, dzdy, **opts).geometry
+    assert plan_conv(back, np.float32, True, kernel="blas").algorithm == backward
+    own = backward == "shifted_stride1" and plan_conv(back, np.float32, True).kernel != "blas"
+    assert plan_conv(back, np.float32, True).algorithm == ("implicit_backward" if own else backward)
 
 
 def test_plan_blocking():

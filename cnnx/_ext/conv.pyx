@@ -782,6 +782,131 @@ def conv_backward_shifted(x, *args):
     return _conv_backward_shifted(x, *args)
 
 
+cdef void implicit_back_image(const float* xn, const float* dyn, const float* packed_fkg, float* dxn,
+                              float* dfc, const Geom* g, const Geom* gd, Py_ssize_t gi, Py_ssize_t Hp,
+                              Py_ssize_t Wp, Py_ssize_t Hd, Py_ssize_t Wd, float* xtp, float* dtp, float* dyt,
+                              float* dxt, bint need_dx, bint need_df, bint accumulate, int isa, Py_ssize_t kc,
+                              Py_ssize_t nc) noexcept nogil:
+    """One image and group of _conv_backward_implicit (its B views are local, so thread-private)."""
+    cdef cnnx_bview view
+    cdef Py_ssize_t HW = g.H * g.W
+    if need_df:
+        # dF^T (Kg x Q) [+]= dY^T (Kg x pixels) @ Xcol^T: pixels in runs of YH (one output column),
+        # taps in groups of FH*FC (one filter column), read in place from the padded image.
+        transpose_into(dyn + gi * g.Kg * g.P, g.P, g.Kg, dyt, g.Kg)
+        pad_channels_first(xn, g, gi * g.FC, Hp, Wp, xtp)
+        view.b = xtp
+        view.rs = g.FC * g.SY
+        view.run = g.YH
+        view.ts = g.FC * Hp * g.SX
+        view.cs = 1
+        view.group = g.FH * g.FC
+        view.gs = g.FC * Hp * g.DX
+        cnnx_gemm(isa, g.Kg, g.Q, g.P, NULL, dyt, g.Kg, &view, accumulate, dfc + gi * g.Kg, g.K, kc, nc)
+    if need_dx:
+        # dX^T (FC x H*W) = flipped F (FC x Kg*FH*FW) @ the im2col of dY, padded and channels
+        # first (gd).
+        pad_channels_first(dyn, gd, gi * g.Kg, Hd, Wd, dtp)
+        view.b = dtp
+        view.rs = 1
+        view.run = g.FH * g.Kg
+        view.ts = g.Kg * Hd * g.DX
+        view.cs = g.Kg
+        view.group = g.H
+        view.gs = g.Kg * Hd
+        cnnx_gemm(isa, g.FC, HW, g.Kg * g.FH * g.FW, packed_fkg, NULL, 0, &view, 0, dxt, g.FC, kc, nc)
+        transpose_into(dxt, g.FC, HW, dxn + gi * g.FC * HW, HW)
+
+
+def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const float[::1] dy, float[::1] dx,
+                            float[::1] dft_parts, float[::1] db_parts, tuple sizes, bint need_dx,
+                            bint need_df, bint need_db, Py_ssize_t n_chunks, int isa, Py_ssize_t kc,
+                            Py_ssize_t nc, int n_threads):
+    """dX, and per-chunk partial dF^T and dB (float32, stride 1, DY = 1), by implicit GEMM on the
+    micro-kernels of ``isa``: no expanded matrix is built; the GEMMs read the padded, channels-first
+    image (filter gradient) and dY (data gradient, the correlation of dY with the flipped filters
+    ``fkg``, FC x Kg x FH x FW x G, packed once for all images) in place (cnnx_bview).
+
+    Chunk c accumulates its images in order into dft_parts[c*K*Q : (c+1)*K*Q], dF^T as a
+    K x FC x FH x FW array, and db_parts[c*K : (c+1)*K]; the caller sums the chunks.
+    """
+    cdef Geom g = make_geom(sizes)
+    cdef Geom gd = g
+    cdef Py_ssize_t Hp = (g.YH - 1) * g.SY + g.FH, Wp = (g.YW - 1) * g.SX + (g.FW - 1) * g.DX + 1
+    cdef Py_ssize_t Hd = g.H - 1 + g.FH, Wd = g.W - 1 + (g.FW - 1) * g.DX + 1
+    cdef Py_ssize_t mp = cnnx_packed_rows(isa, g.FC), QD = g.Kg * g.FH * g.FW, c, n, gi, k
+    cdef bint first
+    cdef float* packed = NULL
+    cdef float* xtp
+    cdef float* dtp
+    cdef float* dyt
+    cdef float* dxt
+    cdef float* dfc
+    cdef float* dbc
+    cdef const float* dyn
+    cdef int failed[1]
+    # The data gradient's input: dY's Kg channels of YH x YW, padded to reach all of dX's H x W.
+    gd.H, gd.W, gd.FC, gd.PT, gd.PL = g.YH, g.YW, g.Kg, g.FH - 1 - g.PT, (g.FW - 1) * g.DX - g.PL
+    failed[0] = 0
+    if need_dx:
+        packed = <float*> malloc(g.G * mp * QD * sizeof(float))
+        if packed == NULL:
+            raise MemoryError("vl_nnconv: cannot allocate the packed filters")
+    with nogil:
+        if need_dx:
+            for gi in range(g.G):
+                cnnx_pack_a(isa, g.FC, QD, &fkg[0] + gi * g.FC * QD, g.FC, kc, packed + gi * mp * QD)
+        with parallel(num_threads=n_threads):
+            xtp = NULL
+            dtp = NULL
+            dyt = NULL
+            dxt = NULL
+            if need_df:
+                xtp = <float*> malloc(g.FC * Hp * Wp * sizeof(float))
+                dyt = <float*> malloc(g.Kg * g.P * sizeof(float))
+                if xtp == NULL or dyt == NULL:
+                    failed[0] = 1
+            if need_dx:
+                dtp = <float*> malloc(g.Kg * Hd * Wd * sizeof(float))
+                dxt = <float*> malloc(g.FC * g.H * g.W * sizeof(float))
+                if dtp == NULL or dxt == NULL:
+                    failed[0] = 1
+            for c in prange(n_chunks, schedule="dynamic"):
+                if failed[0]:
+                    continue
+                dfc = &dft_parts[0] + c * g.Q * g.K
+                dbc = &db_parts[0] + c * g.K
+                first = True
+                for n in range(c * g.N // n_chunks, (c + 1) * g.N // n_chunks):
+                    dyn = &dy[0] + n * g.P * g.K
+                    if need_db:
+                        for k in range(g.K):
+                            if first:
+                                dbc[k] = sum_of(dyn + k * g.P, g.P)
+                            else:
+                                dbc[k] = dbc[k] + sum_of(dyn + k * g.P, g.P)
+                    for gi in range(g.G):
+                        implicit_back_image(&x[0] + n * g.HWC, dyn, packed + gi * mp * QD if need_dx else NULL,
+                                            &dx[0] + n * g.HWC, dfc, &g, &gd, gi, Hp, Wp, Hd, Wd, xtp, dtp, dyt,
+                                            dxt, need_dx, need_df, not first, isa, kc, nc)
+                    first = False
+            free(xtp)
+            free(dtp)
+            free(dyt)
+            free(dxt)
+    free(packed)
+    if failed[0]:
+        raise MemoryError("vl_nnconv: cannot allocate the implicit GEMM's buffers")
+
+
+def conv_backward_implicit(x, *args):
+    """Check that ``x`` is float32 (the own kernels' type), then run ``_conv_backward_implicit``."""
+    if float_kind("cnnx._ext.conv.conv_backward_implicit", x) != 0:
+        raise TypeError(f"cnnx._ext.conv.conv_backward_implicit: the implicit GEMM runs float32 only, "
+                        f"not {x.dtype}")
+    return _conv_backward_implicit(x, *args)
+
+
 cdef inline Py_ssize_t part_start(Py_ssize_t part, Py_ssize_t n_parts, Py_ssize_t total) noexcept nogil:
     """First item of block ``part`` when ``total`` items are cut into ``n_parts`` near-equal blocks."""
     return part * total // n_parts
