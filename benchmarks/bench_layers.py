@@ -242,6 +242,8 @@ class CnnxWorker:
                      "numpy": np.__version__, "scipy": scipy.__version__, "threads": cnnx.get_num_threads(),
                      "CNNX_ISA": os.environ.get("CNNX_ISA", "auto") or "auto",
                      "fma_ceiling": fma_ceilings(threads), "paths": self.conv_paths()}
+        kernels = {path.split(", ")[0].split("/")[1] for path in self.info["paths"].values()}
+        self.info["kernel"] = ", ".join(sorted(kernels))
 
     def conv_paths(self):
         """{conv case: 'algorithm/kernel' of the forward and the backward plan vl_nnconv runs}."""
@@ -878,10 +880,12 @@ def layer_rows(cases, timings, n, stat, use_torch, verdicts):
 
 
 def ceiling_of(workers, n):
-    """(instruction set, GFLOP/s): the widest FMA ceiling the cnnx worker at ``n`` threads measured."""
+    """(instruction set, GFLOP/s): the FMA ceiling the cnnx worker at ``n`` threads measured for the
+    widest instruction set the CPU runs (the one cnnx's kernels use unless CNNX_ISA says otherwise)."""
     worker = next((w for w in workers if w.key == f"cnnx@{n}" and w.info), None)
     ceilings = worker.info.get("fma_ceiling", {}) if worker else {}
-    return max(ceilings.items(), key=lambda item: item[1], default=(None, None))
+    widest = next((isa for isa in ("avx512", "avx2", "generic") if isa in ceilings), None)
+    return widest, ceilings.get(widest)
 
 
 def gemm_rows(cases, timings, n, stat, use_torch, workers):
