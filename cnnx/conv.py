@@ -7,6 +7,7 @@ of cnnx/_ext/conv.pyx. Tests build plans to run every algorithm on every shape i
 """
 import os
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -103,6 +104,7 @@ def _cache_size(level):
     return _DEFAULT_CACHE[level]
 
 
+@lru_cache(maxsize=None)
 def _gemm_blocks(kernel):
     """(kc, nc) of the micro-kernels: the packed MR x kc panel of A takes half of the L1 data
     cache (B's panels stream through the other half), kc within 16 .. the kernels' maximum; a
