@@ -78,6 +78,10 @@ _IMPLICIT_REPLACES = ("im2col_shifted", "im2col_gemm")
 # loaded machine: the filter gradient of lenet conv1-conv3 1.1-1.3x, the data gradient and the VGG
 # layer alike within the noise; no expanded matrices).
 _IMPLICIT_BACKWARD_REPLACES = ("shifted_stride1",)
+# The data derivative's GEMM has FC rows: with fewer than this many channels per group most of a
+# tile's rows are padding, and alone (no filter derivative in the call) it ran slower than BLAS
+# (lenet conv1, FC = 3: 15 against 21 GFLOP/s; with the filter derivative the call is faster).
+_OWN_DATA_MIN_CHANNELS = 8
 # Where each kernel beats BLAS, measured on a Zen 5 EPYC against SciPy's OpenBLAS (which runs its
 # AVX2 kernels there), on lenet conv1-conv3, the VGG and AlexNet layers, a stride-2 3x3, a 3x3 on
 # one channel and a 1x1 layer: AVX-512 is 1.2-2.5x faster on every algorithm; AVX2 1.1-1.3x on the
@@ -236,7 +240,8 @@ def vl_nnconv(x, f, b, *args, **kwargs):
     ((5, 5, 3, 2), (3, 3, 3, 4), True)
     """
     problem = validate_conv(x, f, b, *args, **kwargs)
-    return run_conv(problem, plan_conv(problem.geometry, problem.dtype, problem.backward))
+    return run_conv(problem, plan_conv(problem.geometry, problem.dtype, problem.backward,
+                                       data_only=problem.need_dx and not problem.need_df))
 
 
 @dataclass(frozen=True)
@@ -436,7 +441,7 @@ def _work(geom, backward):
     return 2 * flops if backward else flops
 
 
-def plan_conv(geom, dtype, backward=False, threads=None, kernel=None):
+def plan_conv(geom, dtype, backward=False, threads=None, kernel=None, data_only=False):
     """Choose the algorithm and blocking for ``geom`` (a ConvGeometry) in ``dtype``: from the sizes
     only, so that results do not depend on the thread count.
 
@@ -444,7 +449,7 @@ def plan_conv(geom, dtype, backward=False, threads=None, kernel=None):
     operations); an int forces that many threads. ``kernel`` None chooses the GEMM: in float32,
     CNNX_ISA's kernel (FORCED_KERNEL) or else the widest own kernel of this CPU where it beats
     BLAS; BLAS otherwise and for float64. A name forces that kernel wherever the algorithm has an
-    own GEMM.
+    own GEMM. ``data_only``: a backward call for the data derivative alone (it picks the kernel).
     """
     plan = _plan_algorithm(geom, dtype, backward,
                            threads_for_work(_work(geom, backward), CONV_FLOPS_PER_THREAD) if threads is None
@@ -454,6 +459,8 @@ def plan_conv(geom, dtype, backward=False, threads=None, kernel=None):
             kernel = "blas"
         elif FORCED_KERNEL:
             kernel = FORCED_KERNEL
+        elif data_only and geom.FC < _OWN_DATA_MIN_CHANNELS:
+            kernel = "blas"
         else:
             kernel = _FASTEST_OWN if plan.algorithm in _FASTER_THAN_BLAS.get(_FASTEST_OWN, ()) else "blas"
     if kernel == "blas" or plan.algorithm not in _OWN_GEMM:

@@ -407,6 +407,11 @@ def test_kernel_choice():
         assert plan_conv(lenet2, np.float64, backward).kernel == "blas"
         assert plan_conv(fc, np.float32, backward).kernel == "blas"
         assert plan_conv(fc, np.float32, backward, kernel="generic").kernel == "blas"
+    lenet1 = validate_conv(np.zeros((32, 32, 3, 4), np.float32), np.zeros((5, 5, 3, 32), np.float32), None,
+                           pad=2).geometry  # 3 channels: the data derivative alone runs on BLAS
+    assert plan_conv(lenet1, np.float32, True, data_only=True).kernel == (forced or "blas")
+    assert plan_conv(lenet1, np.float32, True).kernel == (forced or widest)
+    assert plan_conv(lenet2, np.float32, True, data_only=True).kernel == (forced or widest)
     plan = plan_conv(lenet2, np.float32, kernel="generic")
     assert (plan.kernel, plan.kc, plan.nc) == ("generic", *cnnx.conv._gemm_blocks("generic"))
     assert 16 <= plan.kc <= cnnx._ext.conv.KC_MAX and plan.nc % cnnx._ext.conv.gemm_tile("generic")[1] == 0
