@@ -323,6 +323,18 @@ cdef inline floating sum_of(const floating* a, Py_ssize_t n) noexcept nogil:
     return total
 
 
+cdef inline void add_bias_derivative(floating* dbc, const floating* dyn, Py_ssize_t K, Py_ssize_t P,
+                                     bint first) noexcept nogil:
+    """One image's bias derivative into a chunk's partial: dbc[k] is set to (first image of the
+    chunk) or added the sum of dY's plane k, so that the chunks' order fixes the bits."""
+    cdef Py_ssize_t k
+    for k in range(K):
+        if first:
+            dbc[k] = sum_of(dyn + k * P, P)
+        else:
+            dbc[k] = dbc[k] + sum_of(dyn + k * P, P)
+
+
 def _conv_forward(const floating[::1] x, const floating[::1] f, const floating[::1] b, floating[::1] y,
                   tuple sizes, bint identity, bint has_bias, bint direct, bint patch_major,
                   bint shift_cols, Py_ssize_t batch, Py_ssize_t block_cols, int isa, Py_ssize_t kc,
@@ -731,11 +743,7 @@ def _conv_backward_shifted(const floating[::1] x, const floating[::1] fkg, const
             for n in range(c * g.N // n_chunks, (c + 1) * g.N // n_chunks):
                 dyn = &dy[0] + n * g.P * g.K
                 if need_db:
-                    for k in range(g.K):
-                        if first:
-                            dbc[k] = sum_of(dyn + k * g.P, g.P)
-                        else:
-                            dbc[k] = dbc[k] + sum_of(dyn + k * g.P, g.P)
+                    add_bias_derivative(dbc, dyn, g.K, g.P, first)
                 if not need_df and not need_dx:
                     first = False
                     continue
@@ -880,11 +888,7 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
                 for n in range(c * g.N // n_chunks, (c + 1) * g.N // n_chunks):
                     dyn = &dy[0] + n * g.P * g.K
                     if need_db:
-                        for k in range(g.K):
-                            if first:
-                                dbc[k] = sum_of(dyn + k * g.P, g.P)
-                            else:
-                                dbc[k] = dbc[k] + sum_of(dyn + k * g.P, g.P)
+                        add_bias_derivative(dbc, dyn, g.K, g.P, first)
                     for gi in range(g.G):
                         implicit_back_image(&x[0] + n * g.HWC, dyn, packed + gi * mp * QD if need_dx else NULL,
                                             &dx[0] + n * g.HWC, dfc, &g, &gd, gi, Hp, Wp, Hd, Wd, xtp, dtp, dyt,
