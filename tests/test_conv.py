@@ -418,9 +418,14 @@ def test_kernel_choice():
 
 
 def _isa_run(value, code):
-    """Run ``code`` in a fresh interpreter with CNNX_ISA=value; its (return code, stdout, stderr)."""
-    env = dict(os.environ, CNNX_ISA=value)
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    """Run ``code`` in a fresh interpreter with CNNX_ISA=value; its (return code, stdout, stderr).
+
+    The child runs in the folder holding the cnnx this process imported (installed or built in
+    place), so that a checkout's unbuilt source tree in the working directory cannot shadow it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cnnx.__file__)))
+    env = dict(os.environ, CNNX_ISA=value, PYTHONPATH=root)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=root)
     return run.returncode, run.stdout.strip(), run.stderr.strip()
 
 
