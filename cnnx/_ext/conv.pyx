@@ -545,11 +545,15 @@ def _conv_forward_implicit(const float[::1] x, const float[::1] fwv, const float
         raise MemoryError("vl_nnconv: cannot allocate the implicit GEMM's buffers")
 
 
+def _check_float32(entry, x):
+    """The implicit GEMM entries run the own kernels, which are float32 only: a TypeError otherwise."""
+    if float_kind(f"cnnx._ext.conv.{entry}", x) != 0:
+        raise TypeError(f"cnnx._ext.conv.{entry}: the implicit GEMM runs float32 only, not {x.dtype}")
+
+
 def conv_forward_implicit(x, *args):
     """Check that ``x`` is float32 (the own kernels' type), then run ``_conv_forward_implicit``."""
-    if float_kind("cnnx._ext.conv.conv_forward_implicit", x) != 0:
-        raise TypeError(f"cnnx._ext.conv.conv_forward_implicit: the implicit GEMM runs float32 only, "
-                        f"not {x.dtype}")
+    _check_float32("conv_forward_implicit", x)
     return _conv_forward_implicit(x, *args)
 
 
@@ -905,9 +909,7 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
 
 def conv_backward_implicit(x, *args):
     """Check that ``x`` is float32 (the own kernels' type), then run ``_conv_backward_implicit``."""
-    if float_kind("cnnx._ext.conv.conv_backward_implicit", x) != 0:
-        raise TypeError(f"cnnx._ext.conv.conv_backward_implicit: the implicit GEMM runs float32 only, "
-                        f"not {x.dtype}")
+    _check_float32("conv_backward_implicit", x)
     return _conv_backward_implicit(x, *args)
 
 
