@@ -493,6 +493,27 @@ def test_fma_loop_counts_its_operations(kernel):
     assert cnnx._ext.conv.fma_loop(kernel, 10, 2) == 2 * 2 * lanes * 12 * 10
 
 
+@pytest.mark.parametrize("vector", [True, False])
+@pytest.mark.parametrize("rows", [1, 7, 8, 9, 16, 33])
+@pytest.mark.parametrize("cols", [1, 5, 8, 12, 17])
+def test_transpose_kernel(vector, rows, cols):
+    # The implicit GEMMs' layout changes: 8 x 8 register blocks (AVX2) with scalar edges, or the
+    # scalar loop; both must be exact copies (plus one rounded addition of the row's value).
+    rng = np.random.default_rng(rows * 100 + cols)
+    a = rng.standard_normal(rows * cols, dtype=np.float32)
+    add = rng.standard_normal(rows, dtype=np.float32)
+    matrix = a.reshape(cols, rows).T  # column-major rows x cols
+    out = cnnx._ext.conv.transpose(a, rows, cols, vector=vector)
+    np.testing.assert_array_equal(out.reshape(rows, cols).T, matrix.T)
+    out = cnnx._ext.conv.transpose(a, rows, cols, add, vector=vector)
+    np.testing.assert_array_equal(out.reshape(rows, cols).T, (matrix + add[:, None]).T)
+
+
+def test_transpose_kernel_checks_its_sizes():
+    with pytest.raises(ValueError, match="transpose: a must hold rows[*]cols values"):
+        cnnx._ext.conv.transpose(np.zeros(5, np.float32), 2, 3)
+
+
 def test_matconvnet_call_forms():
     x, f, b, dzdy, _ = make(CASES[1], np.float32)
     y = vl_nnconv(x, f, b, pad=[0, 1, 2, 1], stride=[2, 1])

@@ -55,6 +55,15 @@ cdef extern from "gemm.h" nogil:
                        Py_ssize_t ldc, Py_ssize_t kc, Py_ssize_t nc)
     double cnnx_fma_loop(int isa, long iterations, float* sink)
 
+cdef extern from "transpose.h" nogil:
+    void cnnx_transpose_init()
+    void cnnx_transpose_f32(const float* a, Py_ssize_t lda, Py_ssize_t rows, Py_ssize_t cols, float* t,
+                            Py_ssize_t ldt, const float* row_add, int vector)
+    void cnnx_transpose_f64(const double* a, Py_ssize_t lda, Py_ssize_t rows, Py_ssize_t cols, double* t,
+                            Py_ssize_t ldt, const double* row_add)
+
+cnnx_transpose_init()
+
 # The instruction sets of the micro-kernels, by the names CNNX_ISA and the plans use.
 ISA_CODES = {"generic": CNNX_ISA_GENERIC, "avx2": CNNX_ISA_AVX2, "avx512": CNNX_ISA_AVX512}
 KC_MAX = CNNX_KC_MAX
@@ -468,9 +477,8 @@ cdef inline void pad_channels_first(const float* x, const Geom* g, Py_ssize_t c0
                                     Py_ssize_t Wp, float* xtp) noexcept nogil:
     """xtp[c + FC*(i + Hp*j)] = xpad[i - PT, j - PL, c0 + c] of one image for the Hp x Wp padded
     pixels the filters reach: channels first, zeros outside the H x W image."""
-    cdef Py_ssize_t c, i, j, i0, i1, col
+    cdef Py_ssize_t j, i0, i1, col
     cdef Py_ssize_t FC = g.FC, H = g.H, HW = g.H * g.W
-    cdef const float* xc
     cdef float* d
     i0 = min(Hp, max(0, g.PT))
     i1 = max(i0, min(Hp, g.PT + H))
@@ -482,10 +490,8 @@ cdef inline void pad_channels_first(const float* x, const Geom* g, Py_ssize_t c0
             continue
         memset(d, 0, FC * i0 * sizeof(float))
         memset(d + FC * i1, 0, FC * (Hp - i1) * sizeof(float))
-        for c in range(FC):
-            xc = x + (c0 + c) * HW + H * col - g.PT
-            for i in range(i0, i1):
-                d[c + FC * i] = xc[i]
+        if i1 > i0:
+            cnnx_transpose_f32(x + c0 * HW + H * col + i0 - g.PT, HW, i1 - i0, FC, d + FC * i0, FC, NULL, 1)
 
 
 cdef void implicit_image(const float* x, const float* packed, const float* b, float* y, const Geom* g,
@@ -560,22 +566,25 @@ def conv_forward_implicit(x, *args):
 cdef inline void transpose_into(const floating* a, Py_ssize_t rows, Py_ssize_t cols, floating* t,
                                 Py_ssize_t ldt, const floating* row_add=NULL) noexcept nogil:
     """t[c + ldt*r] = a[r + rows*c] (+ row_add[r] unless NULL): the rows x cols matrix a,
-    transposed into t (ld ldt)."""
-    cdef Py_ssize_t r, c, r0, c0, r1, c1
-    cdef floating add
-    # 16 x 16 tiles: both the reads of a and the writes of t stay within a few cache lines.
-    for c0 in range(0, cols, 16):
-        c1 = min(cols, c0 + 16)
-        for r0 in range(0, rows, 16):
-            r1 = min(rows, r0 + 16)
-            for r in range(r0, r1):
-                if row_add == NULL:
-                    for c in range(c0, c1):
-                        t[c + ldt * r] = a[r + rows * c]
-                else:
-                    add = row_add[r]
-                    for c in range(c0, c1):
-                        t[c + ldt * r] = a[r + rows * c] + add
+    transposed into t (ld ldt); transpose.h's blocked copies."""
+    if floating is float:
+        cnnx_transpose_f32(a, rows, rows, cols, t, ldt, row_add, 1)
+    else:
+        cnnx_transpose_f64(a, rows, rows, cols, t, ldt, row_add)
+
+
+def transpose(const float[::1] a, Py_ssize_t rows, Py_ssize_t cols, const float[::1] row_add=None,
+              bint vector=True):
+    """The rows x cols column-major float32 matrix ``a`` transposed (cols x rows, column-major),
+    plus ``row_add[r]`` on row r of ``a``; ``vector`` False runs the scalar loop. For the tests."""
+    if a.shape[0] != rows * cols or (row_add is not None and row_add.shape[0] != rows):
+        raise ValueError("transpose: a must hold rows*cols values and row_add rows values")
+    out = cnp.PyArray_EMPTY(1, [max(1, rows * cols)], cnp.NPY_FLOAT32, 0)
+    cdef float[::1] t = out
+    if rows * cols:
+        cnnx_transpose_f32(&a[0], rows, rows, cols, &t[0], cols, &row_add[0] if row_add is not None else NULL,
+                           vector)
+    return out[:rows * cols]
 
 
 def _conv_backward(const floating[::1] x, const floating[::1] ft, const floating[::1] dy, floating[::1] dx,
