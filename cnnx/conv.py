@@ -240,8 +240,26 @@ def vl_nnconv(x, f, b, *args, **kwargs):
     ((5, 5, 3, 2), (3, 3, 3, 4), True)
     """
     problem = validate_conv(x, f, b, *args, **kwargs)
+    if _data_derivative_apart(problem):
+        dzdx = run_conv(replace(problem, need_df=False, need_db=False),
+                        plan_conv(problem.geometry, problem.dtype, True, data_only=True))[0]
+        _, dzdf, dzdb = run_conv(replace(problem, need_dx=False), plan_conv(problem.geometry, problem.dtype, True))
+        return dzdx, dzdf, dzdb
     return run_conv(problem, plan_conv(problem.geometry, problem.dtype, problem.backward,
                                        data_only=problem.need_dx and not problem.need_df))
+
+
+def _data_derivative_apart(problem):
+    """Whether a backward call runs its data derivative as a call of its own: when the filter
+    derivative's plan takes an own kernel but the data derivative alone would run on BLAS (few
+    channels per group). In one implicit_backward call the data GEMM would then run its FC rows in
+    tiles of 32 (lenet conv1, FC = 3, Intel Xeon with AVX-512: 61 ms for both derivatives at once
+    against 8 + 16 ms apart)."""
+    if not (problem.backward and problem.need_dx and (problem.need_df or problem.need_db)):
+        return False
+    geom = problem.geometry
+    alone = plan_conv(geom, problem.dtype, True, data_only=True)
+    return alone.kernel == "blas" and plan_conv(geom, problem.dtype, True).kernel != "blas"
 
 
 @dataclass(frozen=True)

@@ -555,6 +555,30 @@ def test_no_derivative_flags(flag):
     assert vl_nnconv(x, f, b, dzdy, **{pythonic: True}, **opts)[skipped] is None
 
 
+@pytest.mark.skipif(not OWN_KERNELS or cnnx.conv.FORCED_KERNEL is not None, reason="needs the own kernels' choice")
+def test_few_channel_data_derivative_runs_apart():
+    # lenet conv1's shape (3 channels): both derivatives in one call run as two plans, the data
+    # derivative on its own (BLAS) plan and the filter and bias derivatives on the own kernels, and
+    # give exactly what the calls for each derivative alone give.
+    rng = np.random.default_rng(5)
+    x = np.asfortranarray(rng.standard_normal((12, 12, 3, 2), dtype=np.float32))
+    f = np.asfortranarray(rng.standard_normal((5, 5, 3, 8), dtype=np.float32))
+    b = rng.standard_normal(8, dtype=np.float32)
+    dzdy = np.asfortranarray(rng.standard_normal((12, 12, 8, 2), dtype=np.float32))
+    problem = validate_conv(x, f, b, dzdy, pad=2)
+    assert cnnx.conv._data_derivative_apart(problem)
+    assert plan_conv(problem.geometry, np.float32, True, data_only=True).kernel == "blas"
+    assert plan_conv(problem.geometry, np.float32, True).kernel != "blas"
+    dzdx, dzdf, dzdb = vl_nnconv(x, f, b, dzdy, pad=2)
+    np.testing.assert_array_equal(dzdx, vl_nnconv(x, f, b, dzdy, pad=2, NoDerFilters=True, NoDerBiases=True)[0])
+    _, alone_f, alone_b = vl_nnconv(x, f, b, dzdy, pad=2, NoDerData=True)
+    np.testing.assert_array_equal(dzdf, alone_f)
+    np.testing.assert_array_equal(dzdb, alone_b)
+    assert not cnnx.conv._data_derivative_apart(validate_conv(x, f, b, dzdy, "NoDerFilters", "NoDerBiases", pad=2))
+    assert not cnnx.conv._data_derivative_apart(validate_conv(x.astype(np.float64), f.astype(np.float64),
+                                                              b.astype(np.float64), dzdy.astype(np.float64), pad=2))
+
+
 @pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[7], CASES[13], CASES[18]])
 def test_numerical_derivatives_float64(case):
     x, f, b, dzdy, opts = make(case, np.float64)
