@@ -1,43 +1,53 @@
-"""Training speed of MatConvNet's CIFAR-10 lenet: cnnx (SimpleNN + cnn_train) against PyTorch.
+"""Training speed of MatConvNet's CIFAR-10 lenet or NIN: cnnx (SimpleNN + cnn_train) against PyTorch.
 
-    python benchmarks/bench_train.py [--quick] [--repeats R] [--batches B]
-    python benchmarks/bench_train.py --cifar-run [--threads T]
-    python benchmarks/bench_train.py --mpi [--quick] [--repeats R] [--batches B]
+    python benchmarks/bench_train.py [--model lenet|nin] [--quick] [--repeats R] [--batches B]
+    python benchmarks/bench_train.py --cifar-run [--model lenet|nin] [--threads T]
+    python benchmarks/bench_train.py --mpi [--model lenet|nin] [--quick] [--repeats R] [--batches B]
 
 Each configuration (library x threads) runs in its own subprocess, configurations alternate, and
 each is repeated; the table shows the best and the median images/second of the timed epoch, the
 peak resident memory of the process while it trains and how far that is above the memory it held
 just before training (Linux; elsewhere the peak of the whole process), and the ratio
 cnnx / PyTorch. The work is one training step per batch of 100 random 32x32x3 images: forward,
-backward and the SGD-with-momentum update of cnn_train (weight decay 1e-4), with the per-layer
-learning-rate multipliers of ``cifar_lenet``.
+backward and the SGD-with-momentum update of cnn_train, with the model's weight decay, the first
+learning rate of its schedule and its per-layer learning-rate multipliers.
+
+``--model`` chooses the network (default lenet): ``lenet`` is ``cifar_lenet`` (weight decay 1e-4,
+learning rate 0.05), ``nin`` is ``cifar_nin``, the Network in Network (weight decay 5e-4, learning
+rate 0.002, dropout 0.5 after its first two blocks).
 
 cnnx runs ``cnnx.train.cnn_train`` (two epochs of B batches; the second is timed, so it includes
 the trainer's own work: batch fetching, error statistics, the update). PyTorch runs the same
-layers (3x3 stride-2 pooling with ceil-mode output sizes, which is MatConvNet's ``[0 1 0 1]``
-padding with padded cells excluded), summed softmax loss, ``torch.optim.SGD`` with momentum 0.9,
-in the default NCHW layout and in channels_last; it is skipped when torch is not installed.
+layers with the same initialisation and multipliers (lenet's 3x3 stride-2 pooling padded
+``[0 1 0 1]`` is PyTorch's ceil-mode output size with the padded cells excluded; NIN's unpadded
+pooling is PyTorch's default floor mode; NIN's dropout is ``torch.nn.Dropout``, scaled as
+MatConvNet's), summed softmax loss, ``torch.optim.SGD`` with momentum 0.9, in the default NCHW
+layout and in channels_last; it is skipped when torch is not installed.
 
 ``--mpi`` measures data-parallel training (``cnn_train`` over MPI, the ``mpi`` extra): the same
-cnnx lenet epoch on 1 process with 1 thread, 1 process with 2 threads and ``mpiexec -n 2`` ranks
+cnnx epoch on 1 process with 1 thread, 1 process with 2 threads and ``mpiexec -n 2`` ranks
 with 1 thread each, the parallel efficiency of each against 1 thread (img/s over twice the 1-thread
 figure) and the bytes one step's exchange brings into each rank (cnn_train's report on rank 0).
 
-``--dagnn`` adds the same lenet as a DagNN (``cifar_dagnn``: its error output included) trained
+``--dagnn`` adds the same network as a DagNN (``cifar_dagnn``: its error output included) trained
 through the same ``cnn_train``.
 
 For cnnx the table also shows the share of the timed epoch spent outside the convolution kernels
 (the entries of ``cnnx._ext.conv``, timed around each call): the other kernels, the graphs, the
-trainer and the update.
+trainer and the update; and below it the GFLOP/s of the convolutions of the best run.
 
-``--cifar-run`` measures instead how long the CIFAR-10 example's default run takes: one epoch of
-``examples/cifar10.py``'s work at its real size (50,000 training and 10,000 test images of 32x32x3,
-random but preprocessed-sized, with the left-right flips of ``cifar10.get_batch``, lenet's schedule,
-batch 100), through ``cnn_train`` with a checkpoint, ``stats.json`` and ``net-train.png`` written
-as the example does; then the time of 45 such epochs (the schedule's length, every epoch costs the
-same) and what redrawing the 45-epoch plot costs, as a share of an epoch.
+``--cifar-run`` measures instead how long the CIFAR-10 example's default run of the model takes: one
+epoch of ``examples/cifar10.py``'s work at its real size (50,000 training and 10,000 test images of
+32x32x3, random but preprocessed-sized, with the left-right flips of ``cifar10.get_batch``, the
+model's schedule, batch 100), through ``cnn_train`` with a checkpoint, ``stats.json`` and
+``net-train.png`` written as the example does; then the time of the schedule's epochs (45 for
+lenet, 103 for NIN; every epoch costs the same) and what redrawing their plot costs, as a share of
+an epoch.
 """
 import argparse
+import contextlib
+import functools
+import io
 import json
 import os
 import re
@@ -50,9 +60,14 @@ import time
 import numpy as np
 
 BATCH = 100
-LEARNING_RATE = 0.05
-WEIGHT_DECAY = 1e-4
 MOMENTUM = 0.9
+# Per model (cnnx.models' cifar_<model>): the first learning rate of its schedule and its weight decay
+# (trainOpts), the learningRate multipliers of its convolutions' [filters, biases], and the factor
+# that scales them in its last convolution.
+MODELS = {
+    "lenet": {"learning_rate": 0.05, "weight_decay": 1e-4, "multipliers": (0.1, 2.0), "last_scale": 0.1},
+    "nin": {"learning_rate": 0.002, "weight_decay": 5e-4, "multipliers": (1.0, 10.0), "last_scale": 0.001},
+}
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -98,6 +113,14 @@ def import_cnnx():
     return cnnx
 
 
+def cnnx_net(model):
+    """The SimpleNN network ``cnnx.models.cifar_<model>()``."""
+    import_cnnx()
+    from cnnx import models
+
+    return getattr(models, f"cifar_{model}")()
+
+
 def time_conv_kernels():
     """Wrap every entry of cnnx._ext.conv in a timer; returns the list whose one item sums their seconds."""
     from cnnx._ext import conv
@@ -119,11 +142,28 @@ def time_conv_kernels():
     return spent
 
 
-def run_cnnx(threads, num_batches, progress=False, dagnn=False):
-    """Images/second of the second (timed) epoch, the resident memory before it, and the share of
-    that epoch spent outside the convolution kernels."""
+def step_conv_flops(net):
+    """Convolution FLOPs of one training step of a SimpleNN net at batch BATCH: forward, data and
+    filter gradient (2 x multiply-adds each), less the first layer's data gradient, which cnn_train
+    does not compute."""
+    from cnnx.simplenn import vl_simplenn_display
+
+    with contextlib.redirect_stdout(io.StringIO()):  # only its data sizes are wanted, not its table
+        sizes = vl_simplenn_display(net, batch_size=BATCH)["dataSize"]
+    total = 0.0
+    for l, layer in enumerate(net["layers"]):
+        if layer["type"] == "conv":
+            fh, fw, fc, _ = layer["weights"][0].shape
+            yh, yw, k, n = sizes[:, l + 1]
+            total += 2.0 * yh * yw * k * n * fh * fw * fc * (2 if l == 0 else 3)
+    return total
+
+
+def run_cnnx(threads, num_batches, model, progress=False, dagnn=False):
+    """Images/second of the second (timed) epoch, the resident memory before it, the share of that
+    epoch spent outside the convolution kernels, and the convolution FLOPs of one step."""
     cnnx = import_cnnx()
-    from cnnx.models import cifar_dagnn, cifar_lenet
+    from cnnx.models import cifar_dagnn
     from cnnx.train import cnn_train
 
     cnnx.set_num_threads(threads)
@@ -134,7 +174,8 @@ def run_cnnx(threads, num_batches, progress=False, dagnn=False):
         x, y = np.asfortranarray(db["images"]["data"][:, :, :, batch]), db["images"]["labels"][batch]
         return {"input": x, "label": y} if dagnn else (x, y)
 
-    net = cifar_dagnn(cifar_lenet()) if dagnn else cifar_lenet()
+    simplenn = cnnx_net(model)
+    net = cifar_dagnn(simplenn) if dagnn else simplenn
     conv_seconds = time_conv_kernels()
 
     def start_timed_epoch(net, opts, state):
@@ -144,20 +185,20 @@ def run_cnnx(threads, num_batches, progress=False, dagnn=False):
     before = reset_peak_rss()
     _, stats = cnn_train(
         net, imdb, get_batch, exp_dir=None, batch_size=BATCH, num_epochs=2,
-        learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY, momentum=MOMENTUM,
-        train=np.arange(images.shape[3]), val=[], progress=progress, plot_statistics=False,
-        post_epoch_fn=start_timed_epoch)
+        learning_rate=MODELS[model]["learning_rate"], weight_decay=MODELS[model]["weight_decay"],
+        momentum=MOMENTUM, train=np.arange(images.shape[3]), val=[], progress=progress,
+        plot_statistics=False, post_epoch_fn=start_timed_epoch)
     timed = stats["train"][-1]
-    return timed["num"] / timed["time"], before, 1.0 - conv_seconds[0] / timed["time"]
+    return (timed["num"] / timed["time"], before, 1.0 - conv_seconds[0] / timed["time"],
+            step_conv_flops(simplenn))
 
 
-def cifar_run(threads):
-    """Time one epoch of the CIFAR-10 example at full size; print the 45-epoch projection."""
+def cifar_run(model, threads):
+    """Time one epoch of the CIFAR-10 example at full size; print the projection to its schedule."""
     import tempfile
 
     cnnx = import_cnnx()
     from cnnx.datasets import cifar10
-    from cnnx.models import cifar_lenet
     from cnnx.train import _Plot, cnn_train
 
     cnnx.set_num_threads(threads)
@@ -166,7 +207,7 @@ def cifar_run(threads):
     data = np.asfortranarray(rng.standard_normal((32, 32, 3, sets.size), dtype=np.float32))
     imdb = {"images": {"data": data, "labels": rng.integers(1, 11, sets.size).astype(np.float32),
                        "set": sets}}
-    net = cifar_lenet()
+    net = cnnx_net(model)
     schedule = net["meta"]["trainOpts"]
     marks = []
     with tempfile.TemporaryDirectory() as exp_dir:
@@ -186,7 +227,8 @@ def cifar_run(threads):
         redraw = time.perf_counter() - second
     train, val = stats["train"][0], stats["val"][0]
     epochs = schedule["numEpochs"]
-    print(f"CIFAR-10 lenet (examples/cifar10.py defaults), {threads} thread(s), batch {schedule['batchSize']}")
+    print(f"CIFAR-10 {model} (examples/cifar10.py --model {model} defaults), {threads} thread(s), "
+          f"batch {schedule['batchSize']}")
     print(f"one epoch: {epoch:.1f} s ({train['num'] / train['time']:.0f} img/s training, "
           f"{val['num'] / val['time']:.0f} img/s testing, {epoch - train['time'] - val['time']:.2f} s "
           "for the checkpoint, stats.json and the plot)")
@@ -195,15 +237,17 @@ def cifar_run(threads):
           f"(the first draw, with building the figure and importing matplotlib: {second - first:.3f} s)")
 
 
+def torch_conv(nn, cin, cout, size, pad, std):
+    """A convolution initialised as cnnx.models does: Gaussian filters of that std, zero biases."""
+    layer = nn.Conv2d(cin, cout, size, padding=pad)
+    nn.init.normal_(layer.weight, std=std)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 def torch_lenet(torch):
     nn = torch.nn
-
-    def conv(cin, cout, size, pad, std):
-        layer = nn.Conv2d(cin, cout, size, padding=pad)
-        nn.init.normal_(layer.weight, std=std)
-        nn.init.zeros_(layer.bias)
-        return layer
-
+    conv = functools.partial(torch_conv, nn)
     # ceil_mode=True gives MatConvNet's [0 1 0 1] pooling pad; padding is excluded from averages.
     return nn.Sequential(
         conv(3, 32, 5, 2, 0.01), nn.MaxPool2d(3, 2, ceil_mode=True), nn.ReLU(),
@@ -214,7 +258,25 @@ def torch_lenet(torch):
     )
 
 
-def run_torch(threads, num_batches, channels_last):
+def torch_nin(torch):
+    nn = torch.nn
+
+    def conv(cin, cout, size, pad=0, scale=1.0):  # He initialisation, as cifar_nin
+        return torch_conv(nn, cin, cout, size, pad, scale * np.sqrt(2.0 / (size * size * cin)))
+
+    # MatConvNet's unpadded 3x3 stride-2 pools have floor output sizes (32 -> 15 -> 7): PyTorch's
+    # default; dropout scales the kept values by 1 / (1 - rate) in both.
+    return nn.Sequential(
+        conv(3, 192, 5, 2), nn.ReLU(), conv(192, 160, 1), nn.ReLU(), conv(160, 96, 1), nn.ReLU(),
+        nn.MaxPool2d(3, 2), nn.Dropout(0.5),
+        conv(96, 192, 5, 2), nn.ReLU(), conv(192, 192, 1), nn.ReLU(), conv(192, 192, 1), nn.ReLU(),
+        nn.AvgPool2d(3, 2), nn.Dropout(0.5),
+        conv(192, 192, 3, 1), nn.ReLU(), conv(192, 192, 1), nn.ReLU(),
+        conv(192, 10, 1, scale=0.1), nn.AvgPool2d(7, 1), nn.Flatten(),
+    )
+
+
+def run_torch(threads, num_batches, model, channels_last):
     import torch
 
     torch.set_num_threads(threads)
@@ -222,17 +284,19 @@ def run_torch(threads, num_batches, channels_last):
     images, labels = random_batches(num_batches)
     x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(3, 2, 0, 1)))  # N, C, H, W
     y_all = torch.from_numpy(labels.astype(np.int64) - 1)
-    net = torch_lenet(torch)
+    net = {"lenet": torch_lenet, "nin": torch_nin}[model](torch)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=memory_format)
-    groups = []  # cifar_lenet's multipliers: [0.1, 2] per conv, [0.01, 0.2] for the last
+    opts = MODELS[model]
+    filter_rate, bias_rate = (opts["learning_rate"] * m for m in opts["multipliers"])
+    groups = []
     convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
     for i, layer in enumerate(convs):
-        scale = 0.1 if i == len(convs) - 1 else 1.0
-        groups.append({"params": [layer.weight], "lr": LEARNING_RATE * 0.1 * scale})
-        groups.append({"params": [layer.bias], "lr": LEARNING_RATE * 2 * scale})
-    optimizer = torch.optim.SGD(groups, lr=LEARNING_RATE, momentum=MOMENTUM,
-                                weight_decay=WEIGHT_DECAY)
+        scale = opts["last_scale"] if i == len(convs) - 1 else 1.0
+        groups.append({"params": [layer.weight], "lr": filter_rate * scale})
+        groups.append({"params": [layer.bias], "lr": bias_rate * scale})
+    optimizer = torch.optim.SGD(groups, lr=opts["learning_rate"], momentum=MOMENTUM,
+                                weight_decay=opts["weight_decay"])
     loss_function = torch.nn.CrossEntropyLoss(reduction="sum")
 
     def epoch():
@@ -264,11 +328,11 @@ def cnnx_kernels(threads):
 def worker(args):
     extra = {}
     if args.library in ("cnnx", "cnnx-dagnn"):
-        speed, before, extra["outside_conv"] = run_cnnx(args.threads, args.batches, progress=args.ranks > 1,
-                                                        dagnn=args.library != "cnnx")
+        speed, before, extra["outside_conv"], extra["step_flops"] = run_cnnx(
+            args.threads, args.batches, args.model, progress=args.ranks > 1, dagnn=args.library != "cnnx")
         extra["kernel"], extra["fma_ceiling"] = cnnx_kernels(args.threads)
     else:
-        speed, before = run_torch(args.threads, args.batches, args.library == "torch-cl")
+        speed, before = run_torch(args.threads, args.batches, args.model, args.library == "torch-cl")
     after = peak_rss_mb()
     if os.environ.get("PMI_RANK", "0") == "0":  # under mpiexec, rank 0 speaks for all
         print(json.dumps({"speed": speed, "peak_mb": after, "growth_mb": after - before, **extra}))
@@ -279,21 +343,22 @@ def mpiexec():
     return beside if os.path.exists(beside) else "mpiexec"
 
 
-def mpi_scaling(repeats, batches):
+def mpi_scaling(model, repeats, batches):
     """1 process x 1 thread, 1 process x 2 threads, 2 MPI ranks x 1 thread: img/s and efficiency."""
     configs = [(1, 1), (1, 2), (2, 1)]  # (ranks, threads per rank)
     results = {config: [] for config in configs}
     bytes_per_step = None
     for r in range(repeats):
         for ranks, threads in (configs if r % 2 == 0 else configs[::-1]):
-            run, output = run_config("cnnx", threads, batches, ranks)
+            run, output = run_config("cnnx", model, threads, batches, ranks)
             results[(ranks, threads)].append(run["speed"])
             found = re.search(r"gathers ([\d,]+) bytes", output)
             bytes_per_step = found.group(1) if found else bytes_per_step
             print(f"  run {r + 1}/{repeats}: {ranks} rank(s) x {threads} thread(s): {run['speed']:8.1f} img/s",
                   file=sys.stderr)
     one = max(results[(1, 1)])
-    print(f"lenet training through cnn_train, batch {BATCH}, {batches} timed batches, best/median of {repeats} run(s)")
+    print(f"{model} training through cnn_train, batch {BATCH}, {batches} timed batches, "
+          f"best/median of {repeats} run(s)")
     print(f"{'configuration':26s} {'img/s best':>11s} {'median':>9s} {'efficiency':>11s}")
     for ranks, threads in configs:
         best = max(results[(ranks, threads)])
@@ -303,12 +368,12 @@ def mpi_scaling(repeats, batches):
     print(f"bytes gathered into each rank per step (2 ranks): {bytes_per_step}")
 
 
-def run_config(library, threads, batches, ranks=1):
+def run_config(library, model, threads, batches, ranks=1):
     """One worker process (``ranks`` > 1: under mpiexec); returns its figures and its whole output."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), CNNX_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
-    command = [sys.executable, os.path.abspath(__file__), "--worker", library, "--threads", str(threads),
-               "--batches", str(batches), "--ranks", str(ranks)]
+    command = [sys.executable, os.path.abspath(__file__), "--worker", library, "--model", model,
+               "--threads", str(threads), "--batches", str(batches), "--ranks", str(ranks)]
     if ranks > 1:
         command = [mpiexec(), "-n", str(ranks)] + command
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
@@ -327,26 +392,28 @@ def torch_available():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(MODELS), default="lenet",
+                        help="network: cifar_lenet (default) or cifar_nin (Network in Network)")
     parser.add_argument("--quick", action="store_true", help="fewer batches and one repeat")
     parser.add_argument("--repeats", type=int, default=None, help="runs of each configuration")
     parser.add_argument("--batches", type=int, default=None, help="batches per timed epoch")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                         help="thread counts to compare (default: 1 2)")
     parser.add_argument("--cifar-run", action="store_true",
-                        help="time the CIFAR-10 example's default 45-epoch run instead (cnnx only)")
+                        help="time the CIFAR-10 example's default run instead (cnnx only)")
     parser.add_argument("--mpi", action="store_true",
                         help="1 vs 2 MPI ranks of 1 thread against 1 process of 2 threads (cnnx only)")
     parser.add_argument("--dagnn", action="store_true",
-                        help="also train lenet as a DagNN (cifar_dagnn) through cnn_train")
+                        help="also train the network as a DagNN (cifar_dagnn) through cnn_train")
     parser.add_argument("--worker", choices=["cnnx", "cnnx-dagnn", "torch", "torch-cl"], help=argparse.SUPPRESS)
     parser.add_argument("--ranks", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mpi and not args.worker:
-        mpi_scaling(args.repeats or (1 if args.quick else 3), args.batches or (5 if args.quick else 20))
+        mpi_scaling(args.model, args.repeats or (1 if args.quick else 3), args.batches or (5 if args.quick else 20))
         return
     if args.cifar_run:
         for threads in args.threads:
-            cifar_run(threads)
+            cifar_run(args.model, threads)
         return
     if args.worker:
         args.library = args.worker
@@ -361,11 +428,11 @@ def main():
     for r in range(repeats):
         order = configs if r % 2 == 0 else configs[::-1]  # alternate, so drifts hit both sides
         for library, threads in order:
-            results[(library, threads)].append(run_config(library, threads, batches)[0])
+            results[(library, threads)].append(run_config(library, args.model, threads, batches)[0])
             print(f"  run {r + 1}/{repeats}: {library:8s} {threads} thread(s): "
                   f"{results[(library, threads)][-1]['speed']:8.1f} img/s", file=sys.stderr)
 
-    print(f"lenet training step, batch {BATCH}, {batches} timed batches, best/median of "
+    print(f"{args.model} training step, batch {BATCH}, {batches} timed batches, best/median of "
           f"{repeats} run(s)")
     print(f"{'library':10s} {'threads':>7s} {'img/s best':>11s} {'median':>9s} "
           f"{'peak MB':>8s} {'growth MB':>10s} {'cnnx/this':>10s} {'outside conv':>13s}")
@@ -380,14 +447,12 @@ def main():
               f"{statistics.median(run['speed'] for run in runs):9.1f} "
               f"{max(run['peak_mb'] for run in runs):8.0f} "
               f"{max(run['growth_mb'] for run in runs):10.0f} {ratio:>10s} {outside}")
-    from bench_layers import lenet_step_flops
-
     for threads in args.threads:
         run = results[("cnnx", threads)][-1]
         isa = next(isa for isa in ("avx512", "avx2", "generic") if isa in run["fma_ceiling"])
         ceiling = run["fma_ceiling"][isa]
         best = max(r["speed"] for r in results[("cnnx", threads)])
-        conv = best / BATCH * lenet_step_flops() / 1e9
+        conv = best / BATCH * run["step_flops"] / 1e9
         forced = os.environ.get("CNNX_ISA") or "auto"
         print(f"cnnx {threads} thread(s): GEMM kernel {run['kernel']} (CNNX_ISA={forced}); "
               f"FMA ceiling ({isa}) {ceiling:g} GFLOP/s; the best run's convolutions ran at {conv:.0f} GFLOP/s "
