@@ -732,6 +732,39 @@ def test_nan_and_inf_propagate():
     assert not np.isnan(y[3:, 3:, :, 1]).any()
 
 
+@pytest.mark.skipif(not OWN_KERNELS, reason="no own kernel on this CPU")
+def test_implicit_gemm_skips_padding_only_for_finite_factors():
+    # The implicit GEMMs skip the products of filter columns with left/right padding zeros; with an
+    # infinite filter weight or derivative those products are NaN in MatConvNet's output and filter
+    # derivative (im2row + GEMM), so they are computed then: the NaNs and infinities fall where the
+    # reference puts them. (MatConvNet's data derivative, row2im, has no products with padding;
+    # the implicit one still has those of the top and bottom rows, so it is not compared here.)
+    rng = np.random.default_rng(11)
+    x = np.asfortranarray(rng.standard_normal((6, 7, 32, 2), dtype=np.float32))
+    f = np.asfortranarray(rng.standard_normal((3, 3, 32, 4), dtype=np.float32))
+    b = np.zeros(4, np.float32)
+    dzdy = np.asfortranarray(rng.standard_normal((6, 7, 4, 2), dtype=np.float32))
+    finite = validate_conv(x, f, b, dzdy, pad=1)
+    for kernel in OWN_KERNELS:
+        for backward in (False, True):
+            plan = plan_conv(finite.geometry, np.float32, backward, kernel=kernel)
+            assert plan.algorithm == ("implicit_backward" if backward else "implicit_gemm")
+    f[0, 0, 3, 1] = np.inf     # filter column 0 reaches only padding from output column 0
+    dzdy[2, 0, 1, 0] = np.inf  # a derivative in output column 0
+    want_y = reference_conv(x, f, b, pad=1)
+    want = reference_conv(x, f, b, dzdy, pad=1)
+    assert np.isnan(want_y[:, 0, 1, :]).all() and np.isnan(want[1]).any()
+    for kernel in OWN_KERNELS:
+        fwd = validate_conv(x, f, b, pad=1)
+        bwd = validate_conv(x, f, b, dzdy, pad=1)
+        y = run_conv(fwd, plan_conv(fwd.geometry, np.float32, False, kernel=kernel))
+        got = run_conv(bwd, plan_conv(bwd.geometry, np.float32, True, kernel=kernel))
+        for g, w in zip((y,) + tuple(got[1:]), (want_y,) + tuple(want[1:])):
+            g = np.reshape(g, w.shape)
+            np.testing.assert_array_equal(np.isnan(g), np.isnan(w), err_msg=kernel)
+            np.testing.assert_array_equal(np.isinf(g), np.isinf(w), err_msg=kernel)
+
+
 def test_identity_filters_pad_subsample_and_add_bias():
     x = np.arange(12, dtype=np.float32).reshape(2, 3, 2, 1, order="F")
     b = np.array([10, 20], np.float32)

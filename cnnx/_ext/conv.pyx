@@ -494,7 +494,68 @@ cdef inline void pad_channels_first(const float* x, const Geom* g, Py_ssize_t c0
             cnnx_transpose_f32(x + c0 * HW + H * col + i0 - g.PT, HW, i1 - i0, FC, d + FC * i0, FC, NULL, 1)
 
 
-cdef void implicit_image(const float* x, const float* packed, const float* b, float* y, const Geom* g,
+cdef struct ColumnSpan:
+    # Output columns [j0, j1) whose taps reach inside the image through filter columns [v0, v1)
+    # only: the other filter columns read padding zeros there, so the implicit GEMMs skip them.
+    Py_ssize_t j0, j1, v0, v1
+
+
+cdef Py_ssize_t column_spans(Py_ssize_t n_cols, Py_ssize_t offset, Py_ssize_t step, Py_ssize_t size,
+                             Py_ssize_t dilation, Py_ssize_t FW, bint skip, ColumnSpan* spans) noexcept nogil:
+    """Cut output columns 0 .. n_cols-1, where column j reads input columns j*step + offset +
+    v*dilation (v < FW) of ``size``, into runs of columns that reach the same filter columns; write
+    them to ``spans`` (room for 2*FW - 1) and return how many. Without ``skip``, or when padding
+    would make more runs than that, one span of all columns and filter columns."""
+    cdef Py_ssize_t j, v0, v1, n = 0
+    if skip:
+        for j in range(n_cols):
+            valid_range(j * step + offset, size, dilation, FW, &v0, &v1)
+            if n > 0 and spans[n - 1].v0 == v0 and spans[n - 1].v1 == v1:
+                spans[n - 1].j1 = j + 1
+                continue
+            if n == 2 * FW - 1:
+                n = 0
+                break
+            spans[n].j0, spans[n].j1, spans[n].v0, spans[n].v1 = j, j + 1, v0, v1
+            n += 1
+    if n == 0:
+        spans[0].j0, spans[0].j1, spans[0].v0, spans[0].v1 = 0, n_cols, 0, FW
+        n = 1
+    return n
+
+
+cdef Py_ssize_t pack_column_spans(int isa, Py_ssize_t m, const float* a, Py_ssize_t lda, Py_ssize_t run,
+                                  const ColumnSpan* spans, Py_ssize_t n_spans, Py_ssize_t kc, float* out,
+                                  Py_ssize_t* packed_at) noexcept nogil:
+    """For each span s, the columns [v0*run, v1*run) of A (m x FW*run, lda) packed for cnnx_gemm at
+    out + packed_at[s]; returns the floats this takes (with ``out`` NULL, only counts them)."""
+    cdef Py_ssize_t s, total = 0, mp = cnnx_packed_rows(isa, m)
+    for s in range(n_spans):
+        packed_at[s] = total
+        if out != NULL:
+            cnnx_pack_a(isa, m, (spans[s].v1 - spans[s].v0) * run, a + spans[s].v0 * run * lda, lda, kc,
+                        out + total)
+        total += mp * (spans[s].v1 - spans[s].v0) * run
+    return total
+
+
+cdef void gemm_column_spans(int isa, Py_ssize_t m, const float* packed, const Py_ssize_t* packed_at,
+                            const ColumnSpan* spans, Py_ssize_t n_spans, cnnx_bview view, float* c,
+                            Py_ssize_t kc, Py_ssize_t nc) noexcept nogil:
+    """C (m x pixels, ld m) = A @ B of an implicit GEMM whose B ``view`` has one group of columns
+    per output column (gs apart) and one run of taps per filter column (ts apart), span by span:
+    each span's output columns over its filter columns only (A packed by pack_column_spans)."""
+    cdef const float* b0 = view.b
+    cdef Py_ssize_t s, j0
+    for s in range(n_spans):
+        j0 = spans[s].j0
+        view.b = b0 + j0 * view.gs + spans[s].v0 * view.ts
+        cnnx_gemm(isa, m, (spans[s].j1 - j0) * view.group, (spans[s].v1 - spans[s].v0) * view.run,
+                  packed + packed_at[s], NULL, 0, &view, 0, c + j0 * view.group * m, m, kc, nc)
+
+
+cdef void implicit_image(const float* x, const float* packed, const Py_ssize_t* packed_at,
+                         const ColumnSpan* spans, Py_ssize_t n_spans, const float* b, float* y, const Geom* g,
                          Py_ssize_t gi, Py_ssize_t Hp, Py_ssize_t Wp, float* xtp, float* yt, int isa,
                          Py_ssize_t kc, Py_ssize_t nc) noexcept nogil:
     """One image and group of _conv_forward_implicit (its B view is local, so thread-private)."""
@@ -507,32 +568,43 @@ cdef void implicit_image(const float* x, const float* packed, const float* b, fl
     view.cs = g.FC * g.SY
     view.group = g.YH
     view.gs = g.FC * Hp * g.SX
-    cnnx_gemm(isa, g.Kg, g.P, g.Q, packed, NULL, 0, &view, 0, yt, g.Kg, kc, nc)
+    gemm_column_spans(isa, g.Kg, packed, packed_at, spans, n_spans, view, yt, kc, nc)
     transpose_into(yt, g.Kg, g.P, y + gi * g.Kg * g.P, g.P, b + gi * g.Kg if b != NULL else NULL)
 
 
 def _conv_forward_implicit(const float[::1] x, const float[::1] fwv, const float[::1] b, float[::1] y,
-                           tuple sizes, bint has_bias, int isa, Py_ssize_t kc, Py_ssize_t nc, int n_threads):
+                           tuple sizes, bint has_bias, bint skip_padding, int isa, Py_ssize_t kc, Py_ssize_t nc,
+                           int n_threads):
     """Y = X (*) F + B (float32, DY = 1) by implicit GEMM: Y^T (Kg x pixels) = F^T @ Xcol per image
     and group on the micro-kernels of ``isa``, with Xcol never built: the GEMM reads each output
     pixel's patch in place from the image padded and channels first (FW runs of FH*FC values, one
     per filter column; cnnx_bview). ``fwv`` is F^T (K x Q, taps ordered c + FC*(u + FH*v)),
     packed once for all images; Y^T is transposed into Y with the biases added on the way.
+    ``skip_padding`` (the caller checked that F is finite, so that 0 * F is 0): output columns
+    skip the filter columns that only reach left or right padding (column_spans).
     """
     cdef Geom g = make_geom(sizes)
     cdef Py_ssize_t Hp = (g.YH - 1) * g.SY + g.FH, Wp = (g.YW - 1) * g.SX + (g.FW - 1) * g.DX + 1
-    cdef Py_ssize_t mp = cnnx_packed_rows(isa, g.Kg), n, gi
-    cdef float* packed
+    cdef Py_ssize_t n, gi, n_spans, per_group
+    cdef ColumnSpan* spans = <ColumnSpan*> malloc((2 * g.FW - 1) * sizeof(ColumnSpan))
+    cdef Py_ssize_t* packed_at = <Py_ssize_t*> malloc((2 * g.FW - 1) * sizeof(Py_ssize_t))
+    cdef float* packed = NULL
     cdef float* xtp
     cdef float* yt
     cdef int failed[1]
     failed[0] = 0
-    packed = <float*> malloc(g.G * mp * g.Q * sizeof(float))
+    if spans != NULL and packed_at != NULL:
+        n_spans = column_spans(g.YW, -g.PL, g.SX, g.W, g.DX, g.FW, skip_padding, spans)
+        per_group = pack_column_spans(isa, g.Kg, NULL, g.K, g.FH * g.FC, spans, n_spans, kc, NULL, packed_at)
+        packed = <float*> malloc(g.G * per_group * sizeof(float))
     if packed == NULL:
+        free(spans)
+        free(packed_at)
         raise MemoryError("vl_nnconv: cannot allocate the packed filters")
     with nogil:
         for gi in range(g.G):
-            cnnx_pack_a(isa, g.Kg, g.Q, &fwv[0] + gi * g.Kg, g.K, kc, packed + gi * mp * g.Q)
+            pack_column_spans(isa, g.Kg, &fwv[0] + gi * g.Kg, g.K, g.FH * g.FC, spans, n_spans, kc,
+                              packed + gi * per_group, packed_at)
         with parallel(num_threads=n_threads):
             xtp = <float*> malloc(g.FC * Hp * Wp * sizeof(float))
             yt = <float*> malloc(g.Kg * g.P * sizeof(float))
@@ -542,11 +614,14 @@ def _conv_forward_implicit(const float[::1] x, const float[::1] fwv, const float
                 if failed[0]:
                     continue
                 for gi in range(g.G):
-                    implicit_image(&x[0] + n * g.HWC, packed + gi * mp * g.Q, &b[0] if has_bias else NULL,
-                                   &y[0] + n * g.P * g.K, &g, gi, Hp, Wp, xtp, yt, isa, kc, nc)
+                    implicit_image(&x[0] + n * g.HWC, packed + gi * per_group, packed_at, spans, n_spans,
+                                   &b[0] if has_bias else NULL, &y[0] + n * g.P * g.K, &g, gi, Hp, Wp, xtp, yt,
+                                   isa, kc, nc)
             free(xtp)
             free(yt)
     free(packed)
+    free(spans)
+    free(packed_at)
     if failed[0]:
         raise MemoryError("vl_nnconv: cannot allocate the implicit GEMM's buffers")
 
@@ -803,30 +878,39 @@ def conv_backward_shifted(x, *args):
     return _conv_backward_shifted(x, *args)
 
 
-cdef void implicit_back_image(const float* xn, const float* dyn, const float* packed_fkg, float* dxn,
+cdef void implicit_back_image(const float* xn, const float* dyn, const float* packed_fkg,
+                              const Py_ssize_t* packed_at, const ColumnSpan* spans, Py_ssize_t n_spans, float* dxn,
                               float* dfc, const Geom* g, const Geom* gd, Py_ssize_t gi, Py_ssize_t Hp,
                               Py_ssize_t Wp, Py_ssize_t Hd, Py_ssize_t Wd, float* xtp, float* dtp, float* dyt,
-                              float* dxt, bint need_dx, bint need_df, bint accumulate, int isa, Py_ssize_t kc,
-                              Py_ssize_t nc) noexcept nogil:
+                              float* dxt, bint need_dx, bint need_df, bint skip_df, bint accumulate, int isa,
+                              Py_ssize_t kc, Py_ssize_t nc) noexcept nogil:
     """One image and group of _conv_backward_implicit (its B views are local, so thread-private)."""
     cdef cnnx_bview view
-    cdef Py_ssize_t HW = g.H * g.W
+    cdef Py_ssize_t HW = g.H * g.W, run = g.FH * g.FC, v, ja, jb
     if need_df:
         # dF^T (Kg x Q) [+]= dY^T (Kg x pixels) @ Xcol^T: pixels in runs of YH (one output column),
-        # taps in groups of FH*FC (one filter column), read in place from the padded image.
+        # taps in groups of FH*FC (one filter column), read in place from the padded image; with
+        # ``skip_df``, each filter column v over the output columns where it reaches the image.
         transpose_into(dyn + gi * g.Kg * g.P, g.P, g.Kg, dyt, g.Kg)
         pad_channels_first(xn, g, gi * g.FC, Hp, Wp, xtp)
-        view.b = xtp
         view.rs = g.FC * g.SY
         view.run = g.YH
         view.ts = g.FC * Hp * g.SX
         view.cs = 1
-        view.group = g.FH * g.FC
+        view.group = run
         view.gs = g.FC * Hp * g.DX
-        cnnx_gemm(isa, g.Kg, g.Q, g.P, NULL, dyt, g.Kg, &view, accumulate, dfc + gi * g.Kg, g.K, kc, nc)
+        if not skip_df:
+            view.b = xtp
+            cnnx_gemm(isa, g.Kg, g.Q, g.P, NULL, dyt, g.Kg, &view, accumulate, dfc + gi * g.Kg, g.K, kc, nc)
+        else:
+            for v in range(g.FW):
+                valid_range(v * g.DX - g.PL, g.W, g.SX, g.YW, &ja, &jb)
+                view.b = xtp + ja * view.ts + v * view.gs
+                cnnx_gemm(isa, g.Kg, run, (jb - ja) * g.YH, NULL, dyt + ja * g.YH * g.Kg, g.Kg, &view, accumulate,
+                          dfc + gi * g.Kg + v * run * g.K, g.K, kc, nc)
     if need_dx:
         # dX^T (FC x H*W) = flipped F (FC x Kg*FH*FW) @ the im2col of dY, padded and channels
-        # first (gd).
+        # first (gd), span by span of dX's columns.
         pad_channels_first(dyn, gd, gi * g.Kg, Hd, Wd, dtp)
         view.b = dtp
         view.rs = 1
@@ -835,18 +919,20 @@ cdef void implicit_back_image(const float* xn, const float* dyn, const float* pa
         view.cs = g.Kg
         view.group = g.H
         view.gs = g.Kg * Hd
-        cnnx_gemm(isa, g.FC, HW, g.Kg * g.FH * g.FW, packed_fkg, NULL, 0, &view, 0, dxt, g.FC, kc, nc)
+        gemm_column_spans(isa, g.FC, packed_fkg, packed_at, spans, n_spans, view, dxt, kc, nc)
         transpose_into(dxt, g.FC, HW, dxn + gi * g.FC * HW, HW)
 
 
 def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const float[::1] dy, float[::1] dx,
                             float[::1] dft_parts, float[::1] db_parts, tuple sizes, bint need_dx,
-                            bint need_df, bint need_db, Py_ssize_t n_chunks, int isa, Py_ssize_t kc,
-                            Py_ssize_t nc, int n_threads):
+                            bint need_df, bint need_db, bint skip_dx, bint skip_df, Py_ssize_t n_chunks, int isa,
+                            Py_ssize_t kc, Py_ssize_t nc, int n_threads):
     """dX, and per-chunk partial dF^T and dB (float32, stride 1, DY = 1), by implicit GEMM on the
     micro-kernels of ``isa``: no expanded matrix is built; the GEMMs read the padded, channels-first
     image (filter gradient) and dY (data gradient, the correlation of dY with the flipped filters
     ``fkg``, FC x Kg x FH x FW x G, packed once for all images) in place (cnnx_bview).
+    ``skip_dx`` and ``skip_df`` (the caller checked that dY is finite): the data and the filter
+    gradients skip the products with left and right padding zeros (column_spans).
 
     Chunk c accumulates its images in order into dft_parts[c*K*Q : (c+1)*K*Q], dF^T as a
     K x FC x FH x FW array, and db_parts[c*K : (c+1)*K]; the caller sums the chunks.
@@ -855,8 +941,10 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
     cdef Geom gd = g
     cdef Py_ssize_t Hp = (g.YH - 1) * g.SY + g.FH, Wp = (g.YW - 1) * g.SX + (g.FW - 1) * g.DX + 1
     cdef Py_ssize_t Hd = g.H - 1 + g.FH, Wd = g.W - 1 + (g.FW - 1) * g.DX + 1
-    cdef Py_ssize_t mp = cnnx_packed_rows(isa, g.FC), QD = g.Kg * g.FH * g.FW, c, n, gi, k
+    cdef Py_ssize_t QD = g.Kg * g.FH * g.FW, c, n, gi, k, n_spans = 0, per_group = 0
     cdef bint first
+    cdef ColumnSpan* spans = <ColumnSpan*> malloc((2 * g.FW - 1) * sizeof(ColumnSpan))
+    cdef Py_ssize_t* packed_at = <Py_ssize_t*> malloc((2 * g.FW - 1) * sizeof(Py_ssize_t))
     cdef float* packed = NULL
     cdef float* xtp
     cdef float* dtp
@@ -869,14 +957,23 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
     # The data gradient's input: dY's Kg channels of YH x YW, padded to reach all of dX's H x W.
     gd.H, gd.W, gd.FC, gd.PT, gd.PL = g.YH, g.YW, g.Kg, g.FH - 1 - g.PT, (g.FW - 1) * g.DX - g.PL
     failed[0] = 0
-    if need_dx:
-        packed = <float*> malloc(g.G * mp * QD * sizeof(float))
+    if spans == NULL or packed_at == NULL:
+        failed[0] = 1
+    elif need_dx:
+        n_spans = column_spans(g.W, -gd.PL, 1, g.YW, g.DX, g.FW, skip_dx, spans)
+        per_group = pack_column_spans(isa, g.FC, NULL, g.FC, g.FH * g.Kg, spans, n_spans, kc, NULL, packed_at)
+        packed = <float*> malloc(g.G * per_group * sizeof(float))
         if packed == NULL:
-            raise MemoryError("vl_nnconv: cannot allocate the packed filters")
+            failed[0] = 1
+    if failed[0]:
+        free(spans)
+        free(packed_at)
+        raise MemoryError("vl_nnconv: cannot allocate the packed filters")
     with nogil:
         if need_dx:
             for gi in range(g.G):
-                cnnx_pack_a(isa, g.FC, QD, &fkg[0] + gi * g.FC * QD, g.FC, kc, packed + gi * mp * QD)
+                pack_column_spans(isa, g.FC, &fkg[0] + gi * g.FC * QD, g.FC, g.FH * g.Kg, spans, n_spans, kc,
+                                  packed + gi * per_group, packed_at)
         with parallel(num_threads=n_threads):
             xtp = NULL
             dtp = NULL
@@ -903,15 +1000,18 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
                     if need_db:
                         add_bias_derivative(dbc, dyn, g.K, g.P, first)
                     for gi in range(g.G):
-                        implicit_back_image(&x[0] + n * g.HWC, dyn, packed + gi * mp * QD if need_dx else NULL,
-                                            &dx[0] + n * g.HWC, dfc, &g, &gd, gi, Hp, Wp, Hd, Wd, xtp, dtp, dyt,
-                                            dxt, need_dx, need_df, not first, isa, kc, nc)
+                        implicit_back_image(&x[0] + n * g.HWC, dyn, packed + gi * per_group if need_dx else NULL,
+                                            packed_at, spans, n_spans, &dx[0] + n * g.HWC, dfc, &g, &gd, gi, Hp,
+                                            Wp, Hd, Wd, xtp, dtp, dyt, dxt, need_dx, need_df, skip_df, not first,
+                                            isa, kc, nc)
                     first = False
             free(xtp)
             free(dtp)
             free(dyt)
             free(dxt)
     free(packed)
+    free(spans)
+    free(packed_at)
     if failed[0]:
         raise MemoryError("vl_nnconv: cannot allocate the implicit GEMM's buffers")
 
