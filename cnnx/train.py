@@ -85,6 +85,7 @@ import numpy as np
 from . import solvers
 from ._files import atomic_open, remove_stale_temporaries
 from ._labels import batch_labels, parse_labels
+from ._memory import keep_freed_memory
 from ._options import Option, _key, integer, limit, parse_options, real_number, truth_value
 from ._threads import get_num_threads
 from .layers.registry import LAYER_TYPES
@@ -1133,7 +1134,9 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
     derivatives add up) and update every parameter; then evaluate the validation set in test mode
     (dropout off). After the epoch the checkpoint ``exp_dir/net-epoch-e.mat``, ``stats.json`` and
     ``net-train.png`` are written. With ``continue_`` the run starts after the last complete
-    checkpoint in ``exp_dir``.
+    checkpoint in ``exp_dir``. On Linux with glibc, cnn_train first has malloc keep freed memory
+    for reuse (:func:`cnnx._memory.keep_freed_memory`): each step reuses the pages of the last,
+    and the process keeps its peak memory until it exits.
 
     The SGD update of a parameter ``w`` with batch derivative ``g`` (MatConvNet beta25: the loss
     is a sum over the batch, so ``g`` is divided by the batch size here)::
@@ -1319,6 +1322,7 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
     True
     """
     opts = _parse(args, kwargs, imdb, get_batch)
+    keep_freed_memory()  # each step reuses the memory of the last (see cnnx._memory)
     training = opts["train"].size > 0
     model = _make_model(net, opts, training)
     ranks = _start_ranks(model, opts)
