@@ -390,6 +390,37 @@ def test_own_kernels_on_random_shapes():
                                                atol=1e-4 * np.abs(wv).max(), err_msg=f"{case} {plan}")
 
 
+def test_implicit_gemms_on_wide_padding_and_dilation():
+    # The implicit GEMMs cut the output columns into spans by the filter columns they reach: pads
+    # as wide as the filter (columns that reach only padding), dilations, strides, groups and
+    # 1-pixel-wide images, forward and backward, on every own kernel, against the reference.
+    rng = np.random.default_rng(23)
+    ran = set()
+    for _ in range(30):
+        groups = int(rng.integers(1, 3))
+        fc, kg = int(rng.integers(1, 12)), int(rng.integers(1, 20))
+        fh, fw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        dil = [1, int(rng.integers(1, 4))]
+        pad = [int(rng.integers(0, 3)), int(rng.integers(0, 3)), int(rng.integers(0, fw + 2)),
+               int(rng.integers(0, fw + 2))]
+        stride = [1, 1] if rng.random() < 0.6 else [int(t) for t in rng.integers(1, 3, 2)]
+        h = int(rng.integers(fh, 10))
+        w = int(rng.integers(max(1, (fw - 1) * dil[1] + 1 - pad[2] - pad[3]), 10))
+        case = ((h, w, fc * groups, int(rng.integers(1, 3))), (fh, fw, fc, kg * groups), pad, stride, dil)
+        x, f, b, dzdy, opts = make(case, np.float32, seed=int(rng.integers(1 << 30)))
+        want = {False: (reference_conv(x, f, b, **opts),), True: reference_conv(x, f, b, dzdy, **opts)}
+        for problem in (validate_conv(x, f, b, **opts), validate_conv(x, f, b, dzdy, **opts)):
+            for kernel in OWN_KERNELS:
+                plan = plan_conv(problem.geometry, np.float32, problem.backward, kernel=kernel)
+                ran.add(plan.algorithm)
+                got = run_conv(problem, plan)
+                for g, wv in zip(got if problem.backward else (got,), want[problem.backward]):
+                    np.testing.assert_allclose(np.reshape(g, wv.shape), wv, rtol=1e-4,
+                                               atol=1e-4 * np.abs(wv).max() + 1e-6, err_msg=f"{case} {plan}")
+    if OWN_KERNELS:
+        assert {"implicit_gemm", "implicit_backward"} <= ran
+
+
 def test_kernel_choice():
     # float32 runs the widest own kernel where it beats BLAS (AVX-512 everywhere, AVX2 on the
     # one-column-of-taps algorithms), float64 and the fully connected algorithms run BLAS.
