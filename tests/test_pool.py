@@ -282,6 +282,80 @@ def test_nan_and_inf_propagate_in_average():
     np.testing.assert_array_equal(np.isnan(dx), expected_nan)
 
 
+def test_max_ties_across_the_two_passes():
+    # The window's maximum sits at (0, 1), (1, 2) and (2, 0): row by row, (0, 1) comes first, but
+    # column-major order reaches (2, 0) first. Likewise when the maximum is NaN.
+    for top in (2.0, np.nan):
+        x = np.zeros((3, 3))
+        x[0, 1] = x[1, 2] = x[2, 0] = top
+        np.testing.assert_array_equal(vl_nnpool(x, 3, np.array([[7.0]])), [[0, 0, 0], [0, 0, 0], [7, 0, 0]])
+        for pad, stride in (((1, 1, 1, 1), (2, 2)), ((2, 1, 0, 2), (1, 1))):  # and in clipped windows
+            dzdy = np.random.default_rng(8).standard_normal(vl_nnpool(x, 3, *_opts(pad, stride, "max")).shape)
+            dx = vl_nnpool(x, 3, dzdy, *_opts(pad, stride, "max"))
+            np.testing.assert_array_equal(dx, ref_backward(four(x), four(dzdy), (3, 3), pad, stride)[:, :, 0, 0])
+
+
+# Inputs of few values (ties everywhere, signed zeros, infinities, NaNs) over geometries that take
+# every path of the kernels: strides 1, 2 and others (the generic loops), overlapping windows,
+# windows that touch (stride = pool) or leave gaps, odd sizes, one row or column, N = 1, padding
+# beyond what the buffers' guard cells cover (clipped windows), and a mix of both kinds of rows.
+TIE_VALUES = np.array([-np.inf, -1.0, -0.0, 0.0, 1.0, np.inf, np.nan])
+TIE_CASES = [  # shape, pool, stride, pad
+    ((32, 32, 2, 1), (3, 3), (2, 2), (0, 1, 0, 1)),   # lenet's pool1
+    ((9, 8, 3, 2), (3, 3), (2, 2), (0, 1, 0, 1)),
+    ((8, 9, 2, 1), (3, 3), (2, 2), (1, 1, 1, 1)),
+    ((7, 7, 2, 2), (3, 2), (1, 1), (2, 1, 1, 0)),
+    ((10, 7, 2, 1), (4, 3), (3, 2), (3, 2, 2, 1)),
+    ((8, 8, 2, 1), (2, 2), (2, 2), (0, 0, 0, 0)),
+    ((9, 7, 2, 1), (2, 3), (3, 4), (1, 1, 2, 0)),
+    ((1, 6, 2, 1), (1, 3), (1, 2), (0, 0, 1, 1)),
+    ((5, 1, 2, 1), (3, 1), (2, 1), (2, 2, 0, 0)),
+    ((3, 4, 2, 1), (8, 3), (1, 1), (7, 6, 2, 2)),    # rows 4 and 5 uniform, the others clipped
+    ((4, 5, 2, 1), (6, 2), (2, 1), (5, 3, 1, 0)),    # row 0 clipped, the others uniform
+]
+
+
+@pytest.mark.parametrize("shape,pool,stride,pad", TIE_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_ties_nans_and_borders_match_reference(shape, pool, stride, pad, dtype):
+    rng = np.random.default_rng(sum(shape) + sum(pool))
+    x = rng.choice(TIE_VALUES, size=shape).astype(dtype)
+    opts = _opts(pad, stride, "max")
+    y = vl_nnpool(x, list(pool), *opts)
+    np.testing.assert_array_equal(y, ref_forward(x, pool, pad, stride))  # -0.0 == 0.0: values only
+    dzdy = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_array_equal(vl_nnpool(x, list(pool), dzdy, *opts), ref_backward(x, dzdy, pool, pad, stride))
+
+
+@pytest.mark.parametrize("shape,pool,stride,pad", TIE_CASES)
+def test_average_at_borders_matches_reference(shape, pool, stride, pad):
+    x = np.random.default_rng(sum(shape)).standard_normal(shape)
+    opts = _opts(pad, stride, "avg")
+    y = vl_nnpool(x, list(pool), *opts)
+    np.testing.assert_allclose(y, ref_forward(x, pool, pad, stride, "avg"), rtol=0, atol=1e-14)
+    dzdy = np.random.default_rng(7).standard_normal(y.shape)
+    np.testing.assert_allclose(vl_nnpool(x, list(pool), dzdy, *opts), ref_backward(x, dzdy, pool, pad, stride, "avg"),
+                               rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("method", ["max", "avg"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_pooled_either_way_give_the_same_bits(method, dtype):
+    # Each window covers the whole column either way: pool 9 with pad 4 on 5 rows goes through the
+    # buffers' guard cells, pool 2^20 + 1 with pad 2^19 (beyond the guards) over the clipped windows.
+    rng = np.random.default_rng(18)
+    x = rng.choice(TIE_VALUES[1:-1], size=(5, 4, 3, 2)).astype(dtype) + rng.standard_normal((5, 4, 3, 2)).astype(dtype)
+    x[0, 1, 0, 0] = np.nan
+    guarded = ([9, 1], [4, 4, 0, 0])
+    clipped = ([2**20 + 1, 1], [2**19, 2**19, 0, 0])
+    y = vl_nnpool(x, guarded[0], pad=guarded[1], method=method)
+    np.testing.assert_array_equal(y, vl_nnpool(x, clipped[0], pad=clipped[1], method=method))
+    assert (np.signbit(y) == np.signbit(vl_nnpool(x, clipped[0], pad=clipped[1], method=method))).all()
+    dzdy = rng.standard_normal(y.shape).astype(dtype)
+    dx = vl_nnpool(x, guarded[0], dzdy, pad=guarded[1], method=method)
+    np.testing.assert_array_equal(dx, vl_nnpool(x, clipped[0], dzdy, pad=clipped[1], method=method))
+
+
 # --------------------------------------------------------------------------------------------------
 # PyTorch cross-check, where its semantics are MatConvNet's
 # --------------------------------------------------------------------------------------------------
