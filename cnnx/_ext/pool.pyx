@@ -200,9 +200,9 @@ def _backward(const floating[::1] x, const floating[::1] dzdy, floating[::1] dx,
     cdef Py_ssize_t failed = 0
     init_geometry(&g, height, width, out_height, out_width, pool_y, pool_x, stride_y, stride_x,
                   pad_top, pad_left)
-    # Average: one buffer in row order, then YH floats; max: the buffers, then pass 2's results.
-    buffers_len = g.buffer_len if average else g.plane_cells
-    results_len = out_height if average else out_width * g.phase_len
+    # The buffers, then pass 2's results (average: the uniform rows' shares).
+    buffers_len = g.plane_cells
+    results_len = out_width * g.phase_len
     if average:
         areas = <floating*> malloc(out_plane * sizeof(floating))
         if areas == NULL:

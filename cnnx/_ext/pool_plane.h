@@ -1,12 +1,12 @@
 /* The pooling plane kernels in one precision: pool.h includes this file once per type, with CNNX_T
    the element type and CNNX_S(name) the name with the type's suffix (no include guard).
 
-   The max kernels and the average forward pass keep one buffer per output column, all stored by
-   phase of the row stride (cnnx_pool_cell). A guard cell is neutral for its reduction: -inf for a
-   maximum (with column offset CNNX_POOL_GUARD_COLUMN, so it never wins a tie), -0.0 for a sum
-   (x + -0.0 is x, bit for bit, -0.0 included). Pass 1 runs over the whole plane before pass 2,
-   which so reads what was stored long before (no stall on stores still under way). The average
-   backward pass keeps one buffer in row order (buffer_len cells). */
+   The kernels keep one buffer per output column, all stored by phase of the row stride
+   (cnnx_pool_cell). A guard cell is neutral for its reduction: -inf for a maximum (with column
+   offset CNNX_POOL_GUARD_COLUMN, so it never wins a tie), -0.0 for a sum (x + -0.0 is x, bit for
+   bit, -0.0 included); in the average backward pass it takes what falls on padding. Pass 1 runs
+   over the whole plane before pass 2, which so reads what was stored long before (no stall on
+   stores still under way). */
 
 #define CNNX_POOL_R CNNX_POOL_RESTRICT
 
@@ -98,11 +98,13 @@ static void CNNX_S(cnnx_pool_prepare_buffers)(CNNX_T* buffers, int* columns, int
     memset(buffers, 0, g->plane_cells * sizeof(CNNX_T));
     if (columns) memset(columns, 0, g->plane_cells * sizeof(int));
     for (Py_ssize_t j = 0; j < g->out_width; j++) {
-        for (Py_ssize_t u = 0; u < g->buffer_len; u++) {
-            Py_ssize_t cell = CNNX_POOL_CELL(u, j, g->stride_y, g);
-            if (u >= g->guard_top && u < g->guard_top + g->height) continue;
-            buffers[cell] = average ? (CNNX_T)-0.0 : (CNNX_T)-INFINITY;
-            if (columns) columns[cell] = CNNX_POOL_GUARD_COLUMN;
+        for (int side = 0; side < 2; side++) {  /* above the rows, then below */
+            Py_ssize_t u1 = side ? g->buffer_len : g->guard_top;
+            for (Py_ssize_t u = side ? g->guard_top + g->height : 0; u < u1; u++) {
+                Py_ssize_t cell = CNNX_POOL_CELL(u, j, g->stride_y, g);
+                buffers[cell] = average ? (CNNX_T)-0.0 : (CNNX_T)-INFINITY;
+                if (columns) columns[cell] = CNNX_POOL_GUARD_COLUMN;
+            }
         }
     }
 }
@@ -346,48 +348,61 @@ CNNX_CLONES_AVX512 static void CNNX_S(cnnx_pool_max_backward)(
 
 /* ---- average backward ------------------------------------------------------------------------- */
 
-/* Output rows [i0, i1) (not uniform): rows[r] += share[i] over each clipped window. */
-CNNX_POOL_INLINE void CNNX_S(cnnx_pool_spread_clipped_rows)(const CNNX_T* CNNX_POOL_R share,
-                                                            CNNX_T* CNNX_POOL_R rows,
-                                                            Py_ssize_t i0, Py_ssize_t i1,
+/* Output rows [i0, i1) (not uniform) of column j: the cells of its buffer's rows += each clipped
+   window's share. */
+CNNX_POOL_INLINE void CNNX_S(cnnx_pool_spread_clipped_rows)(const CNNX_T* CNNX_POOL_R dzdy,
+                                                            const CNNX_T* CNNX_POOL_R areas,
+                                                            CNNX_T* CNNX_POOL_R buffers,
+                                                            Py_ssize_t j, Py_ssize_t i0,
+                                                            Py_ssize_t i1, Py_ssize_t step,
                                                             const cnnx_pool_geometry* g) {
     for (Py_ssize_t i = i0; i < i1; i++) {
+        CNNX_T share = dzdy[i + g->out_height * j] / areas[i + g->out_height * j];
         Py_ssize_t r1 = cnnx_pool_stop(i, g->stride_y, g->pad_top, g->pool_y, g->height);
         for (Py_ssize_t r = cnnx_pool_start(i, g->stride_y, g->pad_top); r < r1; r++)
-            rows[r] += share[i];
+            buffers[CNNX_POOL_CELL(g->guard_top + r, j, step, g)] += share;
     }
 }
 
-/* dx = each dzdy / its clipped area, spread over its clipped window.
+/* dx = each dzdy / its clipped area, spread over its clipped window: the two passes reversed.
 
-   buffer: buffer_len, in row order; share: YH. */
-CNNX_CLONES_AVX512 static void CNNX_S(cnnx_pool_avg_backward)(
-    const CNNX_T* CNNX_POOL_R dzdy, CNNX_T* CNNX_POOL_R dx, CNNX_T* CNNX_POOL_R buffer,
-    CNNX_T* CNNX_POOL_R share, const CNNX_T* CNNX_POOL_R areas, const cnnx_pool_geometry* g) {
-    Py_ssize_t H = g->height, YH = g->out_height, SY = g->stride_y;
-    Py_ssize_t i0 = g->uniform_start, i1 = g->uniform_stop;
-    CNNX_T* rows = buffer + g->guard_top;
+   buffers: plane_cells; share: YW*phase_len. Each input row receives its shares in the order of
+   the output rows (the uniform ones for k downwards, which is i upwards), whichever way it is
+   reached, so both give the same bits. The uniform loop also adds the zero shares of the cells
+   between columns: x + 0.0 is x for every sum there (one of +0.0 and a number is never -0.0). */
+CNNX_POOL_INLINE void CNNX_S(cnnx_pool_avg_backward_by_step)(
+    const CNNX_T* CNNX_POOL_R dzdy, CNNX_T* CNNX_POOL_R dx, CNNX_T* CNNX_POOL_R buffers,
+    CNNX_T* CNNX_POOL_R share, const CNNX_T* CNNX_POOL_R areas, Py_ssize_t step,
+    const cnnx_pool_geometry* g) {
+    Py_ssize_t H = g->height, YH = g->out_height, YW = g->out_width, M = g->phase_len;
+    Py_ssize_t i0 = g->uniform_start, n = g->uniform_stop - i0;
+    memset(buffers, 0, g->plane_cells * sizeof(CNNX_T));
+    for (Py_ssize_t j = 0; j < YW; j++) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            share[i + M * j] = dzdy[i0 + i + YH * j] / areas[i0 + i + YH * j];
+        for (Py_ssize_t i = n; i < M; i++) share[i + M * j] = 0;
+        CNNX_S(cnnx_pool_spread_clipped_rows)(dzdy, areas, buffers, j, 0, i0, step, g);
+    }
+    for (Py_ssize_t k = g->pool_y - 1; k >= 0 && n > 0; k--) {
+        CNNX_T* cells = buffers + CNNX_S(cnnx_pool_uniform_cell)(k, step, g);
+        for (Py_ssize_t m = 0; m < YW * M; m++) cells[m] += share[m];
+    }
     memset(dx, 0, H * g->width * sizeof(CNNX_T));
-    for (Py_ssize_t j = 0; j < g->out_width; j++) {
-        for (Py_ssize_t i = 0; i < YH; i++) share[i] = dzdy[i + YH * j] / areas[i + YH * j];
-        /* Pass 2 reversed: rows[r] is what each input of row r receives from output column j
-           (the guards take what falls on padding), summed over the output rows in order (k
-           downwards is i upwards), so that both ways of pooling a row give the same bits. */
-        memset(buffer, 0, g->buffer_len * sizeof(CNNX_T));
-        CNNX_S(cnnx_pool_spread_clipped_rows)(share, rows, 0, i0, g);
-        if (i1 > i0) {
-            CNNX_T* uniform = rows + (i0 * SY - g->pad_top);  /* row i0's window's first cell */
-            for (Py_ssize_t k = g->pool_y - 1; k >= 0; k--)
-                for (Py_ssize_t i = 0; i < i1 - i0; i++) uniform[i * SY + k] += share[i0 + i];
-        }
-        CNNX_S(cnnx_pool_spread_clipped_rows)(share, rows, i1, YH, g);
-        /* Pass 1 reversed. */
+    for (Py_ssize_t j = 0; j < YW; j++) {
         Py_ssize_t c1 = cnnx_pool_stop(j, g->stride_x, g->pad_left, g->pool_x, g->width);
+        CNNX_S(cnnx_pool_spread_clipped_rows)(dzdy, areas, buffers, j, i0 + n, YH, step, g);
         for (Py_ssize_t c = cnnx_pool_start(j, g->stride_x, g->pad_left); c < c1; c++) {
             CNNX_T* column = dx + c * H;
-            for (Py_ssize_t r = 0; r < H; r++) column[r] += rows[r];
+            CNNX_POOL_FOR_ROWS(step, j, g, column[r] += buffers[cell]);
         }
     }
+}
+
+CNNX_CLONES_AVX512 static void CNNX_S(cnnx_pool_avg_backward)(
+    const CNNX_T* dzdy, CNNX_T* dx, CNNX_T* buffers, CNNX_T* share, const CNNX_T* areas,
+    const cnnx_pool_geometry* g) {
+    CNNX_POOL_WITH_STEP(g->stride_y, CNNX_S(cnnx_pool_avg_backward_by_step)(dzdy, dx, buffers, share,
+                                                                           areas, step, g));
 }
 
 /* areas (YH x YW) = the number of input cells in each clipped window. */
