@@ -30,13 +30,15 @@
 /* Runs the statement for every input row r of output column j's buffer, with cell where the
    buffers store it. Stride 2 runs over pairs of rows, so that the loop's loads are whole vectors
    (the loads of one phase alone leave gaps, which the compiler cannot vectorise in short
-   columns); other strides run over each phase. */
+   columns), 8 pairs a vector at most so that columns of 8 rows vectorise too; other strides run
+   over each phase. */
 #define CNNX_POOL_FOR_ROWS(step, j, g, ...)                                                        \
     do {                                                                                           \
         Py_ssize_t H_ = (g)->height;                                                               \
         if ((step) == 2) {                                                                         \
             Py_ssize_t even_ = CNNX_POOL_CELL((g)->guard_top, j, 2, g);                            \
             Py_ssize_t odd_ = CNNX_POOL_CELL((g)->guard_top + 1, j, 2, g);                         \
+            _Pragma("omp simd simdlen(8)")                                                         \
             for (Py_ssize_t t_ = 0; t_ < H_ / 2; t_++) {                                           \
                 {                                                                                  \
                     Py_ssize_t r = 2 * t_, cell = even_ + t_;                                      \
