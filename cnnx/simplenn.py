@@ -208,7 +208,9 @@ def vl_simplenn(net, x, *args, **kwargs):
     ConserveMemory : False
         Free intermediate values as soon as they are not needed: forward only keeps the output;
         forward and backward keep ``res[0]``, ``res[-1]`` and every ``dzdw``. The output of a layer
-        with ``precious = True`` and the output of a loss layer are kept.
+        with ``precious = True`` and the output of a loss layer are kept. In a backward call the
+        input of a ReLU is freed right after forward (it back-propagates from its output, as
+        MatConvNet's DagNN ReLU short circuit does) when the layer before does not read it.
     Accumulate : False
         Add the parameter derivatives to those already in ``res`` instead of overwriting them.
     BackPropDepth : inf
@@ -284,7 +286,14 @@ def vl_simplenn(net, x, *args, **kwargs):
         for i, layer in enumerate(layers):
             start = time.perf_counter()
             run_layer(fname, i, layer["name"], LAYER_TYPES[layer["type"]].forward, layer, res[i], res[i + 1], ctx)
-            forget = conserve and not (do_der and i >= first_backprop)
+            # Conserving memory, an input that no backward reads is freed: every input in a
+            # forward-only pass, and the input of a layer that back-propagates from its output when
+            # the layer before does not read it as its own output.
+            needed = do_der and i >= first_backprop
+            if (needed and i > first_backprop and LAYER_TYPES[layer["type"]].backward_from_output(layer)
+                    and not LAYER_TYPES[layers[i - 1]["type"]].backward_reads_output):
+                needed = False
+            forget = conserve and not needed
             if i > 0:
                 previous = layers[i - 1]
                 forget = forget and not LAYER_TYPES[previous["type"]].loss and not previous["precious"]

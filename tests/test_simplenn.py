@@ -202,6 +202,54 @@ def test_conserve_memory_backward_keeps_ends_and_every_dzdw():
             assert np.array_equal(a, b)
 
 
+def short_circuit_net(leak, second_relu=False, before="conv"):
+    rng = np.random.default_rng(3)
+    first = ({"type": "conv", "name": "conv1", "weights": [randn(rng, 3, 3, 2, 4), randn(rng, 1, 4)], "pad": 1}
+             if before == "conv" else
+             {"type": "custom", "name": "same", "forward": lambda l, a, b: {**b, "x": a["x"] * 1.0},
+              "backward": lambda l, a, b: {**a, "dzdx": b["dzdx"] * (b["x"] is not None)}})
+    layers = [first, {"type": "relu", "name": "relu1", "leak": leak}]
+    if second_relu:
+        layers.append({"type": "relu", "name": "relu2", "leak": 0.0})
+    layers += [{"type": "conv", "name": "conv2", "weights": [randn(rng, 8, 8, 2 if before != "conv" else 4, 3),
+                                                            randn(rng, 1, 3)]},
+               {"type": "softmaxloss", "name": "loss", "class": np.array([1.0])}]
+    return {"layers": layers}
+
+
+@pytest.mark.parametrize("leak, second_relu, before, freed", [
+    (0.0, False, "conv", True),     # conv -> relu: relu's input is freed after forward
+    (0.2, False, "conv", True),     # leaky, leak >= 0: the output still has the input's signs
+    (0.0, True, "conv", True),      # relu -> relu: the second relu's input is the first's output
+    (0.0, False, "custom", False),  # a layer that may read its own output keeps it
+])
+def test_conserve_memory_frees_relu_inputs_in_backward_calls(monkeypatch, leak, second_relu, before, freed):
+    # MatConvNet's DagNN ReLU short circuit in SimpleNN: with conserveMemory and a backward pass,
+    # a ReLU (leak >= 0) back-propagates from its output, so the value before it is freed right
+    # after forward, unless the layer that made it may read it in its own backward. The results
+    # are exactly those of a call that keeps everything.
+    seen = []
+    relu = LAYER_TYPES["relu"]
+    backward = relu.backward
+
+    def spy(layer, res_i, res_ip1, ctx):
+        seen.append((layer["name"], res_i["x"] is None, res_ip1["x"] is None))
+        return backward(layer, res_i, res_ip1, ctx)
+
+    net = short_circuit_net(leak, second_relu, before)
+    x = np.random.default_rng(4).standard_normal((8, 8, 2, 1))
+    full = vl_simplenn(net, x, 1.0)
+    monkeypatch.setattr(relu, "backward", spy)
+    res = vl_simplenn(net, x, 1.0, conserve_memory=True)
+    assert seen[-1] == ("relu1", freed, False)
+    if second_relu:
+        assert seen[0] == ("relu2", False, False)  # relu1's output, relu2's input, is kept
+    np.testing.assert_array_equal(res[0]["dzdx"], full[0]["dzdx"])
+    for r, f in zip(res, full):
+        for a, b in zip(r["dzdw"], f["dzdw"]):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_precious_layer_keeps_its_output():
     net, x = lenet(), lenet_input()
     net["layers"][2]["precious"] = True  # relu1: its output is res[3]

@@ -175,4 +175,4 @@ _BNORM_OPTIONS = {"epsilon": _BLOCK_OPTIONS["epsilon"]}
 
 register_layer_type("bnorm", _bnorm_forward, _bnorm_backward, defaults={"epsilon": 1e-5}, options=_BNORM_OPTIONS,
                     tidy=_bnorm_tidy, check=_bnorm_check, weight_train_methods=_METHODS, block=BatchNorm,
-                    to_dagnn=_bnorm_to_dagnn)
+                    to_dagnn=_bnorm_to_dagnn, backward_reads_output=False)

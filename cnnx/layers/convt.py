@@ -184,5 +184,5 @@ register_layer_type(
     "convt", _convt_forward, _convt_backward,
     defaults={"crop": 0, "upsample": 1, "numGroups": 1, "opts": []}, options=_CONVT_OPTIONS,
     check=_convt_check, geometry=_convt_geometry, data_size=_convt_data_size, weight_ndims=ConvTranspose.param_ndims,
-    block=ConvTranspose, to_dagnn=_convt_to_dagnn,
+    block=ConvTranspose, to_dagnn=_convt_to_dagnn, backward_reads_output=False,
 )

@@ -113,4 +113,5 @@ def _dropout_to_dagnn(layer):
 
 
 register_layer_type("dropout", _dropout_forward, _dropout_backward, defaults={"rate": 0.5},
-                    options=_DROPOUT_OPTIONS, check=_dropout_check, block=DropOut, to_dagnn=_dropout_to_dagnn)
+                    options=_DROPOUT_OPTIONS, check=_dropout_check, block=DropOut, to_dagnn=_dropout_to_dagnn,
+                    backward_reads_output=False)

@@ -47,7 +47,8 @@ class LayerType:
     """
 
     def __init__(self, name, forward, backward, defaults, options, tidy, check, geometry, data_size,
-                 abbreviation, weight_ndims, weight_train_methods, loss, holds_functions, block, to_dagnn):
+                 abbreviation, weight_ndims, weight_train_methods, loss, holds_functions, block, to_dagnn,
+                 backward_from_output, backward_reads_output):
         self.name = name
         self.forward = forward
         self.backward = backward
@@ -64,6 +65,8 @@ class LayerType:
         self.holds_functions = holds_functions
         self.block = block
         self.to_dagnn = to_dagnn
+        self.backward_from_output = backward_from_output
+        self.backward_reads_output = backward_reads_output
 
     def __repr__(self):
         return f"LayerType({self.name!r})"
@@ -107,7 +110,7 @@ def register_block(block):
 def register_layer_type(name, forward, backward, *, defaults=None, options=None, tidy=None, check=None,
                         geometry=None, data_size=None, abbreviation=None, weight_ndims=(),
                         weight_train_methods=(), loss=False, holds_functions=False, block=None, to_dagnn=None,
-                        replace=False):
+                        backward_from_output=None, backward_reads_output=True, replace=False):
     """Teach SimpleNN a layer type: how to run it, check it, show it and convert it to DagNN.
 
     Parameters
@@ -173,6 +176,15 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
         ``to_dagnn(layer)`` returns the :class:`Conversion` (block, parameter-name suffixes, extra
         input prefixes) of a tidied layer for ``DagNN.from_simplenn``; without it that conversion
         says the type has no DagNN block.
+    backward_from_output : callable, optional
+        ``backward_from_output(layer)`` is True when backward can do without ``res_i['x']``
+        (reading ``res_ip1['x']`` instead, as a ReLU with ``leak >= 0`` can): then
+        :func:`vl_simplenn`, conserving memory in a backward call, frees the layer's input right
+        after forward (MatConvNet's DagNN ReLU short circuit) when the layer before it does not
+        read that value as its output. Default: never.
+    backward_reads_output : bool, default True
+        Whether backward may read ``res_ip1['x']``, the layer's own output (so that it is never
+        freed for the next layer's ``backward_from_output``).
     replace : bool, default False
         Allow replacing an already registered type.
 
@@ -186,8 +198,8 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
     ValueError
         If ``name`` is already registered and ``replace`` is false.
     TypeError
-        If ``forward``, ``backward``, ``tidy`` or ``to_dagnn`` is not callable, or ``block`` has no
-        ``type_name``.
+        If ``forward``, ``backward``, ``tidy``, ``to_dagnn`` or ``backward_from_output`` is not
+        callable, or ``block`` has no ``type_name``.
 
     Examples
     --------
@@ -205,13 +217,13 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
     if name in LAYER_TYPES and not replace:
         raise ValueError(f"register_layer_type: layer type '{name}' is already registered (pass replace=True)")
     for label, fn in (("forward", forward), ("backward", backward), ("tidy", tidy or callable),
-                      ("to_dagnn", to_dagnn or callable)):
+                      ("to_dagnn", to_dagnn or callable), ("backward_from_output", backward_from_output or callable)):
         if not callable(fn):
             raise TypeError(f"register_layer_type: {label} must be callable, got {type(fn).__name__}")
     if block is not None:
         register_block(block)
     entry = LayerType(name, forward, backward, defaults, options, tidy, check, geometry, data_size,
                       abbreviation or name, weight_ndims, weight_train_methods, loss, holds_functions, block,
-                      to_dagnn)
+                      to_dagnn, backward_from_output or (lambda layer: False), bool(backward_reads_output))
     LAYER_TYPES[name] = entry
     return entry

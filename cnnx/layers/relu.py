@@ -70,9 +70,13 @@ def _relu_forward(layer, res_i, res_ip1, ctx):
 
 
 def _relu_backward(layer, res_i, res_ip1, ctx):
-    # The output has the input's sign pattern, so it can stand in for a freed input.
+    # The output has the input's sign pattern (leak >= 0), so it stands in for a freed input.
     x = res_i["x"] if res_i["x"] is not None else res_ip1["x"]
     res_i["dzdx"] = vl_nnrelu(x, res_ip1["dzdx"], leak=layer["leak"])
+
+
+def _relu_backward_from_output(layer):
+    return layer["leak"] >= 0
 
 
 def _relu_to_dagnn(layer):
@@ -82,4 +86,5 @@ def _relu_to_dagnn(layer):
 register_layer_type(
     "relu", _relu_forward, _relu_backward, defaults={"leak": 0.0},
     options={"leak": Option("float")}, block=ReLU, to_dagnn=_relu_to_dagnn,
+    backward_from_output=_relu_backward_from_output,
 )
