@@ -245,26 +245,40 @@ def vl_nnconv(x, f, b, *args, **kwargs):
     ((5, 5, 3, 2), (3, 3, 3, 4), True)
     """
     problem = validate_conv(x, f, b, *args, **kwargs)
-    if _data_derivative_apart(problem):
-        dzdx = run_conv(replace(problem, need_df=False, need_db=False),
-                        plan_conv(problem.geometry, problem.dtype, True, data_only=True))[0]
-        _, dzdf, dzdb = run_conv(replace(problem, need_dx=False), plan_conv(problem.geometry, problem.dtype, True))
-        return dzdx, dzdf, dzdb
-    return run_conv(problem, plan_conv(problem.geometry, problem.dtype, problem.backward,
-                                       data_only=problem.need_dx and not problem.need_df))
+    data_plan = _data_derivative_plan(problem)
+    if data_plan is None:
+        return run_conv(problem, plan_conv(problem.geometry, problem.dtype, problem.backward,
+                                           data_only=problem.need_dx and not problem.need_df))
+    dzdx = run_conv(replace(problem, need_df=False, need_db=False), data_plan)[0]
+    if not (problem.need_df or problem.need_db):
+        return dzdx, None, None
+    _, dzdf, dzdb = run_conv(replace(problem, need_dx=False), plan_conv(problem.geometry, problem.dtype, True))
+    return dzdx, dzdf, dzdb
 
 
-def _data_derivative_apart(problem):
-    """Whether a backward call runs its data derivative as a call of its own: when the filter
-    derivative's plan takes an own kernel but the data derivative alone would run on BLAS (few
-    channels per group). In one implicit_backward call the data GEMM would then run its FC rows in
-    tiles of 32 (lenet conv1, FC = 3, Intel Xeon with AVX-512: 61 ms for both derivatives at once
-    against 8 + 16 ms apart)."""
-    if not (problem.backward and problem.need_dx and (problem.need_df or problem.need_db)):
-        return False
-    geom = problem.geometry
-    alone = plan_conv(geom, problem.dtype, True, data_only=True)
-    return alone.kernel == "blas" and plan_conv(geom, problem.dtype, True).kernel != "blas"
+# These backward algorithms take the data derivative as a correlation of dY, padded, with the
+# flipped filters: they multiply the padding's zeros by the filters, where MatConvNet's row2im
+# (im2row_gemm) has no products, so an infinite or NaN weight would give NaN for its number.
+_CORRELATING_BACKWARD = ("shifted_stride1", "implicit_backward")
+
+
+def _data_derivative_plan(problem):
+    """The plan of a backward call's data derivative when it runs as a call of its own, else None:
+    im2row_gemm when the filters are not all finite and the call's plan would correlate; the
+    data-only (BLAS) plan when the filter derivative's plan takes an own kernel but the data
+    derivative alone would run on BLAS (few channels per group): in one implicit_backward call the
+    data GEMM would run its FC rows in tiles of 32 (lenet conv1, FC = 3, Intel Xeon with AVX-512:
+    61 ms for both derivatives at once against 8 + 16 ms apart)."""
+    if not (problem.backward and problem.need_dx):
+        return None
+    geom, dtype = problem.geometry, problem.dtype
+    alone = plan_conv(geom, dtype, True, data_only=True)
+    if alone.algorithm in _CORRELATING_BACKWARD and not np.isfinite(problem.f4).all():
+        return _im2row_backward_plan(geom, dtype, alone.threads)
+    both = problem.need_df or problem.need_db
+    if both and alone.kernel == "blas" and plan_conv(geom, dtype, True).kernel != "blas":
+        return alone
+    return None
 
 
 @dataclass(frozen=True)
@@ -515,8 +529,7 @@ def _plan_algorithm(geom, dtype, backward, threads):
             return ConvPlan("shifted_stride1", True, threads, chunks=_chunks(geom.N, geom, dtype),
                             block_cols=_block_cols(max(geom.H, geom.YH), max(geom.W, geom.YW),
                                                    FH * max(FC, Kg), dtype))
-        return ConvPlan("im2row_gemm", True, threads, batch=batch,
-                        chunks=_chunks(-(-geom.N // batch), geom, dtype))
+        return _im2row_backward_plan(geom, dtype, threads)
     if (geom.sy, geom.sx) != (1, 1) or long_runs:
         if geom.sx == 1 and geom.FW > 1 and P >= _SHIFT_PIXELS:
             return ConvPlan("im2col_shifted", False, threads,
@@ -524,6 +537,12 @@ def _plan_algorithm(geom, dtype, backward, threads):
         return ConvPlan("im2col_gemm", False, threads, batch=batch,
                         block_cols=geom.YW if batch > 1 else _block_cols(geom.YH, geom.YW, Q, dtype))
     return ConvPlan("im2row_gemm", False, threads, batch=batch)
+
+
+def _im2row_backward_plan(geom, dtype, threads):
+    """MatConvNet's own backward pass: im2row for the filter derivative, row2im for the data one."""
+    batch = _gemm_batch(geom)
+    return ConvPlan("im2row_gemm", True, threads, batch=batch, chunks=_chunks(-(-geom.N // batch), geom, dtype))
 
 
 @dataclass

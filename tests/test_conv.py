@@ -597,7 +597,7 @@ def test_few_channel_data_derivative_runs_apart():
     b = rng.standard_normal(8, dtype=np.float32)
     dzdy = np.asfortranarray(rng.standard_normal((12, 12, 8, 2), dtype=np.float32))
     problem = validate_conv(x, f, b, dzdy, pad=2)
-    assert cnnx.conv._data_derivative_apart(problem)
+    assert cnnx.conv._data_derivative_plan(problem) == plan_conv(problem.geometry, np.float32, True, data_only=True)
     assert plan_conv(problem.geometry, np.float32, True, data_only=True).kernel == "blas"
     assert plan_conv(problem.geometry, np.float32, True).kernel != "blas"
     dzdx, dzdf, dzdb = vl_nnconv(x, f, b, dzdy, pad=2)
@@ -605,9 +605,9 @@ def test_few_channel_data_derivative_runs_apart():
     _, alone_f, alone_b = vl_nnconv(x, f, b, dzdy, pad=2, NoDerData=True)
     np.testing.assert_array_equal(dzdf, alone_f)
     np.testing.assert_array_equal(dzdb, alone_b)
-    assert not cnnx.conv._data_derivative_apart(validate_conv(x, f, b, dzdy, "NoDerFilters", "NoDerBiases", pad=2))
-    assert not cnnx.conv._data_derivative_apart(validate_conv(x.astype(np.float64), f.astype(np.float64),
-                                                              b.astype(np.float64), dzdy.astype(np.float64), pad=2))
+    assert cnnx.conv._data_derivative_plan(validate_conv(x, f, b, dzdy, "NoDerFilters", "NoDerBiases", pad=2)) is None
+    assert cnnx.conv._data_derivative_plan(validate_conv(x.astype(np.float64), f.astype(np.float64),
+                                                         b.astype(np.float64), dzdy.astype(np.float64), pad=2)) is None
 
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[7], CASES[13], CASES[18]])
@@ -768,8 +768,8 @@ def test_implicit_gemm_skips_padding_only_for_finite_factors():
     # The implicit GEMMs skip the products of filter columns with left/right padding zeros; with an
     # infinite filter weight or derivative those products are NaN in MatConvNet's output and filter
     # derivative (im2row + GEMM), so they are computed then: the NaNs and infinities fall where the
-    # reference puts them. (MatConvNet's data derivative, row2im, has no products with padding;
-    # the implicit one still has those of the top and bottom rows, so it is not compared here.)
+    # reference puts them. (MatConvNet's data derivative, row2im, has no products with padding:
+    # vl_nnconv takes it on im2row_gemm then, test_data_derivative_with_infinite_filters.)
     rng = np.random.default_rng(11)
     x = np.asfortranarray(rng.standard_normal((6, 7, 32, 2), dtype=np.float32))
     f = np.asfortranarray(rng.standard_normal((3, 3, 32, 4), dtype=np.float32))
@@ -795,6 +795,33 @@ def test_implicit_gemm_skips_padding_only_for_finite_factors():
             g = np.reshape(g, w.shape)
             np.testing.assert_array_equal(np.isnan(g), np.isnan(w), err_msg=kernel)
             np.testing.assert_array_equal(np.isinf(g), np.isinf(w), err_msg=kernel)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels, stride", [(32, 1), (3, 1), (32, 2)])
+def test_data_derivative_with_infinite_filters(dtype, channels, stride):
+    # With an infinite filter weight the data derivative has MatConvNet's infinities and NaNs
+    # (row2im: products of dY and F only, no padding), whichever plan the finite case takes.
+    rng = np.random.default_rng(12)
+    x = np.asfortranarray(rng.standard_normal((6, 7, channels, 2)).astype(dtype))
+    f = np.asfortranarray(rng.standard_normal((3, 3, channels, 4)).astype(dtype))
+    b = np.zeros(4, dtype)
+    y = vl_nnconv(x, f, b, pad=1, stride=stride)
+    dzdy = np.asfortranarray(rng.standard_normal(y.shape).astype(dtype))
+    dzdy[1, 1, 1, 0] = 0
+    f[0, 0, 3 % channels, 1] = np.inf
+    with np.errstate(invalid="ignore"):
+        want = reference_conv(x, f, b, dzdy, pad=1, stride=stride)
+    assert np.isinf(want[0]).any() and np.isnan(want[0]).any()
+    for got in (vl_nnconv(x, f, b, dzdy, pad=1, stride=stride),
+                (vl_nnconv(x, f, b, dzdy, pad=1, stride=stride, NoDerFilters=True, NoDerBiases=True)[0],)):
+        np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(want[0]))
+        np.testing.assert_array_equal(np.isinf(got[0]), np.isinf(want[0]))
+    problem = validate_conv(x, f, b, dzdy, pad=1, stride=stride)
+    correlating = plan_conv(problem.geometry, dtype, True, data_only=True).algorithm in cnnx.conv._CORRELATING_BACKWARD
+    assert correlating == (stride == 1 and channels == 32)  # the case the routing is for
+    if correlating:
+        assert cnnx.conv._data_derivative_plan(problem).algorithm == "im2row_gemm"
 
 
 def test_identity_filters_pad_subsample_and_add_bias():
