@@ -881,11 +881,14 @@ def layer_rows(cases, timings, n, stat, use_torch, verdicts):
 
 def ceiling_of(workers, n):
     """(instruction set, GFLOP/s): the FMA ceiling the cnnx worker at ``n`` threads measured for the
-    widest instruction set the CPU runs (the one cnnx's kernels use unless CNNX_ISA says otherwise)."""
+    instruction set its convolution kernels ran (the widest the CPU runs, unless CNNX_ISA forced
+    another)."""
     worker = next((w for w in workers if w.key == f"cnnx@{n}" and w.info), None)
     ceilings = worker.info.get("fma_ceiling", {}) if worker else {}
-    widest = next((isa for isa in ("avx512", "avx2", "generic") if isa in ceilings), None)
-    return widest, ceilings.get(widest)
+    ran = worker.info.get("kernel", "").split(", ") if worker else []
+    isa = next((isa for isa in ("avx512", "avx2", "generic") if isa in ceilings and isa in ran),
+               next((isa for isa in ("avx512", "avx2", "generic") if isa in ceilings), None))
+    return isa, ceilings.get(isa)
 
 
 def gemm_rows(cases, timings, n, stat, use_torch, workers):

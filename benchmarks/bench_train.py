@@ -449,7 +449,9 @@ def main():
               f"{max(run['growth_mb'] for run in runs):10.0f} {ratio:>10s} {outside}")
     for threads in args.threads:
         run = results[("cnnx", threads)][-1]
-        isa = next(isa for isa in ("avx512", "avx2", "generic") if isa in run["fma_ceiling"])
+        # The ceiling of the instruction set the GEMM kernel ran (CNNX_ISA may force a narrower one).
+        isa = (run["kernel"] if run["kernel"] in run["fma_ceiling"]
+               else next(isa for isa in ("avx512", "avx2", "generic") if isa in run["fma_ceiling"]))
         ceiling = run["fma_ceiling"][isa]
         best = max(r["speed"] for r in results[("cnnx", threads)])
         conv = best / BATCH * run["step_flops"] / 1e9
