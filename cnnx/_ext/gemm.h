@@ -291,6 +291,18 @@ static void cnnx_pack_panel(const float* a, ptrdiff_t lda, ptrdiff_t m, ptrdiff_
     }
 }
 
+/* The inner-dimension block cnnx_gemm and cnnx_pack_a use for k steps at most kc long: k cut into
+   as few blocks as kc allows, of near-equal lengths (800 steps at kc 192 are 5 blocks of 160, not
+   4 of 192 and one of 32, whose partial sums C would store and load again for little work). */
+static inline ptrdiff_t cnnx_block_k(ptrdiff_t k, ptrdiff_t kc)
+{
+    ptrdiff_t blocks;
+    if (kc < 1 || kc > CNNX_KC_MAX)
+        kc = CNNX_KC_MAX;
+    blocks = (k + kc - 1) / kc;
+    return blocks > 1 ? (k + blocks - 1) / blocks : kc;
+}
+
 /* A (m x k, lda) packed once for cnnx_gemm with the same isa and kc, into ``out``
    (cnnx_packed_rows(isa, m) * k floats): the panel of rows i0.. and inner steps p0.. at
    out + p0 * m_padded + i0 * (its steps). */
@@ -300,6 +312,7 @@ static void cnnx_pack_a(int isa, ptrdiff_t m, ptrdiff_t k, const float* a, ptrdi
     int MR, NR;
     ptrdiff_t p0, i0, mp = cnnx_packed_rows(isa, m);
     cnnx_tile_of(isa, &MR, &NR);
+    kc = cnnx_block_k(k, kc);
     for (p0 = 0; p0 < k; p0 += kc) {
         ptrdiff_t pk = k - p0 < kc ? k - p0 : kc;
         for (i0 = 0; i0 < m; i0 += MR)
@@ -309,8 +322,8 @@ static void cnnx_pack_a(int isa, ptrdiff_t m, ptrdiff_t k, const float* a, ptrdi
 
 /* C (m x n, column-major, ldc) = A (m x k) @ B (k x n, as ``v`` says), plus C's old values when
    ``accumulate``. A is either ``packed`` (cnnx_pack_a with the same isa and kc) or, when that is
-   NULL, column-major at (a, lda), packed here panel by panel. ``kc`` is the inner-dimension
-   block (1 .. CNNX_KC_MAX) and ``nc`` the number of columns of B whose kc x nc block stays in
+   NULL, column-major at (a, lda), packed here panel by panel. ``kc`` bounds the inner-dimension
+   block (1 .. CNNX_KC_MAX; the blocks are cnnx_block_k's) and ``nc`` the number of columns of B whose kc x nc block stays in
    cache while every row tile of C passes over it. No panel of NR columns crosses a group of B's
    columns. The caller checked that the CPU supports ``isa``. */
 static void cnnx_gemm(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float* packed,
@@ -323,8 +336,7 @@ static void cnnx_gemm(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const floa
     cnnx_tile_fn tile = cnnx_tile_of(isa, &MR, &NR);
     ptrdiff_t mp = cnnx_packed_rows(isa, m), group = v->group > 0 ? v->group : n;
     ptrdiff_t jc, jend, p0, i0, j, t;
-    if (kc < 1 || kc > CNNX_KC_MAX)
-        kc = CNNX_KC_MAX;
+    kc = cnnx_block_k(k, kc);
     if (nc < NR)
         nc = NR;
     if (k == 0 && !accumulate) {
