@@ -17,7 +17,7 @@ from cnnx.conv import ALGORITHMS, SUPPORTED_KERNELS, ConvPlan, plan_conv, run_co
 # cnnx's own GEMM kernels this CPU runs (the portable one everywhere, AVX2 and AVX-512 where the
 # CPU has them): every test that runs every plan runs each of them too.
 OWN_KERNELS = [k for k in SUPPORTED_KERNELS if k != "blas"]
-OWN_ONLY = ("implicit_gemm", "implicit_backward")  # the algorithms that only run on them
+OWN_ONLY = ("implicit_gemm", "implicit_columns", "implicit_backward")  # the algorithms that only run on them
 
 
 def exact(message):
@@ -270,8 +270,11 @@ def test_plan_conv_chooses(case, forward, backward):
     x, f, b, dzdy, opts = make(case, np.float32)
     geom = validate_conv(x, f, b, **opts).geometry
     assert plan_conv(geom, np.float32, kernel="blas").algorithm == forward
-    own = forward in ("im2col_shifted", "im2col_gemm") and plan_conv(geom, np.float32).kernel != "blas"
-    assert plan_conv(geom, np.float32).algorithm == ("implicit_gemm" if own else forward)
+    chosen = plan_conv(geom, np.float32)
+    own = forward in ("im2col_shifted", "im2col_gemm") and chosen.kernel != "blas"
+    # On cnnx's kernels, output columns of whole tiles of rows run implicit_columns.
+    whole_tiles = own and geom.sy == 1 and geom.YH % cnnx._ext.conv.gemm_tile(chosen.kernel)[0] == 0
+    assert chosen.algorithm == ("implicit_columns" if whole_tiles else "implicit_gemm" if own else forward)
     assert plan_conv(geom, np.float64).algorithm == forward
     back = validate_conv(x, f, b, dzdy, **opts).geometry
     assert plan_conv(back, np.float32, True, kernel="blas").algorithm == backward
@@ -367,18 +370,23 @@ def test_own_kernels_match_reference_and_blas(case, kernel):
 
 def check_own_kernels_against_reference(case, seed):
     """Run ``case`` in float32 forward and backward with the plan vl_nnconv would choose on every
-    own kernel, compare with the reference; return the algorithms that ran."""
+    own kernel, and forward on implicit_columns too where it applies; compare with the reference;
+    return the algorithms that ran."""
     x, f, b, dzdy, opts = make(case, np.float32, seed=seed)
     want = {False: (reference_conv(x, f, b, **opts),), True: reference_conv(x, f, b, dzdy, **opts)}
     ran = set()
     for problem in (validate_conv(x, f, b, **opts), validate_conv(x, f, b, dzdy, **opts)):
         for kernel in OWN_KERNELS:
             plan = plan_conv(problem.geometry, np.float32, problem.backward, kernel=kernel)
-            ran.add(plan.algorithm)
-            got = run_conv(problem, plan)
-            for g, wv in zip(got if problem.backward else (got,), want[problem.backward]):
-                np.testing.assert_allclose(np.reshape(g, wv.shape), wv, rtol=1e-4,
-                                           atol=1e-4 * np.abs(wv).max() + 1e-6, err_msg=f"{case} {plan}")
+            plans = [plan]
+            if not problem.backward and ALGORITHMS["implicit_columns"][1](problem.geometry):
+                plans.append(replace(plan, algorithm="implicit_columns", batch=1, block_cols=0))
+            for plan in plans:
+                ran.add(plan.algorithm)
+                got = run_conv(problem, plan)
+                for g, wv in zip(got if problem.backward else (got,), want[problem.backward]):
+                    np.testing.assert_allclose(np.reshape(g, wv.shape), wv, rtol=1e-4,
+                                               atol=1e-4 * np.abs(wv).max() + 1e-6, err_msg=f"{case} {plan}")
     return ran
 
 
@@ -418,7 +426,7 @@ def test_implicit_gemms_on_wide_padding_and_dilation():
         case = ((h, w, fc * groups, int(rng.integers(1, 3))), (fh, fw, fc, kg * groups), pad, stride, dil)
         ran |= check_own_kernels_against_reference(case, int(rng.integers(1 << 30)))
     if OWN_KERNELS:
-        assert {"implicit_gemm", "implicit_backward"} <= ran
+        assert {"implicit_gemm", "implicit_columns", "implicit_backward"} <= ran
 
 
 def test_kernel_choice():
@@ -789,9 +797,11 @@ def test_implicit_gemm_skips_padding_only_for_finite_factors():
     for kernel in OWN_KERNELS:
         fwd = validate_conv(x, f, b, pad=1)
         bwd = validate_conv(x, f, b, dzdy, pad=1)
-        y = run_conv(fwd, plan_conv(fwd.geometry, np.float32, False, kernel=kernel))
+        plan = plan_conv(fwd.geometry, np.float32, False, kernel=kernel)
+        y = run_conv(fwd, plan)
+        y_columns = run_conv(fwd, replace(plan, algorithm="implicit_columns"))
         got = run_conv(bwd, plan_conv(bwd.geometry, np.float32, True, kernel=kernel))
-        for g, w in zip((y,) + tuple(got[1:]), (want_y,) + tuple(want[1:])):
+        for g, w in zip((y, y_columns) + tuple(got[1:]), (want_y, want_y) + tuple(want[1:])):
             g = np.reshape(g, w.shape)
             np.testing.assert_array_equal(np.isnan(g), np.isnan(w), err_msg=kernel)
             np.testing.assert_array_equal(np.isinf(g), np.isinf(w), err_msg=kernel)

@@ -55,6 +55,11 @@ cdef extern from "gemm.h" nogil:
                        Py_ssize_t ldc, Py_ssize_t kc, Py_ssize_t nc)
     double cnnx_fma_loop(int isa, long iterations, float* sink)
 
+cdef extern from "columns.h" nogil:
+    void cnnx_column_tile(int isa, int nr, Py_ssize_t n_seg, const Py_ssize_t* seg, Py_ssize_t run,
+                          Py_ssize_t du, const float* x, const float* fp, const float* bias, float* y,
+                          Py_ssize_t ldy)
+
 cdef extern from "transpose.h" nogil:
     void cnnx_transpose_init()
     void cnnx_transpose_f32(const float* a, Py_ssize_t lda, Py_ssize_t rows, Py_ssize_t cols, float* t,
@@ -636,6 +641,157 @@ def conv_forward_implicit(x, *args):
     """Check that ``x`` is float32 (the own kernels' type), then run ``_conv_forward_implicit``."""
     _check_float32("conv_forward_implicit", x)
     return _conv_forward_implicit(x, *args)
+
+
+cdef inline void pad_columns(const float* x, const Geom* g, Py_ssize_t c0, Py_ssize_t Hp, Py_ssize_t Wp,
+                             float* xp) noexcept nogil:
+    """xp[r + Hp*(j + Wp*c)] = xpad[r - PT, j - PL, c0 + c] of one image for the Hp x Wp padded
+    pixels the tiles read: MatConvNet's own H-major layout, zeros outside the H x W image."""
+    cdef Py_ssize_t c, j, col, r0, r1
+    cdef float* d
+    r0 = min(Hp, max(0, g.PT))
+    r1 = max(r0, min(Hp, g.PT + g.H))
+    for c in range(g.FC):
+        for j in range(Wp):
+            d = xp + Hp * (j + Wp * c)
+            col = j - g.PL
+            if col < 0 or col >= g.W:
+                memset(d, 0, Hp * sizeof(float))
+                continue
+            memset(d, 0, r0 * sizeof(float))
+            memcpy(d + r0, x + (c0 + c) * g.H * g.W + g.H * col + r0 - g.PT, (r1 - r0) * sizeof(float))
+            memset(d + r1, 0, (Hp - r1) * sizeof(float))
+
+
+cdef void columns_image(const float* xn, const float* packed, const Py_ssize_t* segs, const ColumnSpan* spans,
+                        Py_ssize_t n_spans, const float* b, float* yn, const Geom* g, Py_ssize_t gi, Py_ssize_t Hp,
+                        Py_ssize_t Wp, Py_ssize_t MR, Py_ssize_t NR, float* xp, float* scratch,
+                        int isa) noexcept nogil:
+    """One image and group of _conv_forward_columns: every span's output columns, filter panel by
+    panel (its packed weights stay in L1 over the columns), MR rows of a column per tile; a last
+    tile short of MR rows runs on ``scratch``, whose rows that exist are copied out."""
+    cdef Py_ssize_t s, k0, k1, j, t, i0, rows, k, n_seg, taps, at = 0, seg_at = 0
+    cdef Py_ssize_t panels = (g.Kg + NR - 1) // NR, panel
+    cdef const float* fp
+    cdef const float* bias
+    cdef float* yt
+    pad_columns(xn, g, gi * g.FC, Hp, Wp, xp)
+    for s in range(n_spans):
+        n_seg = g.FC * (spans[s].v1 - spans[s].v0)
+        taps = n_seg * g.FH
+        for panel in range(panels):
+            k0 = panel * g.Kg // panels
+            k1 = (panel + 1) * g.Kg // panels
+            fp = packed + at + taps * k0
+            bias = b + gi * g.Kg + k0 if b != NULL else NULL
+            for j in range(spans[s].j0, spans[s].j1):
+                for t in range((g.YH + MR - 1) // MR):
+                    i0 = t * MR
+                    rows = min(MR, g.YH - i0)
+                    yt = yn + (gi * g.Kg + k0) * g.P + j * g.YH + i0
+                    if rows == MR:
+                        cnnx_column_tile(isa, <int> (k1 - k0), n_seg, segs + seg_at, g.FH, g.DY,
+                                         xp + Hp * g.SX * j + i0, fp, bias, yt, g.P)
+                        continue
+                    cnnx_column_tile(isa, <int> (k1 - k0), n_seg, segs + seg_at, g.FH, g.DY,
+                                     xp + Hp * g.SX * j + i0, fp, bias, scratch, MR)
+                    for k in range(k1 - k0):
+                        memcpy(yt + k * g.P, scratch + k * MR, rows * sizeof(float))
+        at += taps * g.Kg
+        seg_at += n_seg
+
+
+cdef void pack_column_filters(const float* f, const Geom* g, Py_ssize_t gi, Py_ssize_t v0, Py_ssize_t v1,
+                              Py_ssize_t NR, float* out) noexcept nogil:
+    """Group gi's filters over filter columns [v0, v1) for columns_image: panel by panel (as
+    columns_image cuts them), each tap (c, v, u) in that order with the panel's filters after
+    one another. F is FH x FW x FC x K, Fortran order."""
+    cdef Py_ssize_t panels = (g.Kg + NR - 1) // NR, panel, k0, k1, c, v, u, k, t
+    cdef Py_ssize_t taps = g.FC * (v1 - v0) * g.FH
+    for panel in range(panels):
+        k0 = panel * g.Kg // panels
+        k1 = (panel + 1) * g.Kg // panels
+        t = 0
+        for c in range(g.FC):
+            for v in range(v0, v1):
+                for u in range(g.FH):
+                    for k in range(k0, k1):
+                        out[taps * k0 + t * (k1 - k0) + k - k0] = f[u + g.FH * (v + g.FW * (c + g.FC * (gi * g.Kg + k)))]
+                    t += 1
+
+
+def _conv_forward_columns(const float[::1] x, const float[::1] f, const float[::1] b, float[::1] y, tuple sizes,
+                          bint has_bias, bint skip_padding, int isa, int n_threads):
+    """Y = X (*) F + B (float32, vertical stride 1) with the output pixels of an image column as the
+    tiles' vectors (columns.h): each image padded in its own H-major layout (pad_columns, no
+    transpose), the filters packed once (per group, span of output columns and panel of at most NR
+    filters: taps channel by channel, filter column by filter column, row by row), Y written in
+    place. ``skip_padding`` (the caller checked that F is finite, so that 0 * F is 0): output
+    columns skip the filter columns that only reach left or right padding (column_spans)."""
+    cdef Geom g = make_geom(sizes)
+    cdef int MR, NR
+    cnnx_tile_of(isa, &MR, &NR)
+    cdef Py_ssize_t Hp = (g.YH + MR - 1) // MR * MR + (g.FH - 1) * g.DY
+    cdef Py_ssize_t Wp = (g.YW - 1) * g.SX + (g.FW - 1) * g.DX + 1
+    cdef Py_ssize_t n, gi, s, c, v, u, k, n_spans = 0, n_segs = 0, per_group = 0, at, seg_at
+    cdef ColumnSpan* spans = <ColumnSpan*> malloc((2 * g.FW - 1) * sizeof(ColumnSpan))
+    cdef Py_ssize_t* segs = NULL
+    cdef float* packed = NULL
+    cdef float* xp
+    cdef float* scratch
+    cdef int failed[1]
+    failed[0] = 0
+    if spans != NULL:
+        n_spans = column_spans(g.YW, -g.PL, g.SX, g.W, g.DX, g.FW, skip_padding, spans)
+        for s in range(n_spans):
+            n_segs += g.FC * (spans[s].v1 - spans[s].v0)
+        per_group = n_segs * g.FH * g.Kg
+        segs = <Py_ssize_t*> malloc(max(1, n_segs) * sizeof(Py_ssize_t))
+        packed = <float*> malloc(max(1, g.G * per_group) * sizeof(float))
+    if packed == NULL or segs == NULL:
+        free(spans)
+        free(segs)
+        free(packed)
+        raise MemoryError("vl_nnconv: cannot allocate the packed filters")
+    with nogil:
+        # Per span: one segment per (channel, filter column), and the weights of each panel of
+        # filters tap after tap in the same order (k fastest within a panel).
+        seg_at = 0
+        at = 0
+        for s in range(n_spans):
+            for c in range(g.FC):
+                for v in range(spans[s].v0, spans[s].v1):
+                    segs[seg_at + c * (spans[s].v1 - spans[s].v0) + v - spans[s].v0] = Hp * (v * g.DX + Wp * c)
+            for gi in range(g.G):
+                pack_column_filters(&f[0], &g, gi, spans[s].v0, spans[s].v1, NR,
+                                    packed + gi * per_group + at)
+            at += g.FC * (spans[s].v1 - spans[s].v0) * g.FH * g.Kg
+            seg_at += g.FC * (spans[s].v1 - spans[s].v0)
+        with parallel(num_threads=n_threads):
+            xp = <float*> malloc(g.FC * Hp * Wp * sizeof(float))
+            scratch = <float*> malloc(MR * NR * sizeof(float))
+            if xp == NULL or scratch == NULL:
+                failed[0] = 1
+            for n in prange(g.N, schedule="dynamic"):
+                if failed[0]:
+                    continue
+                for gi in range(g.G):
+                    columns_image(&x[0] + n * g.HWC, packed + gi * per_group, segs, spans, n_spans,
+                                  &b[0] if has_bias else NULL, &y[0] + n * g.P * g.K, &g, gi, Hp, Wp, MR, NR,
+                                  xp, scratch, isa)
+            free(xp)
+            free(scratch)
+    free(packed)
+    free(segs)
+    free(spans)
+    if failed[0]:
+        raise MemoryError("vl_nnconv: cannot allocate the column tiles' buffers")
+
+
+def conv_forward_columns(x, *args):
+    """Check that ``x`` is float32 (the own kernels' type), then run ``_conv_forward_columns``."""
+    _check_float32("conv_forward_columns", x)
+    return _conv_forward_columns(x, *args)
 
 
 cdef inline void transpose_into(const floating* a, Py_ssize_t rows, Py_ssize_t cols, floating* t,
