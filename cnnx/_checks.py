@@ -59,6 +59,35 @@ def like(x, name, fname, reference, ref_name):
     return arr
 
 
+def can_hold(out, reference):
+    """Whether ``out`` can take a result shaped like ``reference``: a writeable, aligned,
+    Fortran-contiguous array of its dtype and shape."""
+    return (isinstance(out, np.ndarray) and out.dtype == reference.dtype and out.shape == reference.shape
+            and out.flags.f_contiguous and out.flags.writeable and out.flags.aligned)
+
+
+def result_array(fname, out, reference, *inputs):
+    """The array an elementwise block writes its result into: ``out`` (checked with
+    :func:`can_hold`; it may be one of ``inputs`` itself, but not overlap one partly), or a new
+    Fortran-ordered one shaped like ``reference`` when ``out`` is None."""
+    if out is None:
+        return np.empty(reference.shape, dtype=reference.dtype, order="F")
+    if not isinstance(out, np.ndarray) or out.dtype != reference.dtype:
+        kind = f"a {out.dtype} array" if isinstance(out, np.ndarray) else type(out).__name__
+        raise TypeError(f"{fname}: OUT must be a {reference.dtype} array, got {kind}")
+    if not can_hold(out, reference):
+        faults = [fault for fault, bad in ((f"has shape {out.shape}", out.shape != reference.shape),
+                                           ("is not Fortran-contiguous", not out.flags.f_contiguous),
+                                           ("is read-only", not out.flags.writeable),
+                                           ("is not aligned", not out.flags.aligned)) if bad]
+        raise ValueError(f"{fname}: OUT must be a writeable, aligned, Fortran-contiguous array of shape "
+                         f"{reference.shape}; it {', '.join(faults)}")
+    for arr in inputs:
+        if np.may_share_memory(out, arr) and out.ctypes.data != arr.ctypes.data:
+            raise ValueError(f"{fname}: OUT overlaps an input without being it")
+    return out
+
+
 def shape4(arr, name, fname):
     """Return ``arr``'s shape as MATLAB's (H, W, C, N), padding dropped trailing singleton dimensions.
 

@@ -7,7 +7,7 @@ All but PReLU are one elementwise kernel (``cnnx._ext.activations.elementwise_fo
 """
 import numpy as np
 
-from ._checks import as_float_array, common_dtype, like, shape4
+from ._checks import as_float_array, common_dtype, like, result_array, shape4
 from ._ext import activations as _kernels
 from ._options import Option, parse_options, take_derivative
 from ._threads import threads_for
@@ -15,7 +15,7 @@ from ._threads import threads_for
 # The elementwise kernel's codes of its activations.
 _Activation = _kernels.Activation
 
-_RELU_OPTIONS = {"leak": Option("float", 0.0)}
+_RELU_OPTIONS = {"leak": Option("float", 0.0), "out": Option("any")}
 # Up to 2^52, leak + (1 - leak), the kernel's (and MatConvNet's) slope for x > 0, is exactly 1.
 _MAX_LEAK = 2.0**52
 
@@ -52,18 +52,23 @@ def vl_nnrelu(x, *args, **kwargs):
     Leak : 0
         Slope for x <= 0, from 0 to 2^52 (a negative leak would break the ``y``-for-``x``
         substitution above; beyond 2^52 the slope 1 of x > 0 would be lost to rounding).
+    Out : None
+        (cnnx only.) The array to write the result into instead of a new one: writeable, aligned,
+        Fortran-contiguous, of x's shape and dtype; it may be x or dzdy itself (``vl_simplenn``
+        overwrites so the arrays it frees), but not overlap one of them otherwise.
 
     Returns
     -------
-    y or dzdx : ndarray, shape and dtype of x, Fortran-ordered
+    y or dzdx : ndarray, shape and dtype of x, Fortran-ordered (``Out`` when given)
 
     Raises
     ------
     TypeError
-        If x or dzdy is not float32/float64, their dtypes differ, or an option is unknown.
+        If x or dzdy is not float32/float64, their dtypes differ, an option is unknown, or Out is
+        not an array of x's dtype.
     ValueError
-        If dzdy's shape differs from x's, or Leak is NaN or outside [0, 2^52]. (An empty x gives
-        an empty result.)
+        If dzdy's shape differs from x's, Leak is NaN or outside [0, 2^52], or Out is not shaped
+        and laid out as above. (An empty x gives an empty result.)
 
     Notes
     -----
@@ -81,25 +86,29 @@ def vl_nnrelu(x, *args, **kwargs):
     array([[-1.,  3.]], dtype=float32)
     >>> vl_nnrelu(x, np.ones_like(x))
     array([[0., 1.]], dtype=float32)
+    >>> y = vl_nnrelu(x, out=x)
+    >>> y is x, x
+    (True, array([[0., 3.]], dtype=float32))
     """
     fname = "vl_nnrelu"
     dzdy, args, kwargs = take_derivative(args, kwargs, fname)
-    leak = parse_options(fname, args, kwargs, _RELU_OPTIONS)["leak"] if args or kwargs else 0.0
-    if not 0 <= leak <= _MAX_LEAK:  # also refuses NaN and inf
-        raise ValueError(f"{fname}: Leak must be a number from 0 to 2^52, got {leak!r}")
-    return _elementwise(fname, _Activation.RELU, x, dzdy, leak)
+    opts = parse_options(fname, args, kwargs, _RELU_OPTIONS)
+    if not 0 <= opts["leak"] <= _MAX_LEAK:  # also refuses NaN and inf
+        raise ValueError(f"{fname}: Leak must be a number from 0 to 2^52, got {opts['leak']!r}")
+    return _elementwise(fname, _Activation.RELU, x, dzdy, opts["leak"], out=opts["out"])
 
 
-def _elementwise(fname, kind, x, dzdy, p=0.0, q=0.0):
+def _elementwise(fname, kind, x, dzdy, p=0.0, q=0.0, out=None):
     """The elementwise kernel's activation ``kind`` (with its parameters p, q) of x: y, or dzdx
-    given dzdy."""
+    given dzdy; written into ``out`` when given (see ``cnnx._checks.result_array``)."""
     x = as_float_array(x, "X", fname)
     n_threads = threads_for(x.size)
-    out = np.empty(x.shape, dtype=x.dtype, order="F")
     if dzdy is None:
+        out = result_array(fname, out, x, x)
         _kernels.elementwise_forward(kind, np.asfortranarray(x), out, p, q, n_threads)
     else:
         dzdy = like(dzdy, "DZDY", fname, x, "X")
+        out = result_array(fname, out, x, x, dzdy)
         _kernels.elementwise_backward(kind, np.asfortranarray(x), np.asfortranarray(dzdy), out, p, q, n_threads)
     return out
 

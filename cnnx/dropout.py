@@ -4,7 +4,7 @@ import numbers
 
 import numpy as np
 
-from ._checks import as_float_array, like
+from ._checks import as_float_array, like, result_array
 from ._ext import dropout as _kernels
 from ._options import Option, parse_options, take_derivative
 from ._threads import threads_for
@@ -14,6 +14,7 @@ _OPTIONS = {
     "mask": Option("any", None),
     "seed": Option("any", None),
     "rng": Option("any", None),
+    "out": Option("any", None),
 }
 
 # Seeds for calls that give neither Seed nor Rng.
@@ -35,6 +36,12 @@ def _draw_seed(fname, seed, rng):
     elif not isinstance(rng, np.random.Generator):
         raise TypeError(f"{fname}: Rng must be a numpy.random.Generator, got {type(rng).__name__}")
     return int(rng.integers(2**64, dtype=np.uint64))
+
+
+def _check_not_mask(fname, out, mask):
+    """Out must leave the mask intact: the caller keeps it for backward."""
+    if np.may_share_memory(out, mask):
+        raise ValueError(f"{fname}: OUT must not overlap MASK")
 
 
 def vl_nndropout(x, *args, **kwargs):
@@ -67,22 +74,28 @@ def vl_nndropout(x, *args, **kwargs):
     Rng : None
         numpy.random.Generator from which a seed is drawn. Without Seed or Rng the seed comes from
         a generator of this module, seeded from the operating system.
+    Out : None
+        (cnnx only.) The array to write y or dzdx into instead of a new one: writeable, aligned,
+        Fortran-contiguous, of x's shape and dtype; it may be x or dzdy itself (``vl_simplenn``
+        overwrites so the arrays it frees), but not the mask, nor overlap an input otherwise.
+        The backward call reads only x's shape and dtype, so the mask may stand in for x.
 
     Returns
     -------
     y, mask : ndarray, shape and dtype of x, Fortran-ordered
-        Forward outputs.
+        Forward outputs (y is Out when given).
     dzdx : ndarray, shape and dtype of x
-        Backward output.
+        Backward output (Out when given).
 
     Raises
     ------
     TypeError
         If x, dzdy or Mask is not float32/float64 or their dtypes differ, Seed is not an integer,
-        Rng is not a Generator, or an option is unknown.
+        Rng is not a Generator, an option is unknown, or Out is not an array of x's dtype.
     ValueError
         If Rate is outside [0, 1), dzdy or Mask has the wrong shape, the backward call has no Mask,
-        Seed is out of range, or Seed/Rng are combined with each other or with Mask.
+        Seed is out of range, Seed/Rng are combined with each other or with Mask, or Out is not
+        shaped and laid out as above, is the mask or overlaps an input partly.
 
     Notes
     -----
@@ -112,7 +125,6 @@ def vl_nndropout(x, *args, **kwargs):
     rate = opts["rate"]
     x = as_float_array(x, "X", fname)
     n_threads = threads_for(x.size)
-    out = np.empty(x.shape, dtype=x.dtype, order="F")
     mask = opts["mask"]
     if isinstance(mask, (list, tuple)) and len(mask) == 0:
         mask = None  # MatConvNet's [] placeholder
@@ -124,9 +136,13 @@ def vl_nndropout(x, *args, **kwargs):
         if mask is None:
             raise ValueError(f"{fname}: the backward call needs the forward pass's MASK ('mask', mask)")
         dzdy = like(dzdy, "DZDY", fname, x, "X")
+        out = result_array(fname, opts["out"], x, dzdy)
+        _check_not_mask(fname, out, mask)
         _kernels.multiply(np.asfortranarray(mask), np.asfortranarray(dzdy), out, n_threads)
         return out
+    out = result_array(fname, opts["out"], x, x)
     if mask is not None:
+        _check_not_mask(fname, out, mask)
         _kernels.multiply(np.asfortranarray(mask), np.asfortranarray(x), out, n_threads)
         return out, mask
     seed = _draw_seed(fname, opts["seed"], opts["rng"])

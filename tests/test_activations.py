@@ -319,7 +319,7 @@ def test_errors_name_the_argument():
         vl_nnrelu(x, leak=float("nan"))
     with pytest.raises(TypeError, match=exact("vl_nnrelu: Leak must be a real number, got 'big'")):
         vl_nnrelu(x, "leak", "big")
-    with pytest.raises(TypeError, match=exact("vl_nnrelu: unknown option 'slope'. Valid options are: Leak")):
+    with pytest.raises(TypeError, match=exact("vl_nnrelu: unknown option 'slope'. Valid options are: Leak, Out")):
         vl_nnrelu(x, "slope", 0.1)
     with pytest.raises(TypeError, match=exact('vl_nnrelu: DZDY is given both positionally and as a keyword')):
         vl_nnrelu(x, x, dzdy=x)
@@ -347,3 +347,44 @@ def test_errors_name_the_argument():
         vl_nnprelu(np.ones(5, dtype=np.float32), np.ones(1, dtype=np.float32))
     with pytest.raises(TypeError, match=exact("vl_nnprelu: unknown option 'leak'; vl_nnprelu takes no options")):
         vl_nnprelu(x, np.ones(4, dtype=np.float32), "leak", 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("leak", [0.0, 0.3])
+def test_relu_out_writes_over_x_or_dzdy_with_the_same_bits(dtype, leak):
+    # vl_simplenn writes a ReLU's output over its freed input and its derivative over the freed
+    # output derivative: the results must be those of new arrays.
+    rng = np.random.default_rng(11)
+    x = np.asfortranarray(rng.standard_normal((5, 4, 3, 2)).astype(dtype))
+    dzdy = np.asfortranarray(rng.standard_normal(x.shape).astype(dtype))
+    y = vl_nnrelu(x, leak=leak)
+    dzdx = vl_nnrelu(x, dzdy, leak=leak)
+    target = x.copy(order="F")
+    assert vl_nnrelu(target, leak=leak, out=target) is target
+    assert target.tobytes() == y.tobytes()
+    target = dzdy.copy(order="F")
+    assert vl_nnrelu(x, target, "Leak", leak, "Out", target) is target
+    assert target.tobytes() == dzdx.tobytes()
+    other = np.empty_like(x, order="F")
+    assert vl_nnrelu(x, dzdy, leak=leak, out=other) is other
+    assert other.tobytes() == dzdx.tobytes()
+
+
+def test_relu_out_errors():
+    x = np.asfortranarray(np.ones((4, 3, 2), np.float32))
+    with pytest.raises(TypeError, match=exact("vl_nnrelu: OUT must be a float32 array, got a float64 array")):
+        vl_nnrelu(x, out=np.ones(x.shape))
+    with pytest.raises(TypeError, match=exact("vl_nnrelu: OUT must be a float32 array, got list")):
+        vl_nnrelu(x, out=[1.0])
+    layout = "vl_nnrelu: OUT must be a writeable, aligned, Fortran-contiguous array of shape (4, 3, 2); it {}"
+    with pytest.raises(ValueError, match=exact(layout.format("has shape (4, 3)"))):
+        vl_nnrelu(x, out=np.ones((4, 3), np.float32, order="F"))
+    with pytest.raises(ValueError, match=exact(layout.format("is not Fortran-contiguous"))):
+        vl_nnrelu(x, out=np.ones((4, 3, 2), np.float32))
+    frozen = x.copy(order="F")
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match=exact(layout.format("is read-only"))):
+        vl_nnrelu(x, out=frozen)
+    flat = np.ones(25, np.float32)
+    with pytest.raises(ValueError, match=exact("vl_nnrelu: OUT overlaps an input without being it")):
+        vl_nnrelu(flat[1:].reshape(x.shape, order="F"), out=flat[:24].reshape(x.shape, order="F"))

@@ -239,5 +239,44 @@ def test_errors_name_the_argument():
             'vl_nndropout: Seed and Rng draw a mask; they cannot be combined with Mask')):
         vl_nndropout(x, seed=1, mask=mask)
     with pytest.raises(TypeError, match=exact(
-            "vl_nndropout: unknown option 'probability'. Valid options are: Rate, Mask, Seed, Rng")):
+            "vl_nndropout: unknown option 'probability'. Valid options are: Rate, Mask, Seed, Rng, Out")):
         vl_nndropout(x, "probability", 0.5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_out_writes_over_x_or_dzdy_with_the_same_bits(dtype):
+    # vl_simplenn writes dropout's output over its freed input and its derivative over the freed
+    # output derivative; the backward call reads only x's shape and dtype, so the mask stands in.
+    rng = np.random.default_rng(12)
+    x = np.asfortranarray(rng.standard_normal((6, 5, 3, 2)).astype(dtype))
+    dzdy = np.asfortranarray(rng.standard_normal(x.shape).astype(dtype))
+    y, mask = vl_nndropout(x, rate=0.4, seed=9)
+    dzdx = vl_nndropout(x, dzdy, mask=mask)
+    target = x.copy(order="F")
+    written, same_mask = vl_nndropout(target, rate=0.4, seed=9, out=target)
+    assert written is target and target.tobytes() == y.tobytes() and same_mask.tobytes() == mask.tobytes()
+    target = x.copy(order="F")
+    written, given = vl_nndropout(target, "mask", mask, "out", target)
+    assert written is target and given is mask and target.tobytes() == y.tobytes()
+    target = dzdy.copy(order="F")
+    assert vl_nndropout(mask, target, mask=mask, out=target) is target
+    assert target.tobytes() == dzdx.tobytes()
+
+
+def test_out_errors():
+    x = np.asfortranarray(np.ones((4, 3, 2), np.float32))
+    y, mask = vl_nndropout(x, seed=1)
+    with pytest.raises(ValueError, match=exact("vl_nndropout: OUT must not overlap MASK")):
+        vl_nndropout(x, np.ones_like(x), mask=mask, out=mask)
+    with pytest.raises(ValueError, match=exact("vl_nndropout: OUT must not overlap MASK")):
+        vl_nndropout(x, mask=mask, out=mask)
+    with pytest.raises(TypeError, match=exact("vl_nndropout: OUT must be a float32 array, got a float64 array")):
+        vl_nndropout(x, seed=1, out=np.ones(x.shape, order="F"))
+    with pytest.raises(ValueError, match=exact(
+            "vl_nndropout: OUT must be a writeable, aligned, Fortran-contiguous array of shape (4, 3, 2); "
+            "it is not Fortran-contiguous")):
+        vl_nndropout(x, np.ones_like(x), mask=mask, out=np.ones((4, 3, 2), np.float32))
+    flat = np.ones(25, np.float32)
+    dzdy = flat[1:].reshape(x.shape, order="F")
+    with pytest.raises(ValueError, match=exact("vl_nndropout: OUT overlaps an input without being it")):
+        vl_nndropout(x, dzdy, mask=mask, out=flat[:24].reshape(x.shape, order="F"))
