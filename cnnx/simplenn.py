@@ -210,7 +210,12 @@ def vl_simplenn(net, x, *args, **kwargs):
         forward and backward keep ``res[0]``, ``res[-1]`` and every ``dzdw``. The output of a layer
         with ``precious = True`` and the output of a loss layer are kept. In a backward call the
         input of a ReLU is freed right after forward (it back-propagates from its output, as
-        MatConvNet's DagNN ReLU short circuit does) when the layer before does not read it.
+        MatConvNet's DagNN ReLU short circuit does) when the layer before does not read it, and
+        so is the input of a dropout layer (its backward reads only the mask, ``res[i + 1]['aux']``,
+        which is freed with the layer's output). (cnnx only.) A ReLU or dropout layer writes its
+        result over an array that is freed after it (its input in forward, its output derivative
+        in backward) when that array is held by nothing but ``res`` (see ``fresh_results`` of
+        :func:`register_layer_type`); never over ``x`` or ``dzdy``. The values are the same.
     Accumulate : False
         Add the parameter derivatives to those already in ``res`` instead of overwriting them.
     BackPropDepth : inf
@@ -263,7 +268,8 @@ def vl_simplenn(net, x, *args, **kwargs):
     conserve, accumulate, skip_forward = opts["conserve_memory"], opts["accumulate"], opts["skip_forward"]
     depth = limit(fname, "BackPropDepth", opts["back_prop_depth"])
     input_derivative = opts["input_derivative"]
-    ctx = {"mode": "test" if opts["mode"] == "test" else "normal", "rng": opts["rng"], "der_input": True}
+    ctx = {"mode": "test" if opts["mode"] == "test" else "normal", "rng": opts["rng"], "der_input": True,
+           "overwrite_input": False, "overwrite_der_output": False}
 
     # Structure only: the blocks check their options themselves (errors are tagged with the layer).
     layers = _tidy(net, fname, check_options=False)["layers"]
@@ -283,42 +289,60 @@ def vl_simplenn(net, x, *args, **kwargs):
 
     if not skip_forward:
         res[0]["x"] = x
+        owned = False  # res[i]['x'] is held by nothing but res (never so the caller's x)
         for i, layer in enumerate(layers):
+            entry = LAYER_TYPES[layer["type"]]
             start = time.perf_counter()
-            run_layer(fname, i, layer["name"], LAYER_TYPES[layer["type"]].forward, layer, res[i], res[i + 1], ctx)
             # Conserving memory, an input that no backward reads is freed: every input in a
             # forward-only pass, and the input of a layer that back-propagates from its output when
             # the layer before does not read it as its own output.
             needed = do_der and i >= first_backprop
-            if (needed and i > first_backprop and LAYER_TYPES[layer["type"]].backward_from_output(layer)
+            if (needed and i > first_backprop and entry.backward_from_output(layer)
                     and not LAYER_TYPES[layers[i - 1]["type"]].backward_reads_output):
                 needed = False
             forget = conserve and not needed
             if i > 0:
                 previous = layers[i - 1]
                 forget = forget and not LAYER_TYPES[previous["type"]].loss and not previous["precious"]
+            ctx["overwrite_input"] = forget and owned
+            run_layer(fname, i, layer["name"], entry.forward, layer, res[i], res[i + 1], ctx)
+            owned = _fresh(entry, res[i + 1]["x"], res[i]["x"], ctx["overwrite_input"])
             if forget:
                 res[i]["x"] = None
             res[i]["time"] = time.perf_counter() - start
+        ctx["overwrite_input"] = False
 
     if do_der:
         res[n]["dzdx"] = dzdy
+        owned = False  # res[i + 1]['dzdx'] is held by nothing but res (never so dzdy)
         for i in range(n - 1, first_backprop - 1, -1):
             layer = layers[i]
+            entry = LAYER_TYPES[layer["type"]]
             start = time.perf_counter()
             ctx["der_input"] = input_derivative or i != first_backprop
-            dzdw = run_layer(fname, i, layer["name"], LAYER_TYPES[layer["type"]].backward, layer, res[i], res[i + 1],
-                             ctx)
+            drop = conserve and not layer["precious"] and i != n - 1
+            ctx["overwrite_der_output"] = drop and owned
+            dzdw = run_layer(fname, i, layer["name"], entry.backward, layer, res[i], res[i + 1], ctx)
+            owned = _fresh(entry, res[i]["dzdx"], res[i + 1]["dzdx"], ctx["overwrite_der_output"])
             if dzdw is not None:
                 res[i]["dzdw"] = _accumulated(res[i]["dzdw"], dzdw) if accumulate else list(dzdw)
-            if conserve and not layer["precious"] and i != n - 1:
+            if drop:
                 res[i + 1]["dzdx"] = None
                 res[i + 1]["x"] = None
+                res[i + 1]["aux"] = None
             res[i]["backward_time"] = time.perf_counter() - start
+        ctx["overwrite_der_output"] = False
         if conserve and first_backprop > 0 and not layers[first_backprop]["precious"]:
             res[first_backprop]["dzdx"] = None
             res[first_backprop]["x"] = None
     return res
+
+
+def _fresh(entry, result, read, overwrote):
+    """Whether a layer's ``result`` is held by nothing but ``res``: its type declares
+    ``fresh_results`` and the result is not the array it ``read``, unless it was allowed to write
+    over that one (which ``res`` then frees)."""
+    return entry.fresh_results and (overwrote or not np.may_share_memory(result, read))
 
 
 def _accumulated(old, new):

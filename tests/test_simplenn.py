@@ -250,6 +250,183 @@ def test_conserve_memory_frees_relu_inputs_in_backward_calls(monkeypatch, leak, 
             np.testing.assert_array_equal(a, b)
 
 
+def nin_block(dtype=np.float64, seed=7):
+    """NIN's pattern: conv -> relu -> 1x1 conv -> relu -> max pool -> dropout -> conv -> softmaxloss."""
+    rng = np.random.default_rng(seed)
+    return {"layers": [
+        {"type": "conv", "name": "conv1", "weights": [randn(rng, 3, 3, 2, 4, dtype=dtype),
+                                                      randn(rng, 1, 4, dtype=dtype)], "pad": 1},
+        {"type": "relu", "name": "relu1"},
+        {"type": "conv", "name": "cccp1", "weights": [randn(rng, 1, 1, 4, 4, dtype=dtype),
+                                                      randn(rng, 1, 4, dtype=dtype)]},
+        {"type": "relu", "name": "relu2", "leak": 0.1},
+        {"type": "pool", "name": "pool1", "pool": [3, 3], "stride": 2},
+        {"type": "dropout", "name": "drop1", "rate": 0.5},
+        {"type": "conv", "name": "conv2", "weights": [randn(rng, 3, 3, 4, 3, dtype=dtype),
+                                                      randn(rng, 1, 3, dtype=dtype)]},
+        {"type": "softmaxloss", "name": "loss", "class": LABELS},
+    ]}
+
+
+@pytest.fixture
+def overwrites(monkeypatch):
+    """Spy on the relu and dropout layers: (pass, layer name, ctx's permission, whether the result
+    is the array it was given) for every call."""
+    seen = []
+
+    def spy(step, flag, given, result):
+        def run(layer, res_i, res_ip1, ctx):
+            before = given(res_i, res_ip1)
+            out = step(layer, res_i, res_ip1, ctx)
+            seen.append((flag[:4], layer["name"], ctx[flag], result(res_i, res_ip1) is before))
+            return out
+        return run
+
+    for kind in ("relu", "dropout"):
+        entry = LAYER_TYPES[kind]
+        monkeypatch.setattr(entry, "forward", spy(entry.forward, "overwrite_input", lambda a, b: a["x"],
+                                                  lambda a, b: b["x"]))
+        monkeypatch.setattr(entry, "backward", spy(entry.backward, "overwrite_der_output",
+                                                   lambda a, b: b["dzdx"], lambda a, b: a["dzdx"]))
+    return seen
+
+
+def assert_same_results(res, full):
+    """res (conserving memory) has full's bits wherever it kept a value."""
+    for r, f in zip(res, full):
+        for key in ("x", "dzdx"):
+            if r[key] is not None:
+                assert np.asarray(r[key]).tobytes() == np.asarray(f[key]).tobytes()
+        assert [a.tobytes() for a in r["dzdw"]] == [b.tobytes() for b in f["dzdw"]]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conserve_memory_writes_results_over_the_arrays_it_frees(overwrites, dtype):
+    # Conserving memory in a backward call, a ReLU writes its output over its input (freed by the
+    # short circuit), dropout its output over its input (which its backward does not read), and
+    # each its input derivative over its output derivative (freed after it): the same bits.
+    net = nin_block(dtype)
+    x = lenet_input(dtype)
+    dzdy = np.ones((), dtype)
+    full = vl_simplenn(net, x, dzdy, rng=np.random.default_rng(0))
+    assert all(not allowed and not written for _, _, allowed, written in overwrites)
+    overwrites.clear()
+    x_before = x.copy()
+    res = vl_simplenn(net, x, dzdy, conserve_memory=True, rng=np.random.default_rng(0))
+    assert overwrites == [("over", "relu1", True, True), ("over", "relu2", True, True),
+                          ("over", "drop1", True, True), ("over", "drop1", True, True),
+                          ("over", "relu2", True, True), ("over", "relu1", True, True)]
+    assert_same_results(res, full)
+    assert x.tobytes() == x_before.tobytes()
+
+
+def test_the_callers_arrays_are_never_written_over(overwrites):
+    # x and dzdy belong to the caller: a first ReLU (whose input a forward-only call frees) and a
+    # last one (given dzdy) compute new arrays.
+    rng = np.random.default_rng(8)
+    net = {"layers": [{"type": "relu", "name": "first"},
+                      {"type": "conv", "name": "conv", "weights": [randn(rng, 1, 1, 2, 2), randn(rng, 1, 2)]},
+                      {"type": "relu", "name": "last"}]}
+    x, dzdy = lenet_input(), randn(rng, 8, 8, 2, 3)
+    x_before, dzdy_before = x.copy(), dzdy.copy()
+    forward = vl_simplenn(net, x, conserve_memory=True)
+    both = vl_simplenn(net, x, dzdy, conserve_memory=True)
+    assert [(name, allowed) for _, name, allowed, _ in overwrites] == [
+        ("first", False), ("last", True), ("first", False), ("last", True), ("last", False), ("first", True)]
+    assert x.tobytes() == x_before.tobytes() and dzdy.tobytes() == dzdy_before.tobytes()
+    assert_same_results(forward, vl_simplenn(net, x))
+    assert_same_results(both, vl_simplenn(net, x, dzdy))
+
+
+@pytest.fixture
+def stashing_type():
+    """A layer type that passes its input on and keeps it (so declares no fresh results)."""
+    stash = []
+
+    def forward(layer, res_i, res_ip1, ctx):
+        stash.append(res_i["x"])
+        res_ip1["x"] = res_i["x"]
+
+    def backward(layer, res_i, res_ip1, ctx):
+        stash.append(res_ip1["dzdx"])
+        res_i["dzdx"] = res_ip1["dzdx"]
+
+    register_layer_type("stashing", forward, backward, backward_reads_output=False)
+    yield stash
+    del LAYER_TYPES["stashing"]
+
+
+def test_results_of_layers_without_fresh_results_are_not_written_over(overwrites, stashing_type):
+    rng = np.random.default_rng(9)
+    conv = {"type": "conv", "name": "conv", "weights": [randn(rng, 1, 1, 2, 2), randn(rng, 1, 2)]}
+    net = {"layers": [conv, {"type": "stashing", "name": "stash"}, {"type": "relu", "name": "relu"}, dict(conv)]}
+    x, dzdy = lenet_input(), randn(rng, 8, 8, 2, 3)
+    res = vl_simplenn(net, x, dzdy, conserve_memory=True)
+    assert [(name, allowed) for _, name, allowed, _ in overwrites] == [("relu", False), ("relu", True)]
+    full = vl_simplenn(net, x, dzdy)
+    assert stashing_type[0].tobytes() == full[1]["x"].tobytes()  # the conv output it kept
+    assert stashing_type[1].tobytes() == full[2]["dzdx"].tobytes()  # the relu derivative it kept
+    assert_same_results(res, full)
+    assert not LAYER_TYPES["stashing"].fresh_results
+    assert all(LAYER_TYPES[kind].fresh_results for kind in ("conv", "pool", "relu", "dropout"))
+
+
+def test_test_mode_dropout_passes_on_what_it_may_overwrite(overwrites):
+    # In test mode dropout passes its input on as its output: that array, freed as its input, is
+    # still only res's, so the ReLU after it writes over it; values as without conserving memory.
+    rng = np.random.default_rng(10)
+    net = {"layers": [{"type": "conv", "name": "conv", "weights": [randn(rng, 1, 1, 2, 2), randn(rng, 1, 2)]},
+                      {"type": "dropout", "name": "drop"}, {"type": "relu", "name": "relu"}]}
+    x = lenet_input()
+    res = vl_simplenn(net, x, conserve_memory=True, mode="test")
+    assert overwrites == [("over", "drop", True, True), ("over", "relu", True, True)]
+    assert_same_results(res, vl_simplenn(net, x, mode="test"))
+
+
+def test_conserve_memory_frees_dropout_inputs_and_masks(monkeypatch):
+    # Dropout's backward reads only its mask: conserving memory in a backward call, its input is
+    # freed after forward (the pooling before it does not read its output), and each mask after
+    # its layer's backward.
+    seen = []
+    conv = LAYER_TYPES["conv"]
+    forward = conv.forward
+
+    def spy(layer, res_i, res_ip1, ctx):
+        seen.append((layer["name"], res_i["x"] is None))
+        return forward(layer, res_i, res_ip1, ctx)
+
+    monkeypatch.setattr(conv, "forward", spy)
+    net, x = nin_block(), lenet_input()
+    res = vl_simplenn(net, x, 1.0, conserve_memory=True)
+    assert seen[-1] == ("conv2", False)
+    assert [r["aux"] is None for r in res] == [True] * len(res)
+    kept_all = vl_simplenn(net, x, 1.0)
+    assert kept_all[6]["aux"] is not None and kept_all[5]["x"] is not None
+
+
+def test_conserve_memory_backward_peak_is_about_two_activations():
+    # conv (1 -> 16 channels) -> relu -> conv (16 -> 1): conserving memory in a backward call,
+    # the ReLU writes its output over the conv output and its derivative over the second conv's
+    # input derivative, so no step holds more than two 16-channel activations (three without
+    # writing over: the ReLU's output, the derivative it gets and the one it computes).
+    rng = np.random.default_rng(6)
+    net = {"layers": [{"type": "conv", "weights": [randn(rng, 1, 1, 1, 16), randn(rng, 1, 16)]},
+                      {"type": "relu"},
+                      {"type": "conv", "weights": [randn(rng, 1, 1, 16, 1), randn(rng, 1, 1)]}]}
+    x = randn(rng, 64, 64, 1, 4)
+    dzdy = randn(rng, 64, 64, 1, 4)
+    activation = 16 * x.nbytes  # 2 MiB
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        res = vl_simplenn(net, x, dzdy, conserve_memory=True, input_derivative=False)
+        _, top = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert top < 2.3 * activation, top / activation
+    assert_same_results(res, vl_simplenn(net, x, dzdy, input_derivative=False))
+
+
 def test_precious_layer_keeps_its_output():
     net, x = lenet(), lenet_input()
     net["layers"][2]["precious"] = True  # relu1: its output is res[3]

@@ -10,7 +10,7 @@ from functools import partial
 
 import numpy as np
 
-from .._checks import is_placeholder
+from .._checks import can_hold, is_placeholder
 from .._options import (INT_OPTION_LIMIT, choice_value, real_number, truth_value, whole_numbers,
                         without_gpu_options)
 
@@ -450,6 +450,12 @@ def weight(layer, j):
     if j >= len(weights) or is_placeholder(weights[j]):
         return None
     return weights[j]
+
+
+def reusable(ctx, flag, arr, reference):
+    """``arr`` where ``vl_simplenn`` lets the layer write its result over it (``ctx[flag]``) and
+    it can hold a result shaped like ``reference``; else None (a new array)."""
+    return arr if ctx[flag] and can_hold(arr, reference) else None
 
 
 def check_array(where, label, value):

@@ -177,5 +177,5 @@ register_layer_type(
     "conv", _conv_forward, _conv_backward,
     defaults={"pad": 0, "stride": 1, "dilate": 1, "opts": []}, options=_CONV_OPTIONS,
     check=_conv_check, geometry=_conv_geometry, data_size=_conv_data_size, weight_ndims=Conv.param_ndims,
-    block=Conv, to_dagnn=_conv_to_dagnn, backward_reads_output=False,
+    block=Conv, to_dagnn=_conv_to_dagnn, backward_reads_output=False, fresh_results=True,
 )

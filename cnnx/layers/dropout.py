@@ -13,7 +13,7 @@ from functools import partial
 
 from .._options import validate_value
 from ..dropout import _OPTIONS as _BLOCK_OPTIONS, vl_nndropout
-from .base import ElementWise, Property, flag, real
+from .base import ElementWise, Property, flag, real, reusable
 from .registry import Conversion, register_layer_type
 
 
@@ -85,18 +85,24 @@ class DropOut(ElementWise):
 
 
 def _dropout_forward(layer, res_i, res_ip1, ctx):
+    x = res_i["x"]
     if ctx["mode"] == "test":
-        res_ip1["x"] = res_i["x"]
+        res_ip1["x"] = x
         return
     rng = {} if ctx["rng"] is None else {"rng": ctx["rng"]}
-    res_ip1["x"], res_ip1["aux"] = vl_nndropout(res_i["x"], rate=layer["rate"], **rng)
+    res_ip1["x"], res_ip1["aux"] = vl_nndropout(x, rate=layer["rate"], out=reusable(ctx, "overwrite_input", x, x),
+                                                **rng)
 
 
 def _dropout_backward(layer, res_i, res_ip1, ctx):
+    dzdy = res_ip1["dzdx"]
     if ctx["mode"] == "test":
-        res_i["dzdx"] = res_ip1["dzdx"]
+        res_i["dzdx"] = dzdy
     else:
-        res_i["dzdx"] = vl_nndropout(res_i["x"], res_ip1["dzdx"], mask=res_ip1["aux"])
+        # Backward reads neither the input nor the output (freed, conserving memory): the mask
+        # stands in for the input's shape and dtype.
+        mask = res_ip1["aux"]
+        res_i["dzdx"] = vl_nndropout(mask, dzdy, mask=mask, out=reusable(ctx, "overwrite_der_output", dzdy, mask))
 
 
 # The block's rule for the rate; checked on every vl_simplenn call, since a test-mode call does not
@@ -114,4 +120,4 @@ def _dropout_to_dagnn(layer):
 
 register_layer_type("dropout", _dropout_forward, _dropout_backward, defaults={"rate": 0.5},
                     options=_DROPOUT_OPTIONS, check=_dropout_check, block=DropOut, to_dagnn=_dropout_to_dagnn,
-                    backward_reads_output=False)
+                    backward_from_output=lambda layer: True, backward_reads_output=False, fresh_results=True)

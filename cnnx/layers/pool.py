@@ -125,4 +125,5 @@ register_layer_type(
     defaults={"pad": 0, "stride": 1, "method": "max", "opts": []}, options=_POOL_OPTIONS,
     check=_pool_check, geometry=lambda layer: {"support": pair(layer["pool"])},
     abbreviation=_pool_abbreviation, block=Pooling, to_dagnn=_pool_to_dagnn, backward_reads_output=False,
+    fresh_results=True,
 )

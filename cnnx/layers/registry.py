@@ -48,7 +48,7 @@ class LayerType:
 
     def __init__(self, name, forward, backward, defaults, options, tidy, check, geometry, data_size,
                  abbreviation, weight_ndims, weight_train_methods, loss, holds_functions, block, to_dagnn,
-                 backward_from_output, backward_reads_output):
+                 backward_from_output, backward_reads_output, fresh_results):
         self.name = name
         self.forward = forward
         self.backward = backward
@@ -67,6 +67,7 @@ class LayerType:
         self.to_dagnn = to_dagnn
         self.backward_from_output = backward_from_output
         self.backward_reads_output = backward_reads_output
+        self.fresh_results = fresh_results
 
     def __repr__(self):
         return f"LayerType({self.name!r})"
@@ -110,7 +111,8 @@ def register_block(block):
 def register_layer_type(name, forward, backward, *, defaults=None, options=None, tidy=None, check=None,
                         geometry=None, data_size=None, abbreviation=None, weight_ndims=(),
                         weight_train_methods=(), loss=False, holds_functions=False, block=None, to_dagnn=None,
-                        backward_from_output=None, backward_reads_output=True, replace=False):
+                        backward_from_output=None, backward_reads_output=True, fresh_results=False,
+                        replace=False):
     """Teach SimpleNN a layer type: how to run it, check it, show it and convert it to DagNN.
 
     Parameters
@@ -121,7 +123,10 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
         ``forward(layer, res_i, res_ip1, ctx)`` reads ``res_i['x']`` and stores the output in
         ``res_ip1['x']`` (and anything backward needs in ``res_ip1['aux']``). ``ctx`` is a dict with
         ``'mode'`` (``'normal'`` or ``'test'``), ``'rng'`` (the ``rng`` option of
-        :func:`vl_simplenn`) and ``'der_input'`` (False when backward may skip ``res_i['dzdx']``).
+        :func:`vl_simplenn`), ``'der_input'`` (False when backward may skip ``res_i['dzdx']``),
+        ``'overwrite_input'`` (True when forward may write its output over ``res_i['x']``, which
+        is freed after it) and ``'overwrite_der_output'`` (True when backward may write
+        ``res_i['dzdx']`` over ``res_ip1['dzdx']``, likewise).
     backward : callable
         ``backward(layer, res_i, res_ip1, ctx)`` reads ``res_ip1['dzdx']`` (and ``res_i['x']``,
         ``res_ip1['x']``, ``res_ip1['aux']``), stores the input derivative in ``res_i['dzdx']`` and
@@ -185,6 +190,12 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
     backward_reads_output : bool, default True
         Whether backward may read ``res_ip1['x']``, the layer's own output (so that it is never
         freed for the next layer's ``backward_from_output``).
+    fresh_results : bool, default False
+        Whether ``forward`` stores in ``res_ip1['x']``, and ``backward`` in ``res_i['dzdx']``,
+        either an array that nothing else holds or the very array it read (``res_i['x']``,
+        ``res_ip1['dzdx']``). :func:`vl_simplenn`, conserving memory, then lets the next layer
+        write its result over such an array where it frees it (``ctx['overwrite_input']``,
+        ``ctx['overwrite_der_output']``).
     replace : bool, default False
         Allow replacing an already registered type.
 
@@ -224,6 +235,7 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
         register_block(block)
     entry = LayerType(name, forward, backward, defaults, options, tidy, check, geometry, data_size,
                       abbreviation or name, weight_ndims, weight_train_methods, loss, holds_functions, block,
-                      to_dagnn, backward_from_output or (lambda layer: False), bool(backward_reads_output))
+                      to_dagnn, backward_from_output or (lambda layer: False), bool(backward_reads_output),
+                      bool(fresh_results))
     LAYER_TYPES[name] = entry
     return entry

@@ -8,7 +8,7 @@ True
 """
 from .._options import Option
 from ..activations import vl_nnrelu
-from .base import ElementWise, Property, WithOpts, flag, real
+from .base import ElementWise, Property, WithOpts, flag, real, reusable
 from .registry import Conversion, register_layer_type
 
 
@@ -66,13 +66,15 @@ class ReLU(WithOpts, ElementWise):
 
 
 def _relu_forward(layer, res_i, res_ip1, ctx):
-    res_ip1["x"] = vl_nnrelu(res_i["x"], leak=layer["leak"])
+    x = res_i["x"]
+    res_ip1["x"] = vl_nnrelu(x, leak=layer["leak"], out=reusable(ctx, "overwrite_input", x, x))
 
 
 def _relu_backward(layer, res_i, res_ip1, ctx):
     # The output has the input's sign pattern (leak >= 0), so it stands in for a freed input.
     x = res_i["x"] if res_i["x"] is not None else res_ip1["x"]
-    res_i["dzdx"] = vl_nnrelu(x, res_ip1["dzdx"], leak=layer["leak"])
+    dzdy = res_ip1["dzdx"]
+    res_i["dzdx"] = vl_nnrelu(x, dzdy, leak=layer["leak"], out=reusable(ctx, "overwrite_der_output", dzdy, x))
 
 
 def _relu_backward_from_output(layer):
@@ -86,5 +88,5 @@ def _relu_to_dagnn(layer):
 register_layer_type(
     "relu", _relu_forward, _relu_backward, defaults={"leak": 0.0},
     options={"leak": Option("float")}, block=ReLU, to_dagnn=_relu_to_dagnn,
-    backward_from_output=_relu_backward_from_output,
+    backward_from_output=_relu_backward_from_output, fresh_results=True,
 )
