@@ -478,8 +478,10 @@ class _SimpleNNModel:
         layers = self.net["layers"]
         layers[self.loss]["class"] = labels
         dzdy = np.ones((), dtype=images.dtype) if train else None
+        # Unless accumulating, the last batch's res is spent: free it before this one is computed.
+        previous, self._res = (self._res if accumulate else None), None
         self._res = self._forward(
-            self.net, images, dzdy, self._res if accumulate else None,
+            self.net, images, dzdy, previous,
             mode="normal" if train else "test", conserve_memory=self.opts["conserve_memory"],
             accumulate=accumulate, back_prop_depth=self.opts["back_prop_depth"], rng=self.rng,
             input_derivative=False,

@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -177,6 +178,32 @@ def test_sub_batches_give_the_same_update(gaussians):
     for a, b in zip(weights_of(runs[0][0]), weights_of(runs[1][0])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     assert runs[0][1]["train"][0]["objective"] == pytest.approx(runs[1][1]["train"][0]["objective"], rel=1e-6)
+
+
+@pytest.mark.parametrize("sub_batches", [1, 2])
+def test_the_last_batchs_results_are_freed_before_the_next(gaussians, monkeypatch, sub_batches):
+    # Outside a batch's sub-batches (which accumulate), the res of the last one is spent once its
+    # update is done: its derivatives must not stay alive through the next forward and backward.
+    imdb, init_w, init_b = gaussians
+    conv = train_module.LAYER_TYPES["conv"]
+    backward, forward = conv.backward, conv.forward
+    derivatives, alive = [], []
+
+    def spy_backward(layer, res_i, res_ip1, ctx):
+        ders = backward(layer, res_i, res_ip1, ctx)
+        derivatives.append(weakref.ref(ders[0]))
+        return ders
+
+    def spy_forward(layer, res_i, res_ip1, ctx):
+        alive.append(sum(ref() is not None for ref in derivatives))
+        return forward(layer, res_i, res_ip1, ctx)
+
+    monkeypatch.setattr(conv, "backward", spy_backward)
+    monkeypatch.setattr(conv, "forward", spy_forward)
+    cnn_train(logistic_net(init_w, init_b), imdb, simple_batch, batch_size=50, num_sub_batches=sub_batches,
+              num_epochs=1, learning_rate=0.01, exp_dir=None, val=[], **QUIET)
+    # every forward starts with no derivative of an earlier batch alive, but the sub-batch's own
+    assert alive == ([0, 1] * 4 if sub_batches == 2 else [0] * 4)
 
 
 @pytest.mark.parametrize("name", ["adam", "adagrad", "adadelta", "rmsprop"])
