@@ -429,6 +429,29 @@ def test_implicit_gemms_on_wide_padding_and_dilation():
         assert {"implicit_gemm", "implicit_columns", "implicit_backward"} <= ran
 
 
+@pytest.mark.skipif(not OWN_KERNELS, reason="no own kernel on this CPU")
+@pytest.mark.parametrize("tiles, extra_rows, wcn, filters, pad, stride, dilate", [
+    (2, 0, (9, 3, 3), (5, 5, 3, 13), [2, 2, 2, 2], [1, 1], [1, 1]),   # whole tiles, 2 filter panels
+    (0, 7, (6, 4, 2), (3, 3, 2, 14), [1, 2, 0, 3], [1, 2], [2, 1]),   # a short tile, groups, strides
+    (1, 5, (5, 2, 2), (4, 2, 2, 5), [0, 1, 2, 2], [1, 1], [1, 3]),    # a whole tile and a short one
+])
+def test_implicit_columns_on_whole_and_short_tiles(tiles, extra_rows, wcn, filters, pad, stride, dilate):
+    # implicit_columns stores whole tiles of MR output rows straight into Y and runs the last rows
+    # of a column on a scratch tile: both against the reference on every own kernel, with biases,
+    # uneven padding, groups, horizontal strides and dilations.
+    for kernel in OWN_KERNELS:
+        out_rows = tiles * cnnx._ext.conv.gemm_tile(kernel)[0] + extra_rows
+        height = out_rows + (filters[0] - 1) * dilate[0] - pad[0] - pad[1]
+        x, f, b, _, opts = make(((height,) + wcn, filters, pad, stride, dilate), np.float32, seed=out_rows)
+        problem = validate_conv(x, f, b, **opts)
+        assert problem.geometry.YH == out_rows
+        plan = replace(plan_conv(problem.geometry, np.float32, kernel=kernel), algorithm="implicit_columns",
+                       batch=1, block_cols=0)
+        want = reference_conv(x, f, b, **opts)
+        np.testing.assert_allclose(np.reshape(run_conv(problem, plan), want.shape), want, rtol=1e-4,
+                                   atol=1e-4 * np.abs(want).max(), err_msg=f"{kernel} {plan}")
+
+
 def test_kernel_choice():
     # float32 runs the widest own kernel where it beats BLAS (AVX-512 everywhere, AVX2 on the
     # one-column-of-taps algorithms), float64 and the fully connected algorithms run BLAS.
