@@ -716,7 +716,7 @@ cdef void pack_column_filters(const float* f, const Geom* g, Py_ssize_t gi, Py_s
             for v in range(v0, v1):
                 for u in range(g.FH):
                     for k in range(k0, k1):
-                        out[taps * k0 + t * (k1 - k0) + k - k0] = f[u + g.FH * (v + g.FW * (c + g.FC * (gi * g.Kg + k)))]
+                        out[taps * k0 + t * (k1 - k0) + k - k0] = f[u + g.FH * (v + g.FW * c) + g.Q * (gi * g.Kg + k)]
                     t += 1
 
 

@@ -323,9 +323,9 @@ static void cnnx_pack_a(int isa, ptrdiff_t m, ptrdiff_t k, const float* a, ptrdi
 /* C (m x n, column-major, ldc) = A (m x k) @ B (k x n, as ``v`` says), plus C's old values when
    ``accumulate``. A is either ``packed`` (cnnx_pack_a with the same isa and kc) or, when that is
    NULL, column-major at (a, lda), packed here panel by panel. ``kc`` bounds the inner-dimension
-   block (1 .. CNNX_KC_MAX; the blocks are cnnx_block_k's) and ``nc`` the number of columns of B whose kc x nc block stays in
-   cache while every row tile of C passes over it. No panel of NR columns crosses a group of B's
-   columns. The caller checked that the CPU supports ``isa``. */
+   block (1 .. CNNX_KC_MAX; the blocks are cnnx_block_k's) and ``nc`` is the number of columns of
+   B whose kc x nc block stays in cache while every row tile of C passes over it. No panel of NR
+   columns crosses a group of B's columns. The caller checked that the CPU supports ``isa``. */
 static void cnnx_gemm(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float* packed,
                       const float* a, ptrdiff_t lda, const cnnx_bview* v, int accumulate, float* c,
                       ptrdiff_t ldc, ptrdiff_t kc, ptrdiff_t nc)
