@@ -277,10 +277,25 @@ static ptrdiff_t cnnx_packed_rows(int isa, ptrdiff_t m)
 }
 
 /* The MR x pk panel of A (m x k, lda) at rows i0.., inner steps p0.., zero-padded to MR rows. */
+/* Whole columns of MR rows, MR a constant: the copies are inlined vector moves (a copy of a
+   run-time length is a call of memmove per column, 12% of a 1x1 convolution's time). */
+#define CNNX_PACK_WHOLE(MR)                                                                      \
+    for (p = 0; p < pk; p++, dst += MR)                                                          \
+        memcpy(dst, a + i0 + lda * (p0 + p), MR * sizeof(float));                               \
+    return;
+
 static void cnnx_pack_panel(const float* a, ptrdiff_t lda, ptrdiff_t m, ptrdiff_t i0, ptrdiff_t p0,
                             ptrdiff_t pk, int MR, float* dst)
 {
     ptrdiff_t mr = m - i0 < MR ? m - i0 : MR, p, i;
+    if (mr == MR) {
+        switch (MR) {
+        case 32: CNNX_PACK_WHOLE(32)
+        case 16: CNNX_PACK_WHOLE(16)
+        case 8: CNNX_PACK_WHOLE(8)
+        default: break;
+        }
+    }
     for (p = 0; p < pk; p++) {
         const float* col = a + i0 + lda * (p0 + p);
         for (i = 0; i < mr; i++)
