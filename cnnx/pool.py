@@ -1,4 +1,6 @@
 """MatConvNet's pooling block ``vl_nnpool``: max or average pooling of each channel."""
+from dataclasses import dataclass
+
 import numpy as np
 
 from ._checks import as_float_array, check_elements, common_dtype, fortran4, out_shape, shape4
@@ -8,14 +10,54 @@ from ._shapes import window_output_size
 from ._threads import POOL_ELEMENTS_PER_THREAD, threads_for_work
 
 _FNAME = "vl_nnpool"
-# The kernel keeps positions inside a window as C ints.
+# The kernel keeps positions inside a window, and max pooling's winners inside a plane, as C ints.
 _MAX_POOL = 2**31 - 2
+_MAX_MAX_PLANE = 2**31 - 1
 
 _OPTIONS = {
     "pad": Option("pad4", (0, 0, 0, 0)),
     "stride": Option("pair", (1, 1)),
     "method": Option("choice", "max", choices=("max", "avg")),
+    "winners": Option("any", None),
 }
+
+
+@dataclass(frozen=True, eq=False)
+class PoolWinners:
+    """Where the windows of a max pooling found their maxima: ``vl_nnpool(..., winners=True)``
+    returns it with the output, and its backward call takes it (``winners=``) instead of finding
+    them again in X, which it then no longer needs.
+
+    Attributes
+    ----------
+    index : ndarray, (YH, YW, C, N) int32
+        For each output, the index in its input plane (column-major, ``i + H*j``) of its window's
+        first maximum in column-major order, the cell that receives its derivative.
+    input_shape : tuple of int
+        The shape of the forward call's X (that of DZDX).
+    dtype : numpy.dtype
+        The dtype of X.
+    geometry : tuple
+        The forward call's pool, pad and stride, which the backward call must repeat.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnx import vl_nnpool
+    >>> x = np.arange(16, dtype=np.float32).reshape(4, 4, order='F')
+    >>> y, winners = vl_nnpool(x, 2, stride=2, winners=True)
+    >>> winners.index[:, :, 0, 0]
+    array([[ 5, 13],
+           [ 7, 15]], dtype=int32)
+    >>> vl_nnpool(None, 2, np.ones((2, 2), np.float32), stride=2, winners=winners)[:2, :2]
+    array([[0., 0.],
+           [0., 1.]], dtype=float32)
+    """
+
+    index: np.ndarray
+    input_shape: tuple
+    dtype: np.dtype
+    geometry: tuple
 
 
 def vl_nnpool(x, pool, *args, **kwargs):
@@ -27,6 +69,8 @@ def vl_nnpool(x, pool, *args, **kwargs):
         DZDX = vl_nnpool(X, POOL, DZDY, ...)
         Y = vl_nnpool(X, POOL, pad=PAD, stride=STRIDE, method=METHOD)
         DZDX = vl_nnpool(X, POOL, dzdy=DZDY, ...)
+        Y, WINNERS = vl_nnpool(X, POOL, ..., winners=True)       # max pooling (cnnx)
+        DZDX = vl_nnpool(X, POOL, DZDY, ..., winners=WINNERS)    # X may be None
 
     The window of output ``(i, j)`` (0-based) covers input rows
     ``[i*SY - PT, i*SY - PT + PH)`` and columns ``[j*SX - PL, j*SX - PL + PW)``, clipped to the
@@ -45,9 +89,10 @@ def vl_nnpool(x, pool, *args, **kwargs):
 
     Parameters
     ----------
-    x : array_like, (H, W, C, N) float32 or float64
+    x : array_like, (H, W, C, N) float32 or float64, or None
         Input. A 2-D or 3-D array is taken as N = 1 (and C = 1), as MATLAB drops trailing
-        singleton dimensions. Any memory order is accepted.
+        singleton dimensions. Any memory order is accepted. None in a backward call with
+        ``Winners``, which stand in for it.
     pool : int or sequence of 2 ints
         Window size, ``PH`` (square) or ``[PH, PW]``, each from 1 to 2^31 - 2.
     dzdy : array_like, (YH, YW, C, N), optional
@@ -61,6 +106,11 @@ def vl_nnpool(x, pool, *args, **kwargs):
         ``S`` or ``[SY, SX]``, each at least 1 and below 2^62.
     Method : 'max'
         ``'max'`` or ``'avg'``.
+    Winners : None
+        cnnx's, for max pooling. In a forward call, True also returns the :class:`PoolWinners`
+        (where each window's maximum lies; the output then takes MatConvNet's choice between +0
+        and -0 as well). In a backward call, those winners: the derivatives are routed to them
+        with the bits of finding them again, and X is not read.
 
     Options are MatConvNet name/value pairs (``'Pad', [0, 1, 0, 1]``; names case-insensitive) or
     Python keywords (``pad=...``).
@@ -69,6 +119,8 @@ def vl_nnpool(x, pool, *args, **kwargs):
     -------
     y : ndarray, (YH, YW, C, N)
         Forward call: the pooled input, Fortran order, dtype of ``x``; 3-D if ``x`` was 2-D or 3-D.
+    winners : PoolWinners
+        Forward call with ``Winners`` True: the winners, for the backward call.
     dzdx : ndarray, shape of ``x``
         Backward call: the derivative with respect to ``x``, Fortran order, dtype of ``x``.
 
@@ -82,7 +134,10 @@ def vl_nnpool(x, pool, *args, **kwargs):
         channels or images give an empty result), the pool, stride or pad are out of range
         (pool < 1 or above 2^31 - 2, stride < 1, pad < 0, pad >= pool, values that are not whole
         numbers below 2^62), the pool is larger than the padded input, ``dzdy`` does not have
-        the output's shape, or the method is not 'max' or 'avg'.
+        the output's shape, or the method is not 'max' or 'avg'; if ``Winners`` is given to
+        average pooling, is not True or False in a forward call, is not the ``PoolWinners`` of
+        a forward call of the same pool, pad, stride, dtype and X shape in a backward call, or a
+        max pooling's plane has 2^31 cells or more.
 
     Examples
     --------
@@ -103,9 +158,50 @@ def vl_nnpool(x, pool, *args, **kwargs):
     """
     dzdy, args, kwargs = take_derivative(args, kwargs, _FNAME)
     opts = parse_options(_FNAME, args, kwargs, _OPTIONS)
+    winners = opts["winners"]
+    if winners is not None and opts["method"] != "max":
+        raise ValueError(f"{_FNAME}: Winners are those of max pooling, but the Method is '{opts['method']}'")
+    if dzdy is not None and winners is not None:
+        return _route_to_winners(x, pool, dzdy, winners, opts)
+    if dzdy is None and not isinstance(winners, (bool, np.bool_, type(None))):
+        raise ValueError(f"{_FNAME}: Winners in a forward call must be True or False, got {type(winners).__name__}")
 
     x = as_float_array(x, "X", _FNAME)
     height, width, channels, images = shape4(x, "X", _FNAME)
+    geometry = _geometry(x.shape, height, width, pool, opts)
+    out_h, out_w = geometry[2:4]
+    check_elements(_FNAME, "the output", out_h, out_w, channels, images)
+    if opts["method"] == "max" and height * width > _MAX_MAX_PLANE:
+        raise ValueError(f"{_FNAME}: a max pooling's plane of X has {height} x {width} cells, "
+                         f"more than {_MAX_MAX_PLANE}")
+    planes = channels * images
+    average = opts["method"] == "avg"
+    n_threads = threads_for_work(x.size, POOL_ELEMENTS_PER_THREAD, most=planes)
+
+    x4 = fortran4(x, (height, width, channels, images))
+    if dzdy is None:
+        y = np.empty((out_h, out_w, channels, images), dtype=x.dtype, order="F")
+        index = np.empty(y.shape, dtype=np.int32, order="F") if winners else None
+        if planes:
+            _kernel.forward(_flat(x4), _flat(y), None if index is None else _flat(index), planes, *geometry,
+                            average, n_threads)
+        y = y.reshape(out_shape(y.shape, x.ndim), order="F")
+        if index is None:
+            return y
+        return y, PoolWinners(index, x.shape, x.dtype, _call_geometry(pool, opts))
+
+    dzdy = as_float_array(dzdy, "DZDY", _FNAME)
+    common_dtype(_FNAME, X=x, DZDY=dzdy)
+    dy4 = _dzdy4(dzdy, (out_h, out_w, channels, images))
+    dx = np.empty((height, width, channels, images), dtype=x.dtype, order="F")
+    if planes:
+        _kernel.backward(_flat(x4), _flat(dy4), _flat(dx), planes, *geometry, average, n_threads)
+    return dx.reshape(x.shape, order="F")
+
+
+def _geometry(shape, height, width, pool, opts):
+    """The kernels' geometry (H, W, YH, YW, PH, PW, SY, SX, PT, PL) of X's H x W planes (X of
+    ``shape``), after checking POOL and the options against them."""
     pool_y, pool_x = validate_value(_FNAME, "POOL", Option("pair"), pool)
     if max(pool_y, pool_x) > _MAX_POOL:
         raise ValueError(f"{_FNAME}: POOL {[pool_y, pool_x]} is too large (at most {_MAX_POOL})")
@@ -117,7 +213,7 @@ def vl_nnpool(x, pool, *args, **kwargs):
             "(top and bottom below PH, left and right below PW)"
         )
     if height == 0 or width == 0:
-        raise ValueError(f"{_FNAME}: X has zero height or width ({x.shape}); there is nothing to pool")
+        raise ValueError(f"{_FNAME}: X has zero height or width ({shape}); there is nothing to pool")
     padded_h = height + pad_top + pad_bottom
     padded_w = width + pad_left + pad_right
     if pool_y > padded_h or pool_x > padded_w:
@@ -125,29 +221,45 @@ def vl_nnpool(x, pool, *args, **kwargs):
             f"{_FNAME}: POOL {[pool_y, pool_x]} is larger than X with padding ({padded_h} x {padded_w})"
         )
     out_h, out_w = window_output_size(height, width, (pool_y, pool_x), opts["pad"], opts["stride"])
-    check_elements(_FNAME, "the output", out_h, out_w, channels, images)
-    planes = channels * images
-    geometry = (height, width, out_h, out_w, pool_y, pool_x, stride_y, stride_x, pad_top, pad_left)
-    average = opts["method"] == "avg"
-    n_threads = threads_for_work(x.size, POOL_ELEMENTS_PER_THREAD, most=planes)
+    return (height, width, out_h, out_w, pool_y, pool_x, stride_y, stride_x, pad_top, pad_left)
 
-    x4 = fortran4(x, (height, width, channels, images))
-    if dzdy is None:
-        y = np.empty((out_h, out_w, channels, images), dtype=x.dtype, order="F")
-        if planes:
-            _kernel.forward(_flat(x4), _flat(y), planes, *geometry, average, n_threads)
-        return y.reshape(out_shape(y.shape, x.ndim), order="F")
 
-    dzdy = as_float_array(dzdy, "DZDY", _FNAME)
-    common_dtype(_FNAME, X=x, DZDY=dzdy)
-    expected = (out_h, out_w, channels, images)
+def _call_geometry(pool, opts):
+    """What a backward call with winners must repeat of the forward call: pool, pad, stride."""
+    return (validate_value(_FNAME, "POOL", Option("pair"), pool), tuple(opts["pad"]), tuple(opts["stride"]))
+
+
+def _dzdy4(dzdy, expected):
+    """DZDY as a Fortran (YH, YW, C, N) array, after checking that it has the output's shape."""
     if shape4(dzdy, "DZDY", _FNAME) != expected:
         raise ValueError(f"{_FNAME}: DZDY has shape {dzdy.shape} but the output of the pooling is {expected}")
-    dy4 = fortran4(dzdy, expected)
-    dx = np.empty((height, width, channels, images), dtype=x.dtype, order="F")
-    if planes:
-        _kernel.backward(_flat(x4), _flat(dy4), _flat(dx), planes, *geometry, average, n_threads)
-    return dx.reshape(x.shape, order="F")
+    return fortran4(dzdy, expected)
+
+
+def _route_to_winners(x, pool, dzdy, winners, opts):
+    """The backward call with the winners of the forward call: DZDX without reading X."""
+    if not isinstance(winners, PoolWinners):
+        raise ValueError(f"{_FNAME}: Winners in a backward call must be the PoolWinners of the forward call, "
+                         f"got {type(winners).__name__}")
+    geometry = _call_geometry(pool, opts)
+    if geometry != winners.geometry:
+        raise ValueError(f"{_FNAME}: the Winners are of pool, pad and stride {winners.geometry}, "
+                         f"this call's are {geometry}")
+    if x is not None and np.shape(x) != winners.input_shape:
+        raise ValueError(f"{_FNAME}: X has shape {np.shape(x)} but the Winners are of an X of shape "
+                         f"{winners.input_shape}")
+    dzdy = as_float_array(dzdy, "DZDY", _FNAME)
+    if dzdy.dtype != winners.dtype:
+        raise TypeError(f"{_FNAME}: DZDY is {dzdy.dtype} but the Winners are of a {winners.dtype} X")
+    out_h, out_w, channels, images = winners.index.shape
+    dy4 = _dzdy4(dzdy, winners.index.shape)
+    height, width = (tuple(winners.input_shape) + (1, 1))[:2]
+    dx = np.empty((height, width, channels, images), dtype=dzdy.dtype, order="F")
+    if dx.size:
+        n_threads = threads_for_work(dx.size, POOL_ELEMENTS_PER_THREAD, most=channels * images)
+        _kernel.route(_flat(dy4), _flat(winners.index), _flat(dx), channels * images, height, width, out_h,
+                      out_w, n_threads)
+    return dx.reshape(winners.input_shape, order="F")
 
 
 def _flat(arr):

@@ -269,7 +269,7 @@ def vl_simplenn(net, x, *args, **kwargs):
     depth = limit(fname, "BackPropDepth", opts["back_prop_depth"])
     input_derivative = opts["input_derivative"]
     ctx = {"mode": "test" if opts["mode"] == "test" else "normal", "rng": opts["rng"], "der_input": True,
-           "overwrite_input": False, "overwrite_der_output": False}
+           "overwrite_input": False, "overwrite_der_output": False, "backward": False}
 
     # Structure only: the blocks check their options themselves (errors are tagged with the layer).
     layers = _tidy(net, fname, check_options=False)["layers"]
@@ -305,12 +305,13 @@ def vl_simplenn(net, x, *args, **kwargs):
                 previous = layers[i - 1]
                 forget = forget and not LAYER_TYPES[previous["type"]].loss and not previous["precious"]
             ctx["overwrite_input"] = forget and owned
+            ctx["backward"] = do_der and i >= first_backprop
             run_layer(fname, i, layer["name"], entry.forward, layer, res[i], res[i + 1], ctx)
             owned = _fresh(entry, res[i + 1]["x"], res[i]["x"], ctx["overwrite_input"])
             if forget:
                 res[i]["x"] = None
             res[i]["time"] = time.perf_counter() - start
-        ctx["overwrite_input"] = False
+        ctx["overwrite_input"] = ctx["backward"] = False
 
     if do_der:
         res[n]["dzdx"] = dzdy

@@ -529,6 +529,28 @@ def test_conserve_memory_forward_only_frees_what_was_read():
     assert all(v.value is not None for v in net.vars)
 
 
+def test_max_pooling_keeps_its_winners_outside_test_mode():
+    from cnnx.pool import PoolWinners
+
+    rng = np.random.default_rng(14)
+    net = lenet_like(rng, np.float32)
+    x, c = inputs_for(rng, np.float32, 16, 2, 10)
+    pool1 = net.get_layer("pool1").block
+    net.conserve_memory = False
+    net.eval({"input": x, "label": c}, {"objective": 1})
+    assert isinstance(pool1.winners, PoolWinners) and net.get_layer("pool2").block.winners is None
+    expected = vl_nnpool(net.get_var("x1").value, 3, pad=(0, 1, 0, 1), stride=2, winners=True)[1]
+    np.testing.assert_array_equal(pool1.winners.index, expected.index)
+    v, d = lenet_by_hand(net, x, c)
+    np.testing.assert_array_equal(net.get_var("x1").der, d["x1"])
+    net.mode = "test"
+    net.eval({"input": x, "label": c})
+    assert pool1.winners is None
+    pool1.winners = expected
+    pool1.reset()
+    assert pool1.winners is None
+
+
 def test_conserve_memory_with_derivatives_keeps_what_backward_needs():
     rng = np.random.default_rng(13)
     net, probe = probed_lenet(rng)

@@ -47,9 +47,10 @@ def calls(dtype):
                                                             2.0, False, 1)),
         ("pdist.pdist_backward", lambda: pdist.pdist_backward(
             a(H * W, C, N), a(1, C, N), np.ones((H * W, N), order="F"), a(H * W, C, N), 2.0, False, 1e-6, 1)),
-        ("pool.forward", lambda: pool.forward(a(flat), a(flat), C * N, H, W, H, W, 1, 1, 1, 1, 0, 0, False, 1)),
+        ("pool.forward", lambda: pool.forward(a(flat), a(flat), None, C * N, H, W, H, W, 1, 1, 1, 1, 0, 0, False, 1)),
         ("pool.backward", lambda: pool.backward(a(flat), a(flat), a(flat), C * N, H, W, H, W, 1, 1, 1, 1, 0, 0,
                                                 False, 1)),
+        ("pool.route", lambda: pool.route(a(flat), np.zeros(flat, np.int32), a(flat), C * N, H, W, H, W, 1)),
         ("conv.conv_forward", lambda: conv.conv_forward(a(flat), a(1), a(1), a(flat), SIZES, True, False, False,
                                                         False, False, 1, W, -1, 0, 0, 1)),
         ("conv.conv_backward", lambda: conv.conv_backward(a(flat), a(1), a(flat), a(flat), a(1), a(1), SIZES, True,

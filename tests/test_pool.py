@@ -502,6 +502,119 @@ def test_concurrent_python_threads():
 
 
 # --------------------------------------------------------------------------------------------------
+# Max pooling's winners, kept from forward for backward
+# --------------------------------------------------------------------------------------------------
+
+
+def ref_winners(x, pool, pad, stride):
+    """Each window's first maximum in column-major order as an index in its plane (i + H*j)."""
+    rows, cols = _geometry(x.shape, pool, pad, stride)
+    index = np.empty((len(rows), len(cols)) + x.shape[2:], dtype=np.int64)
+    for j, (c0, c1) in enumerate(cols):
+        for i, (r0, r1) in enumerate(rows):
+            cells = _window_cells(r0, r1, c0, c1)
+            best = x[cells[0]].copy()
+            where = np.full(x.shape[2:], cells[0][0] + x.shape[0] * cells[0][1])
+            for r, c in cells[1:]:
+                take = _beats(x[r, c], best)
+                best = np.where(take, x[r, c], best)
+                where = np.where(take, r + x.shape[0] * c, where)
+            index[i, j] = where
+    return index
+
+
+def _check_winners(x, pool, pad, stride):
+    opts = _opts(pad, stride, "max")
+    y, winners = vl_nnpool(x, list(pool), *opts, "Winners", True)
+    np.testing.assert_array_equal(winners.index, ref_winners(x, pool, pad, stride))
+    assert winners.index.dtype == np.int32 and winners.index.flags.f_contiguous
+    assert winners.input_shape == x.shape and winners.dtype == x.dtype
+    # y is the value at the winner, MatConvNet's choice between +0 and -0 included
+    planes = four(x).reshape(x.shape[0] * x.shape[1], -1, order="F")
+    at_winners = np.take_along_axis(planes, four(winners.index).reshape(-1, planes.shape[1], order="F"), axis=0)
+    assert four(y).reshape(at_winners.shape, order="F").tobytes() == at_winners.tobytes()
+    np.testing.assert_array_equal(y, vl_nnpool(x, list(pool), *opts))
+    dzdy = np.random.default_rng(3).standard_normal(y.shape).astype(x.dtype)
+    dx = vl_nnpool(None, list(pool), dzdy, *opts, "Winners", winners)
+    assert dx.shape == x.shape and dx.dtype == x.dtype and dx.flags.f_contiguous
+    assert dx.tobytes() == vl_nnpool(x, list(pool), dzdy, *opts).tobytes()
+    np.testing.assert_array_equal(dx, ref_backward(x, dzdy, pool, pad, stride))
+    assert vl_nnpool(x, list(pool), dzdy, *opts, winners=winners).tobytes() == dx.tobytes()
+
+
+@pytest.mark.parametrize("pool,stride,pad", GRID)
+def test_winners_match_reference(pool, stride, pad):
+    for shape, dtype in zip(SHAPES, DTYPES):
+        _check_winners(np.random.default_rng(4).standard_normal(shape).astype(dtype), pool, pad, stride)
+
+
+@pytest.mark.parametrize("shape,pool,stride,pad", TIE_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winners_with_ties_nans_and_borders(shape, pool, stride, pad, dtype):
+    rng = np.random.default_rng(sum(shape) + sum(pool) + 1)
+    _check_winners(rng.choice(TIE_VALUES, size=shape).astype(dtype), pool, pad, stride)
+
+
+def test_winners_of_two_dimensional_input():
+    x = np.random.default_rng(5).standard_normal((7, 5)).astype(np.float32)
+    y, winners = vl_nnpool(x, 2, winners=True)
+    assert y.shape == (6, 4, 1) and winners.index.shape == (6, 4, 1, 1)
+    dzdy = np.ones_like(y)
+    np.testing.assert_array_equal(vl_nnpool(None, 2, dzdy, winners=winners), vl_nnpool(x, 2, dzdy))
+    y_plain = vl_nnpool(x, 2, winners=False)
+    assert not isinstance(y_plain, tuple)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winners_bitwise_identical_across_thread_counts(dtype, restore_threads):
+    rng = np.random.default_rng(15)
+    x = rng.choice(TIE_VALUES[:-1], size=(35, 33, 16, 9)).astype(dtype)  # ties on several threads
+    opts = _opts((1, 2, 0, 1), (2, 2), "max")
+    dzdy = rng.standard_normal(vl_nnpool(x, 3, *opts).shape).astype(dtype)
+    results = []
+    for threads in (1, 2, 3):
+        cnnx.set_num_threads(threads)
+        y, winners = vl_nnpool(x, 3, *opts, winners=True)
+        results.append((y.tobytes(), winners.index.tobytes(), vl_nnpool(None, 3, dzdy, *opts, winners=winners).tobytes()))
+    assert results[1] == results[0] and results[2] == results[0]
+    assert results[0][2] == vl_nnpool(x, 3, dzdy, *opts).tobytes()
+
+
+WX = np.random.default_rng(6).standard_normal((6, 6, 2, 2)).astype(np.float32)
+WY, WINNERS = vl_nnpool(WX, 2, winners=True)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: vl_nnpool(WX, 2, method="avg", winners=True), ValueError,
+     "vl_nnpool: Winners are those of max pooling, but the Method is 'avg'"),
+    (lambda: vl_nnpool(WX, 2, "Winners", WINNERS), ValueError,
+     "vl_nnpool: Winners in a forward call must be True or False, got PoolWinners"),
+    (lambda: vl_nnpool(WX, 2, np.ones_like(WY), winners=True), ValueError,
+     "vl_nnpool: Winners in a backward call must be the PoolWinners of the forward call, got bool"),
+    (lambda: vl_nnpool(None, 2, np.ones_like(WY), stride=2, winners=WINNERS), ValueError,
+     "vl_nnpool: the Winners are of pool, pad and stride ((2, 2), (0, 0, 0, 0), (1, 1)), "
+     "this call's are ((2, 2), (0, 0, 0, 0), (2, 2))"),
+    (lambda: vl_nnpool(WX[:5], 2, np.ones_like(WY), winners=WINNERS), ValueError,
+     "vl_nnpool: X has shape (5, 6, 2, 2) but the Winners are of an X of shape (6, 6, 2, 2)"),
+    (lambda: vl_nnpool(None, 2, np.ones(WY.shape), winners=WINNERS), TypeError,
+     "vl_nnpool: DZDY is float64 but the Winners are of a float32 X"),
+    (lambda: vl_nnpool(None, 2, np.ones((5, 5, 2, 1), np.float32), winners=WINNERS), ValueError,
+     "vl_nnpool: DZDY has shape (5, 5, 2, 1) but the output of the pooling is (5, 5, 2, 2)"),
+])
+def test_winners_errors(call, error, message):
+    with pytest.raises(error, match=exact(message)):
+        call()
+
+
+def test_max_pooling_plane_of_two_to_the_31_cells_is_refused():
+    # a broadcast view: the check runs before any memory is touched
+    x = np.broadcast_to(np.float32(0), (2**16, 2**15 + 1))
+    with pytest.raises(ValueError, match=exact(
+            f"vl_nnpool: a max pooling's plane of X has 65536 x 32769 cells, more than {2**31 - 1}")):
+        vl_nnpool(x, 2)
+
+
+# --------------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------------
 
@@ -555,9 +668,9 @@ DY = np.zeros((5, 5, 2, 2), np.float32)
     (lambda: vl_nnpool(X, 2, DY, dzdy=DY), TypeError,
      'vl_nnpool: DZDY is given both positionally and as a keyword'),
     (lambda: vl_nnpool(X, 2, "Padding", 1), TypeError,
-     "vl_nnpool: unknown option 'Padding'. Valid options are: Pad, Stride, Method"),
+     "vl_nnpool: unknown option 'Padding'. Valid options are: Pad, Stride, Method, Winners"),
     (lambda: vl_nnpool(X, 2, window=2), TypeError,
-     "vl_nnpool: unknown option 'window'. Valid options are: Pad, Stride, Method"),
+     "vl_nnpool: unknown option 'window'. Valid options are: Pad, Stride, Method, Winners"),
     (lambda: vl_nnpool(X, 2, "Pad"), TypeError, "vl_nnpool: option 'Pad' needs a value"),
     (lambda: vl_nnpool(X, 2, "Pad", 1, "pad", 1), TypeError, "vl_nnpool: option 'Pad' is given twice"),
     (lambda: vl_nnpool(X, 2, method="median"), ValueError,

@@ -404,6 +404,34 @@ def test_conserve_memory_frees_dropout_inputs_and_masks(monkeypatch):
     assert kept_all[6]["aux"] is not None and kept_all[5]["x"] is not None
 
 
+def test_max_pooling_keeps_its_winners_for_backward(monkeypatch):
+    # A backward call keeps max pooling's winners in aux and routes dzdx to them: conserving
+    # memory, the pooling's input (conv1's output, which conv1's backward does not read) is then
+    # freed after forward. A forward-only call finds no winners.
+    from cnnx.pool import PoolWinners
+
+    seen = []
+    relu = LAYER_TYPES["relu"]
+    forward = relu.forward
+
+    def spy(layer, res_i, res_ip1, ctx):
+        seen.append(res[1]["x"] is None)
+        return forward(layer, res_i, res_ip1, ctx)
+
+    net, x = lenet(), lenet_input()
+    res = vl_simplenn(net, x)
+    assert res[2]["aux"] is None
+    res = vl_simplenn(net, x, 1.0, rng=np.random.default_rng(3))
+    winners = res[2]["aux"]
+    assert isinstance(winners, PoolWinners) and winners.input_shape == res[1]["x"].shape
+    np.testing.assert_array_equal(winners.index, vl_nnpool(res[1]["x"], 3, stride=2, pad=[0, 1, 0, 1], winners=True)[1].index)
+    monkeypatch.setattr(relu, "forward", spy)  # reads res[1] of the call below, which fills res
+    conserved = vl_simplenn(net, x, 1.0, res, conserve_memory=True, rng=np.random.default_rng(3))
+    assert seen == [True]
+    kept = vl_simplenn(net, x, 1.0, rng=np.random.default_rng(3))
+    assert conserved[0]["dzdx"].tobytes() == kept[0]["dzdx"].tobytes()
+
+
 def test_conserve_memory_backward_peak_is_about_two_activations():
     # conv (1 -> 16 channels) -> relu -> conv (16 -> 1): conserving memory in a backward call,
     # the ReLU writes its output over the conv output and its derivative over the second conv's

@@ -28,7 +28,9 @@ The forward max keeps values only: of values that compare equal (+0 and -0) it m
 one than MatConvNet's column-major scan. The backward pass keeps with each row maximum the column of
 its leftmost cell, so that pass 2 breaks ties by column (a guard's column is larger than any) and
 routes each derivative to the first maximum in column-major order, as MatConvNet does; the
-derivatives are then added into the zeroed plane in the outputs' column-major order. The average
+derivatives are then added into the zeroed plane in the outputs' column-major order. A forward
+pass can find those winners too and keep their indices (int32, one per output), from which
+``route`` does the backward pass alone, without the input, with the same bits. The average
 backward pass reverses the two passes with one buffer in row order, each input row receiving its
 shares in the order of the output rows.
 """
@@ -40,7 +42,7 @@ from libc.stdlib cimport free, malloc
 
 cdef extern from "pool.h" nogil:
     ctypedef struct Geometry "cnnx_pool_geometry":
-        Py_ssize_t buffer_len, phase_len, plane_cells
+        Py_ssize_t height, width, out_height, out_width, buffer_len, phase_len, plane_cells
     void init_geometry "cnnx_pool_init_geometry"(
         Geometry* g, Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_height,
         Py_ssize_t out_width, Py_ssize_t pool_y, Py_ssize_t pool_x, Py_ssize_t stride_y,
@@ -55,13 +57,20 @@ cdef extern from "pool.h" nogil:
     void avg_forward_d "cnnx_pool_avg_forward_d"(const double* x, double* y, double* buffers,
                                                  double* out, const double* areas,
                                                  const Geometry* g) noexcept
-    void max_backward_f "cnnx_pool_max_backward_f"(
-        const float* x, const float* dzdy, float* dx, float* buffers, int* columns, float* best,
-        int* best_column, int* best_row, Py_ssize_t* where, const Geometry* g) noexcept
-    void max_backward_d "cnnx_pool_max_backward_d"(
-        const double* x, const double* dzdy, double* dx, double* buffers, int* columns,
-        double* best, int* best_column, int* best_row, Py_ssize_t* where,
-        const Geometry* g) noexcept
+    void max_winners_f "cnnx_pool_max_winners_f"(
+        const float* x, float* buffers, int* columns, float* best, int* best_column, int* best_row,
+        int* where, const Geometry* g) noexcept
+    void max_winners_d "cnnx_pool_max_winners_d"(
+        const double* x, double* buffers, int* columns, double* best, int* best_column,
+        int* best_row, int* where, const Geometry* g) noexcept
+    void gather_f "cnnx_pool_gather_f"(const float* x, const int* where, float* y,
+                                       const Geometry* g) noexcept
+    void gather_d "cnnx_pool_gather_d"(const double* x, const int* where, double* y,
+                                       const Geometry* g) noexcept
+    void route_f "cnnx_pool_route_f"(const float* dzdy, const int* where, float* dx,
+                                     const Geometry* g) noexcept
+    void route_d "cnnx_pool_route_d"(const double* dzdy, const int* where, double* dx,
+                                     const Geometry* g) noexcept
     void avg_backward_f "cnnx_pool_avg_backward_f"(const float* dzdy, float* dx, float* buffer,
                                                    float* share, const float* areas,
                                                    const Geometry* g) noexcept
@@ -95,14 +104,48 @@ cdef inline void avg_forward_plane(const floating* x, floating* y, floating* buf
         avg_forward_d(x, y, buffers, out, areas, g)
 
 
-cdef inline void max_backward_plane(const floating* x, const floating* dzdy, floating* dx,
-                                    floating* buffers, int* columns, floating* best,
-                                    int* best_column, int* best_row, Py_ssize_t* where,
-                                    const Geometry* g) noexcept nogil:
+cdef inline void plane_winners(const floating* x, floating* floats, int* ints, int* where,
+                               const Geometry* g) noexcept nogil:
+    """where = the winners of x's plane; floats and ints: a thread's scratch (winner_scratch)."""
+    cdef Py_ssize_t results = g.out_width * g.phase_len
     if floating is float:
-        max_backward_f(x, dzdy, dx, buffers, columns, best, best_column, best_row, where, g)
+        max_winners_f(x, floats, ints, floats + g.plane_cells, ints + g.plane_cells,
+                      ints + g.plane_cells + results, where, g)
     else:
-        max_backward_d(x, dzdy, dx, buffers, columns, best, best_column, best_row, where, g)
+        max_winners_d(x, floats, ints, floats + g.plane_cells, ints + g.plane_cells,
+                      ints + g.plane_cells + results, where, g)
+
+
+cdef inline int* winner_scratch(floating** floats, const Geometry* g) noexcept nogil:
+    """A thread's scratch for plane_winners, prepared: floats (the buffers, then pass 2's maxima)
+    and the returned ints (the buffers' column offsets, then the winners' columns and rows);
+    NULL (and nothing held) if out of memory."""
+    cdef Py_ssize_t results = g.out_width * g.phase_len
+    cdef int* ints = <int*> malloc((g.plane_cells + 2 * results) * sizeof(int))
+    floats[0] = <floating*> malloc((g.plane_cells + results) * sizeof(floating))
+    if ints == NULL or floats[0] == NULL:
+        free(ints)
+        free(floats[0])
+        floats[0] = NULL
+        return NULL
+    prepare_buffers(floats[0], ints, False, g)
+    return ints
+
+
+cdef inline void gather_plane(const floating* x, const int* where, floating* y,
+                              const Geometry* g) noexcept nogil:
+    if floating is float:
+        gather_f(x, where, y, g)
+    else:
+        gather_d(x, where, y, g)
+
+
+cdef inline void route_plane(const floating* dzdy, const int* where, floating* dx,
+                             const Geometry* g) noexcept nogil:
+    if floating is float:
+        route_f(dzdy, where, dx, g)
+    else:
+        route_d(dzdy, where, dx, g)
 
 
 cdef inline void avg_backward_plane(const floating* dzdy, floating* dx, floating* buffer,
@@ -129,21 +172,26 @@ cdef inline void fill_window_areas(floating* areas, const Geometry* g) noexcept 
         window_areas_d(areas, g)
 
 
-def _forward(const floating[::1] x, floating[::1] y, Py_ssize_t planes,
+def _forward(const floating[::1] x, floating[::1] y, int[::1] winners, Py_ssize_t planes,
              Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_height, Py_ssize_t out_width,
              Py_ssize_t pool_y, Py_ssize_t pool_x, Py_ssize_t stride_y, Py_ssize_t stride_x,
              Py_ssize_t pad_top, Py_ssize_t pad_left, bint average, int n_threads):
     """Pool ``planes`` H x W planes of x into YH x YW planes of y (max, or average if ``average``).
 
     x and y are the flat Fortran-order data of (H, W, planes) and (YH, YW, planes) arrays; the
-    geometry must be valid (checked by the caller), planes > 0 and the pool below 2^31 - 1.
+    geometry must be valid (checked by the caller), planes > 0 and the pool below 2^31 - 1. With
+    ``winners`` (max only, laid out as y, planes below 2^31 cells), each window's winner, its first
+    maximum in column-major order, is found as the backward pass finds it: winners holds its index
+    in the plane and y its value (which so also follows MatConvNet's choice between +0 and -0).
     """
     cdef Geometry g
     cdef const floating* xp = &x[0]
     cdef floating* yp = &y[0]
+    cdef int* wp = NULL if winners is None else &winners[0]
     cdef Py_ssize_t in_plane = height * width, out_plane = out_height * out_width
     cdef Py_ssize_t p
     cdef floating* buffers = NULL
+    cdef int* ints = NULL
     cdef floating* areas = NULL
     cdef Py_ssize_t failed = 0
     init_geometry(&g, height, width, out_height, out_width, pool_y, pool_x, stride_y, stride_x,
@@ -154,13 +202,20 @@ def _forward(const floating[::1] x, floating[::1] y, Py_ssize_t planes,
             raise MemoryError("vl_nnpool: out of memory for the window areas")
         fill_window_areas(areas, &g)
     with nogil, parallel(num_threads=n_threads):
-        # Per thread: the buffers, then pass 2's results.
-        buffers = <floating*> malloc((g.plane_cells + out_width * g.phase_len) * sizeof(floating))
-        if buffers != NULL:
-            prepare_buffers(buffers, NULL, average, &g)
+        # Per thread: the buffers, then pass 2's results (with winners, winner_scratch's).
+        ints = NULL
+        if wp != NULL:
+            ints = winner_scratch(&buffers, &g)
+        else:
+            buffers = <floating*> malloc((g.plane_cells + out_width * g.phase_len) * sizeof(floating))
+            if buffers != NULL:
+                prepare_buffers(buffers, NULL, average, &g)
         for p in prange(planes, schedule="static"):
             if buffers == NULL:
                 failed += 1
+            elif wp != NULL:
+                plane_winners(xp + p * in_plane, buffers, ints, wp + p * out_plane, &g)
+                gather_plane(xp + p * in_plane, wp + p * out_plane, yp + p * out_plane, &g)
             elif average:
                 avg_forward_plane(xp + p * in_plane, yp + p * out_plane, buffers,
                                   buffers + g.plane_cells, areas, &g)
@@ -168,6 +223,7 @@ def _forward(const floating[::1] x, floating[::1] y, Py_ssize_t planes,
                 max_forward_plane(xp + p * in_plane, yp + p * out_plane, buffers,
                                   buffers + g.plane_cells, &g)
         free(buffers)
+        free(ints)
     free(areas)
     if failed:
         raise MemoryError("vl_nnpool: out of memory for the pooling buffers")
@@ -185,50 +241,46 @@ def _backward(const floating[::1] x, const floating[::1] dzdy, floating[::1] dx,
               Py_ssize_t pad_top, Py_ssize_t pad_left, bint average, int n_threads):
     """Write into dx (shaped like x, overwritten) the derivative of the pooling projected on dzdy.
 
-    Same layout and preconditions as ``forward``; dzdy has the layout of its output.
+    Same layout and preconditions as ``forward`` (max: planes below 2^31 cells); dzdy has the
+    layout of its output. Max pooling finds the winners again (``route`` takes them from forward).
     """
     cdef Geometry g
     cdef const floating* xp = &x[0]
     cdef const floating* dyp = &dzdy[0]
     cdef floating* dxp = &dx[0]
     cdef Py_ssize_t in_plane = height * width, out_plane = out_height * out_width
-    cdef Py_ssize_t p, buffers_len, results_len
+    cdef Py_ssize_t p
     cdef floating* floats = NULL
     cdef int* ints = NULL
-    cdef Py_ssize_t* where = NULL
+    cdef int* where = NULL
     cdef floating* areas = NULL
     cdef Py_ssize_t failed = 0
     init_geometry(&g, height, width, out_height, out_width, pool_y, pool_x, stride_y, stride_x,
                   pad_top, pad_left)
-    # The buffers, then pass 2's results (average: the uniform rows' shares).
-    buffers_len = g.plane_cells
-    results_len = out_width * g.phase_len
     if average:
         areas = <floating*> malloc(out_plane * sizeof(floating))
         if areas == NULL:
             raise MemoryError("vl_nnpool: out of memory for the window areas")
         fill_window_areas(areas, &g)
     with nogil, parallel(num_threads=n_threads):
-        # Per thread. Max: the ints are the buffers' column offsets, then the winners' columns and
-        # rows; where, the winners' indices.
-        floats = <floating*> malloc((buffers_len + results_len) * sizeof(floating))
+        # Per thread. Average: the buffers, then the uniform rows' shares. Max: winner_scratch's,
+        # and where, the winners' indices.
         ints = NULL
         where = NULL
-        if not average:
-            ints = <int*> malloc((buffers_len + 2 * results_len) * sizeof(int))
-            where = <Py_ssize_t*> malloc(out_plane * sizeof(Py_ssize_t))
-            if floats != NULL and ints != NULL:
-                prepare_buffers(floats, ints, False, &g)
+        if average:
+            floats = <floating*> malloc((g.plane_cells + out_width * g.phase_len) * sizeof(floating))
+        else:
+            ints = winner_scratch(&floats, &g)
+            where = <int*> malloc(out_plane * sizeof(int))
         for p in prange(planes, schedule="static"):
-            if floats == NULL or (not average and (ints == NULL or where == NULL)):
+            if floats == NULL or (not average and where == NULL):
                 failed += 1
             elif average:
                 avg_backward_plane(dyp + p * out_plane, dxp + p * in_plane, floats,
-                                   floats + buffers_len, areas, &g)
+                                   floats + g.plane_cells, areas, &g)
             else:
-                max_backward_plane(xp + p * in_plane, dyp + p * out_plane, dxp + p * in_plane,
-                                   floats, ints, floats + buffers_len, ints + buffers_len,
-                                   ints + buffers_len + results_len, where, &g)
+                plane_winners(xp + p * in_plane, floats, ints, where, &g)
+                route_plane(dyp + p * out_plane, where, dxp + p * in_plane, &g)
         free(floats)
         free(ints)
         free(where)
@@ -241,3 +293,26 @@ def backward(x, *args):
     """Check the dtype of ``x`` (float32/float64), then run ``_backward``."""
     float_kind("cnnx._ext.pool.backward", x)
     return _backward(x, *args)
+
+
+def _route(const floating[::1] dzdy, const int[::1] winners, floating[::1] dx, Py_ssize_t planes,
+           Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_height, Py_ssize_t out_width,
+           int n_threads):
+    """The max pooling's backward pass from the winners that ``forward`` found: dx (H x W planes,
+    overwritten) = each dzdy added at its winner, in the outputs' column-major order, the bits of
+    ``backward``. dzdy and winners are laid out as the output (YH x YW planes)."""
+    cdef Geometry g
+    cdef const floating* dyp = &dzdy[0]
+    cdef const int* wp = &winners[0]
+    cdef floating* dxp = &dx[0]
+    cdef Py_ssize_t in_plane = height * width, out_plane = out_height * out_width, p
+    g.height, g.width, g.out_height, g.out_width = height, width, out_height, out_width
+    with nogil:
+        for p in prange(planes, schedule="static", num_threads=n_threads):
+            route_plane(dyp + p * out_plane, wp + p * out_plane, dxp + p * in_plane, &g)
+
+
+def route(dzdy, *args):
+    """Check the dtype of ``dzdy`` (float32/float64), then run ``_route``."""
+    float_kind("cnnx._ext.pool.route", dzdy)
+    return _route(dzdy, *args)

@@ -287,10 +287,9 @@ CNNX_POOL_INLINE void CNNX_S(cnnx_pool_row_winners)(const CNNX_T* CNNX_POOL_R bu
    winner of each clipped window (column: that of the window's first column's first cell). */
 CNNX_POOL_INLINE void CNNX_S(cnnx_pool_clipped_row_winners)(const CNNX_T* CNNX_POOL_R buffers,
                                                             const int* CNNX_POOL_R columns,
-                                                            Py_ssize_t* CNNX_POOL_R where,
-                                                            Py_ssize_t j, Py_ssize_t column,
-                                                            Py_ssize_t i0, Py_ssize_t i1,
-                                                            Py_ssize_t step,
+                                                            int* CNNX_POOL_R where, Py_ssize_t j,
+                                                            Py_ssize_t column, Py_ssize_t i0,
+                                                            Py_ssize_t i1, Py_ssize_t step,
                                                             const cnnx_pool_geometry* g) {
     for (Py_ssize_t i = i0; i < i1; i++) {
         Py_ssize_t r0 = cnnx_pool_start(i, g->stride_y, g->pad_top);
@@ -306,19 +305,18 @@ CNNX_POOL_INLINE void CNNX_S(cnnx_pool_clipped_row_winners)(const CNNX_T* CNNX_P
                 row = r;
             }
         }
-        where[i + g->out_height * j] = column + row + g->height * best_column;
+        where[i + g->out_height * j] = (int)(column + row + g->height * best_column);
     }
 }
 
-/* dx = each dzdy routed to the first maximum of its window in column-major order.
+/* where (YH x YW) = the index in the plane (below 2^31) of each window's winner: its first
+   maximum in column-major order.
 
-   buffers, columns: plane_cells, prepared; best, best_column, best_row: YW*phase_len; where:
-   YH x YW, the index in the plane of each window's winner. */
-CNNX_POOL_INLINE void CNNX_S(cnnx_pool_max_backward_by_step)(
-    const CNNX_T* CNNX_POOL_R x, const CNNX_T* CNNX_POOL_R dzdy, CNNX_T* CNNX_POOL_R dx,
-    CNNX_T* CNNX_POOL_R buffers, int* CNNX_POOL_R columns, CNNX_T* CNNX_POOL_R best,
-    int* CNNX_POOL_R best_column, int* CNNX_POOL_R best_row, Py_ssize_t* CNNX_POOL_R where,
-    Py_ssize_t step, const cnnx_pool_geometry* g) {
+   buffers, columns: plane_cells, prepared; best, best_column, best_row: YW*phase_len. */
+CNNX_POOL_INLINE void CNNX_S(cnnx_pool_max_winners_by_step)(
+    const CNNX_T* CNNX_POOL_R x, CNNX_T* CNNX_POOL_R buffers, int* CNNX_POOL_R columns,
+    CNNX_T* CNNX_POOL_R best, int* CNNX_POOL_R best_column, int* CNNX_POOL_R best_row,
+    int* CNNX_POOL_R where, Py_ssize_t step, const cnnx_pool_geometry* g) {
     Py_ssize_t H = g->height, YH = g->out_height, YW = g->out_width, M = g->phase_len;
     Py_ssize_t i0 = g->uniform_start, n = g->uniform_stop - i0;
     for (Py_ssize_t j = 0; j < YW; j++)
@@ -332,20 +330,31 @@ CNNX_POOL_INLINE void CNNX_S(cnnx_pool_max_backward_by_step)(
                                               g);
         for (Py_ssize_t i = 0; i < n; i++)
             where[i0 + i + YH * j] =
-                corner + i * step + best_row[i + M * j] + H * best_column[i + M * j];
+                (int)(corner + i * step + best_row[i + M * j] + H * best_column[i + M * j]);
     }
-    /* Outputs in column-major order, so overlapping windows accumulate in a fixed order. */
-    memset(dx, 0, H * g->width * sizeof(CNNX_T));
-    for (Py_ssize_t i = 0; i < YH * YW; i++) dx[where[i]] += dzdy[i];
 }
 
-CNNX_CLONES_AVX512 static void CNNX_S(cnnx_pool_max_backward)(
-    const CNNX_T* x, const CNNX_T* dzdy, CNNX_T* dx, CNNX_T* buffers, int* columns, CNNX_T* best,
-    int* best_column, int* best_row, Py_ssize_t* where, const cnnx_pool_geometry* g) {
+CNNX_CLONES_AVX512 static void CNNX_S(cnnx_pool_max_winners)(
+    const CNNX_T* x, CNNX_T* buffers, int* columns, CNNX_T* best, int* best_column, int* best_row,
+    int* where, const cnnx_pool_geometry* g) {
     CNNX_POOL_WITH_STEP(g->stride_y,
-                        CNNX_S(cnnx_pool_max_backward_by_step)(x, dzdy, dx, buffers, columns, best,
-                                                               best_column, best_row, where, step,
-                                                               g));
+                        CNNX_S(cnnx_pool_max_winners_by_step)(x, buffers, columns, best,
+                                                              best_column, best_row, where, step,
+                                                              g));
+}
+
+/* y = the value of x at each window's winner (where, YH x YW). */
+static void CNNX_S(cnnx_pool_gather)(const CNNX_T* CNNX_POOL_R x, const int* CNNX_POOL_R where,
+                                     CNNX_T* CNNX_POOL_R y, const cnnx_pool_geometry* g) {
+    for (Py_ssize_t i = 0; i < g->out_height * g->out_width; i++) y[i] = x[where[i]];
+}
+
+/* dx = each dzdy routed to its window's winner (where): added into the zeroed plane in the
+   outputs' column-major order, so that overlapping windows accumulate in a fixed order. */
+static void CNNX_S(cnnx_pool_route)(const CNNX_T* CNNX_POOL_R dzdy, const int* CNNX_POOL_R where,
+                                    CNNX_T* CNNX_POOL_R dx, const cnnx_pool_geometry* g) {
+    memset(dx, 0, g->height * g->width * sizeof(CNNX_T));
+    for (Py_ssize_t i = 0; i < g->out_height * g->out_width; i++) dx[where[i]] += dzdy[i];
 }
 
 /* ---- average backward ------------------------------------------------------------------------- */

@@ -10,7 +10,7 @@ from functools import partial
 
 from .._options import Option, without_gpu_options
 from .._shapes import window_output_size
-from ..pool import vl_nnpool
+from ..pool import PoolWinners, vl_nnpool
 from .base import Filter, PAIR, Property, WithOpts, cell, choice, int_tuple, pair, property_error, require
 from .registry import Conversion, register_layer_type
 
@@ -44,6 +44,13 @@ class Pooling(WithOpts, Filter):
     dilate : 1
         Kept for MatConvNet's files (dagnn.Filter has it); must be 1.
 
+    Attributes
+    ----------
+    winners : cnnx.pool.PoolWinners or None
+        Max pooling in a network that is not in test mode: where the last forward call found each
+        window's maximum, to which backward routes the derivatives instead of finding them again
+        in the input.
+
     Examples
     --------
     >>> from cnnx.dagnn import Pooling
@@ -62,6 +69,7 @@ class Pooling(WithOpts, Filter):
         self.stride = stride
         self.opts = opts
         self.dilate = dilate
+        self.winners = None
 
     dilate = Property(_no_dilation, "[1, 1]: kept for MatConvNet's files (dagnn.Filter has it).")
     method = Property(partial(choice, choices=("max", "avg")), "'max' or 'avg'.")
@@ -70,12 +78,28 @@ class Pooling(WithOpts, Filter):
     def _options(self):
         return dict(pad=self.pad, stride=self.stride, method=self.method)
 
+    def _keeps_winners(self):
+        # Max pooling in a network that is not in test mode (so about to be back-propagated)
+        # keeps its winners from forward, and backward routes the derivatives to them.
+        return self.method == "max" and self.net is not None and not self._is_test_mode()
+
     def forward(self, inputs, params):
+        self.winners = None
+        if self._keeps_winners():
+            y, self.winners = vl_nnpool(inputs[0], self.pool_size, *self.block_opts(), winners=True,
+                                        **self._options())
+            return [y]
         return [vl_nnpool(inputs[0], self.pool_size, *self.block_opts(), **self._options())]
 
     def backward(self, inputs, params, der_outputs):
+        if self.winners is not None:
+            return [vl_nnpool(None, self.pool_size, der_outputs[0], *self.block_opts(), winners=self.winners,
+                              **self._options())], []
         return [vl_nnpool(inputs[0], self.pool_size, der_outputs[0], *self.block_opts(),
                           **self._options())], []
+
+    def reset(self):
+        self.winners = None
 
     def get_output_sizes(self, input_sizes, param_sizes):
         if not input_sizes or input_sizes[0] is None:
@@ -93,17 +117,30 @@ _POOL_OPTIONS = {"pool": Option("pair"), "pad": Option("pad4"), "stride": Option
                  "method": Option("choice", choices=("max", "avg"))}
 
 
-def _pool_call(layer, res_i, *dzdy):
-    return vl_nnpool(res_i["x"], layer["pool"], *dzdy, *without_gpu_options(layer["opts"]),
-                     pad=layer["pad"], stride=layer["stride"], method=layer["method"])
+def _pool_call(layer, x, *dzdy, **winners):
+    return vl_nnpool(x, layer["pool"], *dzdy, *without_gpu_options(layer["opts"]), pad=layer["pad"],
+                     stride=layer["stride"], method=layer["method"], **winners)
+
+
+def _keeps_winners(layer):
+    return str(layer["method"]).lower() == "max"
 
 
 def _pool_forward(layer, res_i, res_ip1, ctx):
-    res_ip1["x"] = _pool_call(layer, res_i)
+    # Max pooling about to be back-propagated keeps its winners in aux: backward then routes the
+    # derivatives to them instead of finding them again in the input, which it no longer reads.
+    if ctx["backward"] and _keeps_winners(layer):
+        res_ip1["x"], res_ip1["aux"] = _pool_call(layer, res_i["x"], winners=True)
+    else:
+        res_ip1["x"] = _pool_call(layer, res_i["x"])
 
 
 def _pool_backward(layer, res_i, res_ip1, ctx):
-    res_i["dzdx"] = _pool_call(layer, res_i, res_ip1["dzdx"])
+    winners = res_ip1["aux"]
+    if isinstance(winners, PoolWinners):
+        res_i["dzdx"] = _pool_call(layer, None, res_ip1["dzdx"], winners=winners)
+    else:
+        res_i["dzdx"] = _pool_call(layer, res_i["x"], res_ip1["dzdx"])
 
 
 def _pool_check(layer, where):
@@ -124,6 +161,6 @@ register_layer_type(
     "pool", _pool_forward, _pool_backward,
     defaults={"pad": 0, "stride": 1, "method": "max", "opts": []}, options=_POOL_OPTIONS,
     check=_pool_check, geometry=lambda layer: {"support": pair(layer["pool"])},
-    abbreviation=_pool_abbreviation, block=Pooling, to_dagnn=_pool_to_dagnn, backward_reads_output=False,
-    fresh_results=True,
+    abbreviation=_pool_abbreviation, block=Pooling, to_dagnn=_pool_to_dagnn, backward_from_output=_keeps_winners,
+    backward_reads_output=False, fresh_results=True,
 )

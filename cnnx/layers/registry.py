@@ -125,8 +125,10 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
         ``'mode'`` (``'normal'`` or ``'test'``), ``'rng'`` (the ``rng`` option of
         :func:`vl_simplenn`), ``'der_input'`` (False when backward may skip ``res_i['dzdx']``),
         ``'overwrite_input'`` (True when forward may write its output over ``res_i['x']``, which
-        is freed after it) and ``'overwrite_der_output'`` (True when backward may write
-        ``res_i['dzdx']`` over ``res_ip1['dzdx']``, likewise).
+        is freed after it), ``'backward'`` (True when this call back-propagates through the
+        layer, so forward may keep in ``aux`` what spares backward work) and
+        ``'overwrite_der_output'`` (True when backward may write ``res_i['dzdx']`` over
+        ``res_ip1['dzdx']``, likewise).
     backward : callable
         ``backward(layer, res_i, res_ip1, ctx)`` reads ``res_ip1['dzdx']`` (and ``res_i['x']``,
         ``res_ip1['x']``, ``res_ip1['aux']``), stores the input derivative in ``res_i['dzdx']`` and
