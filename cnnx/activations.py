@@ -15,7 +15,7 @@ from ._threads import threads_for
 # The elementwise kernel's codes of its activations.
 _Activation = _kernels.Activation
 
-_RELU_OPTIONS = {"leak": Option("float", 0.0), "out": Option("any")}
+_RELU_OPTIONS = {"leak": Option("float", 0.0), "out": Option("any"), "signs": Option("any")}
 # Up to 2^52, leak + (1 - leak), the kernel's (and MatConvNet's) slope for x > 0, is exactly 1.
 _MAX_LEAK = 2.0**52
 
@@ -37,6 +37,8 @@ def vl_nnrelu(x, *args, **kwargs):
         y = vl_nnrelu(x)
         y = vl_nnrelu(x, [], 'leak', leak)      # or vl_nnrelu(x, leak=leak)
         dzdx = vl_nnrelu(x, dzdy, 'leak', leak)  # or vl_nnrelu(x, dzdy=dzdy, leak=leak)
+        y, signs = vl_nnrelu(x, signs=True)      # cnnx: also the signs of x, packed in bits
+        dzdx = vl_nnrelu(None, dzdy, signs=signs)
 
     With ``Leak`` 0, ``y = max(x, 0)`` and ``dzdx = dzdy * (x > 0)`` (the slope at 0 is 0).
     Otherwise ``y = x * (leak + (1 - leak) * (x > 0))`` and ``dzdx = dzdy`` times the same factor.
@@ -45,8 +47,8 @@ def vl_nnrelu(x, *args, **kwargs):
 
     Parameters
     ----------
-    x : ndarray, float32 or float64, any shape
-        Input (or, for the backward call, the forward output).
+    x : ndarray, float32 or float64, any shape, or None
+        Input (or, for the backward call, the forward output; None with ``Signs``).
     dzdy : ndarray, shape and dtype of x, optional
         Derivative of the objective with respect to the output. None or ``[]`` means forward.
     Leak : 0
@@ -56,10 +58,18 @@ def vl_nnrelu(x, *args, **kwargs):
         (cnnx only.) The array to write the result into instead of a new one: writeable, aligned,
         Fortran-contiguous, of x's shape and dtype; it may be x or dzdy itself (``vl_simplenn``
         overwrites so the arrays it frees), but not overlap one of them otherwise.
+    Signs : None
+        (cnnx only.) In a forward call, True also returns the signs of x, all the backward call
+        needs: ``x > 0`` packed in bits, bit k of byte b for element ``8b + k`` in Fortran order
+        (a uint8 array of ``ceil(x.size / 8)`` bytes, a 32nd of float32 x's memory). In a backward
+        call, those signs, in place of x (which may then be None): the same bits as from x.
+        ``vl_simplenn`` keeps them when it frees the output before backward.
 
     Returns
     -------
     y or dzdx : ndarray, shape and dtype of x, Fortran-ordered (``Out`` when given)
+    signs : ndarray, uint8, (ceil(x.size / 8),)
+        Forward call with ``Signs`` True: the packed signs.
 
     Raises
     ------
@@ -67,8 +77,10 @@ def vl_nnrelu(x, *args, **kwargs):
         If x or dzdy is not float32/float64, their dtypes differ, an option is unknown, or Out is
         not an array of x's dtype.
     ValueError
-        If dzdy's shape differs from x's, Leak is NaN or outside [0, 2^52], or Out is not shaped
-        and laid out as above. (An empty x gives an empty result.)
+        If dzdy's shape differs from x's, Leak is NaN or outside [0, 2^52], Out is not shaped
+        and laid out as above, or Signs is not True or False in a forward call, or not a 1-D uint8
+        array of ``ceil(dzdy.size / 8)`` bytes in a backward call. (An empty x gives an empty
+        result.)
 
     Notes
     -----
@@ -86,6 +98,11 @@ def vl_nnrelu(x, *args, **kwargs):
     array([[-1.,  3.]], dtype=float32)
     >>> vl_nnrelu(x, np.ones_like(x))
     array([[0., 1.]], dtype=float32)
+    >>> y, signs = vl_nnrelu(x, signs=True)
+    >>> signs
+    array([2], dtype=uint8)
+    >>> vl_nnrelu(None, np.ones_like(x), signs=signs)
+    array([[0., 1.]], dtype=float32)
     >>> y = vl_nnrelu(x, out=x)
     >>> y is x, x
     (True, array([[0., 3.]], dtype=float32))
@@ -93,9 +110,36 @@ def vl_nnrelu(x, *args, **kwargs):
     fname = "vl_nnrelu"
     dzdy, args, kwargs = take_derivative(args, kwargs, fname)
     opts = parse_options(fname, args, kwargs, _RELU_OPTIONS)
-    if not 0 <= opts["leak"] <= _MAX_LEAK:  # also refuses NaN and inf
-        raise ValueError(f"{fname}: Leak must be a number from 0 to 2^52, got {opts['leak']!r}")
-    return _elementwise(fname, _Activation.RELU, x, dzdy, opts["leak"], out=opts["out"])
+    leak, signs = opts["leak"], opts["signs"]
+    if not 0 <= leak <= _MAX_LEAK:  # also refuses NaN and inf
+        raise ValueError(f"{fname}: Leak must be a number from 0 to 2^52, got {leak!r}")
+    if dzdy is None and isinstance(signs, (bool, np.bool_)) and signs:
+        x = as_float_array(x, "X", fname)
+        y = result_array(fname, opts["out"], x, x)
+        signs = np.empty((x.size + 7) // 8, np.uint8)
+        _kernels.relu_signs_forward(np.asfortranarray(x), y, signs, leak, threads_for(x.size))
+        return y, signs
+    if dzdy is None and not isinstance(signs, (bool, np.bool_, type(None))):
+        raise ValueError(f"{fname}: Signs in a forward call must be True or False, got {type(signs).__name__}")
+    if dzdy is not None and signs is not None:
+        return _relu_backward_from_signs(fname, x, dzdy, signs, leak, opts["out"])
+    return _elementwise(fname, _Activation.RELU, x, dzdy, leak, out=opts["out"])
+
+
+def _relu_backward_from_signs(fname, x, dzdy, signs, leak, out):
+    """vl_nnrelu's backward call given the packed signs of its input (x: None, or of dzdy's shape)."""
+    dzdy = as_float_array(dzdy, "DZDY", fname)
+    if x is not None and np.shape(x) != dzdy.shape:
+        raise ValueError(f"{fname}: X has shape {np.shape(x)} but DZDY has shape {dzdy.shape}")
+    expected = (dzdy.size + 7) // 8
+    if not (isinstance(signs, np.ndarray) and signs.dtype == np.uint8 and signs.shape == (expected,)):
+        got = f"{signs.dtype} array of shape {signs.shape}" if isinstance(signs, np.ndarray) else type(signs).__name__
+        raise ValueError(f"{fname}: Signs in a backward call must be the uint8 array of {expected} bytes of the "
+                         f"forward call, got {got}")
+    out = result_array(fname, out, dzdy, dzdy)
+    _kernels.relu_signs_backward(np.ascontiguousarray(signs), np.asfortranarray(dzdy), out, leak,
+                                 threads_for(dzdy.size))
+    return out
 
 
 def _elementwise(fname, kind, x, dzdy, p=0.0, q=0.0, out=None):

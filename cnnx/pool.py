@@ -5,7 +5,7 @@ import numpy as np
 
 from ._checks import as_float_array, check_elements, common_dtype, fortran4, out_shape, shape4
 from ._ext import pool as _kernel
-from ._options import Option, parse_options, take_derivative, validate_value
+from ._options import Option, parse_options, take_derivative, validate_value, whole_numbers
 from ._shapes import window_output_size
 from ._threads import POOL_ELEMENTS_PER_THREAD, threads_for_work
 
@@ -19,6 +19,7 @@ _OPTIONS = {
     "stride": Option("pair", (1, 1)),
     "method": Option("choice", "max", choices=("max", "avg")),
     "winners": Option("any", None),
+    "inputsize": Option("any", None, display="InputSize"),
 }
 
 
@@ -71,6 +72,7 @@ def vl_nnpool(x, pool, *args, **kwargs):
         DZDX = vl_nnpool(X, POOL, dzdy=DZDY, ...)
         Y, WINNERS = vl_nnpool(X, POOL, ..., winners=True)       # max pooling (cnnx)
         DZDX = vl_nnpool(X, POOL, DZDY, ..., winners=WINNERS)    # X may be None
+        DZDX = vl_nnpool(None, POOL, DZDY, ..., method='avg', input_size=X.shape)   # (cnnx)
 
     The window of output ``(i, j)`` (0-based) covers input rows
     ``[i*SY - PT, i*SY - PT + PH)`` and columns ``[j*SX - PL, j*SX - PL + PW)``, clipped to the
@@ -92,7 +94,7 @@ def vl_nnpool(x, pool, *args, **kwargs):
     x : array_like, (H, W, C, N) float32 or float64, or None
         Input. A 2-D or 3-D array is taken as N = 1 (and C = 1), as MATLAB drops trailing
         singleton dimensions. Any memory order is accepted. None in a backward call with
-        ``Winners``, which stand in for it.
+        ``Winners`` or (average pooling) ``InputSize``, which stand in for it.
     pool : int or sequence of 2 ints
         Window size, ``PH`` (square) or ``[PH, PW]``, each from 1 to 2^31 - 2.
     dzdy : array_like, (YH, YW, C, N), optional
@@ -111,6 +113,9 @@ def vl_nnpool(x, pool, *args, **kwargs):
         (where each window's maximum lies; the output then takes MatConvNet's choice between +0
         and -0 as well). In a backward call, those winners: the derivatives are routed to them
         with the bits of finding them again, and X is not read.
+    InputSize : None
+        cnnx's, for the backward call of average pooling with X None: X's shape, 2 to 4
+        non-negative sizes (the backward pass of average pooling reads only the shape of X).
 
     Options are MatConvNet name/value pairs (``'Pad', [0, 1, 0, 1]``; names case-insensitive) or
     Python keywords (``pad=...``).
@@ -136,8 +141,9 @@ def vl_nnpool(x, pool, *args, **kwargs):
         numbers below 2^62), the pool is larger than the padded input, ``dzdy`` does not have
         the output's shape, or the method is not 'max' or 'avg'; if ``Winners`` is given to
         average pooling, is not True or False in a forward call, is not the ``PoolWinners`` of
-        a forward call of the same pool, pad, stride, dtype and X shape in a backward call, or a
-        max pooling's plane has 2^31 cells or more.
+        a forward call of the same pool, pad, stride, dtype and X shape in a backward call, a
+        max pooling's plane has 2^31 cells or more, or InputSize is given to another call than an
+        average pooling's backward call with X None, or is not 2 to 4 non-negative sizes.
 
     Examples
     --------
@@ -159,6 +165,8 @@ def vl_nnpool(x, pool, *args, **kwargs):
     dzdy, args, kwargs = take_derivative(args, kwargs, _FNAME)
     opts = parse_options(_FNAME, args, kwargs, _OPTIONS)
     winners = opts["winners"]
+    if opts["inputsize"] is not None and (x is not None or dzdy is None or opts["method"] != "avg"):
+        raise ValueError(f"{_FNAME}: InputSize is for the backward call of average pooling with X None")
     if winners is not None and opts["method"] != "max":
         raise ValueError(f"{_FNAME}: Winners are those of max pooling, but the Method is '{opts['method']}'")
     if dzdy is not None and winners is not None:
@@ -166,9 +174,15 @@ def vl_nnpool(x, pool, *args, **kwargs):
     if dzdy is None and not isinstance(winners, (bool, np.bool_, type(None))):
         raise ValueError(f"{_FNAME}: Winners in a forward call must be True or False, got {type(winners).__name__}")
 
-    x = as_float_array(x, "X", _FNAME)
-    height, width, channels, images = shape4(x, "X", _FNAME)
-    geometry = _geometry(x.shape, height, width, pool, opts)
+    if opts["inputsize"] is not None:
+        shape = _input_size(opts["inputsize"])
+        dtype = as_float_array(dzdy, "DZDY", _FNAME).dtype
+    else:
+        x = as_float_array(x, "X", _FNAME)
+        shape4(x, "X", _FNAME)
+        shape, dtype = x.shape, x.dtype
+    height, width, channels, images = tuple(shape) + (1,) * (4 - len(shape))
+    geometry = _geometry(shape, height, width, pool, opts)
     out_h, out_w = geometry[2:4]
     check_elements(_FNAME, "the output", out_h, out_w, channels, images)
     if opts["method"] == "max" and height * width > _MAX_MAX_PLANE:
@@ -176,11 +190,11 @@ def vl_nnpool(x, pool, *args, **kwargs):
                          f"more than {_MAX_MAX_PLANE}")
     planes = channels * images
     average = opts["method"] == "avg"
-    n_threads = threads_for_work(x.size, POOL_ELEMENTS_PER_THREAD, most=planes)
+    n_threads = threads_for_work(height * width * planes, POOL_ELEMENTS_PER_THREAD, most=planes)
 
-    x4 = fortran4(x, (height, width, channels, images))
+    x4 = None if x is None else fortran4(x, (height, width, channels, images))
     if dzdy is None:
-        y = np.empty((out_h, out_w, channels, images), dtype=x.dtype, order="F")
+        y = np.empty((out_h, out_w, channels, images), dtype=dtype, order="F")
         index = np.empty(y.shape, dtype=np.int32, order="F") if winners else None
         if planes:
             _kernel.forward(_flat(x4), _flat(y), None if index is None else _flat(index), planes, *geometry,
@@ -193,10 +207,20 @@ def vl_nnpool(x, pool, *args, **kwargs):
     dzdy = as_float_array(dzdy, "DZDY", _FNAME)
     common_dtype(_FNAME, X=x, DZDY=dzdy)
     dy4 = _dzdy4(dzdy, (out_h, out_w, channels, images))
-    dx = np.empty((height, width, channels, images), dtype=x.dtype, order="F")
+    dx = np.empty((height, width, channels, images), dtype=dtype, order="F")
     if planes:
-        _kernel.backward(_flat(x4), _flat(dy4), _flat(dx), planes, *geometry, average, n_threads)
-    return dx.reshape(x.shape, order="F")
+        # average pooling does not read X (InputSize stands in for it): any array of the dtype will do
+        _kernel.backward(_flat(dy4 if x4 is None else x4), _flat(dy4), _flat(dx), planes, *geometry, average,
+                         n_threads)
+    return dx.reshape(shape, order="F")
+
+
+def _input_size(value):
+    """InputSize as a shape: 2 to 4 non-negative whole numbers (MATLAB's H x W [x C [x N]])."""
+    sizes = whole_numbers(_FNAME, "InputSize", value)
+    if not 2 <= len(sizes) <= 4 or min(sizes) < 0:
+        raise ValueError(f"{_FNAME}: InputSize must be 2 to 4 non-negative sizes [H W C N], got {list(sizes)}")
+    return tuple(int(v) for v in sizes)
 
 
 def _geometry(shape, height, width, pool, opts):

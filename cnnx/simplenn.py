@@ -269,7 +269,7 @@ def vl_simplenn(net, x, *args, **kwargs):
     depth = limit(fname, "BackPropDepth", opts["back_prop_depth"])
     input_derivative = opts["input_derivative"]
     ctx = {"mode": "test" if opts["mode"] == "test" else "normal", "rng": opts["rng"], "der_input": True,
-           "overwrite_input": False, "overwrite_der_output": False, "backward": False}
+           "overwrite_input": False, "overwrite_der_output": False, "backward": False, "output_freed": False}
 
     # Structure only: the blocks check their options themselves (errors are tagged with the layer).
     layers = _tidy(net, fname, check_options=False)["layers"]
@@ -289,29 +289,27 @@ def vl_simplenn(net, x, *args, **kwargs):
 
     if not skip_forward:
         res[0]["x"] = x
+        frees_input = _inputs_freed_early(layers, conserve, do_der, first_backprop)
         owned = False  # res[i]['x'] is held by nothing but res (never so the caller's x)
         for i, layer in enumerate(layers):
             entry = LAYER_TYPES[layer["type"]]
             start = time.perf_counter()
             # Conserving memory, an input that no backward reads is freed: every input in a
-            # forward-only pass, and the input of a layer that back-propagates from its output when
-            # the layer before does not read it as its own output.
-            needed = do_der and i >= first_backprop
-            if (needed and i > first_backprop and entry.backward_from_output(layer)
-                    and not LAYER_TYPES[layers[i - 1]["type"]].backward_reads_output):
-                needed = False
+            # forward-only pass, and those of frees_input.
+            needed = do_der and i >= first_backprop and not frees_input[i]
             forget = conserve and not needed
             if i > 0:
                 previous = layers[i - 1]
                 forget = forget and not LAYER_TYPES[previous["type"]].loss and not previous["precious"]
             ctx["overwrite_input"] = forget and owned
             ctx["backward"] = do_der and i >= first_backprop
+            ctx["output_freed"] = i + 1 < n and frees_input[i + 1]
             run_layer(fname, i, layer["name"], entry.forward, layer, res[i], res[i + 1], ctx)
             owned = _fresh(entry, res[i + 1]["x"], res[i]["x"], ctx["overwrite_input"])
             if forget:
                 res[i]["x"] = None
             res[i]["time"] = time.perf_counter() - start
-        ctx["overwrite_input"] = ctx["backward"] = False
+        ctx["overwrite_input"] = ctx["backward"] = ctx["output_freed"] = False
 
     if do_der:
         res[n]["dzdx"] = dzdy
@@ -337,6 +335,22 @@ def vl_simplenn(net, x, *args, **kwargs):
             res[first_backprop]["dzdx"] = None
             res[first_backprop]["x"] = None
     return res
+
+
+def _inputs_freed_early(layers, conserve, do_der, first_backprop):
+    """For each layer, whether a call conserving memory frees its input right after its forward
+    although it is back-propagated: its backward reads only its output, and the layer before it
+    (back-propagated too, neither a loss nor precious) does not read that value as its own output,
+    or keeps what it needs of it (``frees_output``, told by ``ctx['output_freed']``)."""
+    frees = [False] * len(layers)
+    if not (conserve and do_der):
+        return frees
+    for i in range(max(first_backprop, 0) + 1, len(layers)):
+        entry, previous = LAYER_TYPES[layers[i]["type"]], LAYER_TYPES[layers[i - 1]["type"]]
+        frees[i] = (entry.backward_from_output(layers[i])
+                    and (not previous.backward_reads_output or previous.frees_output)
+                    and not previous.loss and not layers[i - 1]["precious"])
+    return frees
 
 
 def _fresh(entry, result, read, overwrote):

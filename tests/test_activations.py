@@ -319,7 +319,7 @@ def test_errors_name_the_argument():
         vl_nnrelu(x, leak=float("nan"))
     with pytest.raises(TypeError, match=exact("vl_nnrelu: Leak must be a real number, got 'big'")):
         vl_nnrelu(x, "leak", "big")
-    with pytest.raises(TypeError, match=exact("vl_nnrelu: unknown option 'slope'. Valid options are: Leak, Out")):
+    with pytest.raises(TypeError, match=exact("vl_nnrelu: unknown option 'slope'. Valid options are: Leak, Out, Signs")):
         vl_nnrelu(x, "slope", 0.1)
     with pytest.raises(TypeError, match=exact('vl_nnrelu: DZDY is given both positionally and as a keyword')):
         vl_nnrelu(x, x, dzdy=x)
@@ -388,3 +388,61 @@ def test_relu_out_errors():
     flat = np.ones(25, np.float32)
     with pytest.raises(ValueError, match=exact("vl_nnrelu: OUT overlaps an input without being it")):
         vl_nnrelu(flat[1:].reshape(x.shape, order="F"), out=flat[:24].reshape(x.shape, order="F"))
+
+
+# ---------------------------------------------------------------- ReLU with packed signs
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES + [(11,), (2, 3, 2, 2, 2), (0, 3), (1,), (9, 1)])
+@pytest.mark.parametrize("leak", LEAKS)
+def test_relu_signs_match_the_reference_and_the_plain_calls(dtype, shape, leak):
+    rng = np.random.default_rng(12)
+    x = rng.choice(np.array([-np.inf, -1.5, -0.0, 0.0, 0.7, np.inf, np.nan]), size=shape).astype(dtype)
+    x = x + rng.standard_normal(shape).astype(dtype) * (rng.random(shape) < 0.5)
+    dzdy = rng.standard_normal(shape).astype(dtype)
+    y, signs = vl_nnrelu(x, leak=leak, signs=True)
+    assert y.tobytes() == vl_nnrelu(x, leak=leak).tobytes() and y.flags.f_contiguous
+    expected = np.packbits(x.reshape(-1, order="F") > 0, bitorder="little")
+    assert signs.dtype == np.uint8 and signs.shape == ((x.size + 7) // 8,)
+    np.testing.assert_array_equal(signs, expected)
+    dzdx = vl_nnrelu(None, dzdy, leak=leak, signs=signs)
+    assert dzdx.dtype == dtype and dzdx.shape == x.shape and dzdx.flags.f_contiguous
+    assert dzdx.tobytes() == vl_nnrelu(x, dzdy, leak=leak).tobytes()
+    np.testing.assert_array_equal(dzdx, relu_backward_reference(x, dzdy, leak))
+    assert vl_nnrelu(x, dzdy, "Leak", leak, "Signs", signs).tobytes() == dzdx.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_signs_in_place_and_across_thread_counts(dtype, restore_threads):
+    rng = np.random.default_rng(13)
+    x = np.asfortranarray(rng.standard_normal((33, 31, 16, 7)).astype(dtype))  # several threads, odd size
+    dzdy = np.asfortranarray(rng.standard_normal(x.shape).astype(dtype))
+    results = []
+    for threads in (1, 2, 3):
+        cnnx.set_num_threads(threads)
+        y, signs = vl_nnrelu(x, signs=True)
+        results.append((y.tobytes(), signs.tobytes(), vl_nnrelu(None, dzdy, signs=signs).tobytes()))
+    assert results[1] == results[0] and results[2] == results[0]
+    target = x.copy(order="F")
+    y, signs = vl_nnrelu(target, signs=True, out=target)
+    assert y is target and target.tobytes() == results[0][0] and signs.tobytes() == results[0][1]
+    back = dzdy.copy(order="F")
+    assert vl_nnrelu(None, back, signs=signs, out=back) is back and back.tobytes() == results[0][2]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x, d, s: vl_nnrelu(x, signs=s), "vl_nnrelu: Signs in a forward call must be True or False, got ndarray"),
+    (lambda x, d, s: vl_nnrelu(None, d, signs=True),
+     "vl_nnrelu: Signs in a backward call must be the uint8 array of 3 bytes of the forward call, got bool"),
+    (lambda x, d, s: vl_nnrelu(None, d, signs=s[:2]),
+     "vl_nnrelu: Signs in a backward call must be the uint8 array of 3 bytes of the forward call, "
+     "got uint8 array of shape (2,)"),
+    (lambda x, d, s: vl_nnrelu(None, d, signs=s.astype(np.int32)),
+     "vl_nnrelu: Signs in a backward call must be the uint8 array of 3 bytes of the forward call, "
+     "got int32 array of shape (3,)"),
+    (lambda x, d, s: vl_nnrelu(x[:2], d, signs=s), "vl_nnrelu: X has shape (2, 4) but DZDY has shape (5, 4)"),
+])
+def test_relu_signs_errors(call, message):
+    x = np.ones((5, 4), np.float32)
+    y, signs = vl_nnrelu(x, signs=True)
+    with pytest.raises(ValueError, match=exact(message)):
+        call(x, np.ones_like(x), signs)

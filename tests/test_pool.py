@@ -580,6 +580,18 @@ def test_winners_bitwise_identical_across_thread_counts(dtype, restore_threads):
     assert results[0][2] == vl_nnpool(x, 3, dzdy, *opts).tobytes()
 
 
+@pytest.mark.parametrize("pool,stride,pad", GRID)
+def test_average_backward_from_the_input_size(pool, stride, pad):
+    for shape, dtype in zip(SHAPES + [(7, 6)], DTYPES + [np.float32]):
+        rng = np.random.default_rng(7)
+        x = rng.standard_normal(shape).astype(dtype)
+        opts = _opts(pad, stride, "avg")
+        dzdy = rng.standard_normal(vl_nnpool(x, pool, *opts).shape).astype(dtype)
+        dx = vl_nnpool(None, pool, dzdy, *opts, "InputSize", list(shape))
+        assert dx.shape == x.shape and dx.dtype == dtype and dx.flags.f_contiguous
+        assert dx.tobytes() == vl_nnpool(x, pool, dzdy, *opts).tobytes()
+
+
 WX = np.random.default_rng(6).standard_normal((6, 6, 2, 2)).astype(np.float32)
 WY, WINNERS = vl_nnpool(WX, 2, winners=True)
 
@@ -600,6 +612,18 @@ WY, WINNERS = vl_nnpool(WX, 2, winners=True)
      "vl_nnpool: DZDY is float64 but the Winners are of a float32 X"),
     (lambda: vl_nnpool(None, 2, np.ones((5, 5, 2, 1), np.float32), winners=WINNERS), ValueError,
      "vl_nnpool: DZDY has shape (5, 5, 2, 1) but the output of the pooling is (5, 5, 2, 2)"),
+    (lambda: vl_nnpool(None, 2, np.ones_like(WY), input_size=WX.shape), ValueError,
+     "vl_nnpool: InputSize is for the backward call of average pooling with X None"),
+    (lambda: vl_nnpool(WX, 2, np.ones_like(WY), method="avg", input_size=WX.shape), ValueError,
+     "vl_nnpool: InputSize is for the backward call of average pooling with X None"),
+    (lambda: vl_nnpool(None, 2, method="avg", input_size=WX.shape), ValueError,
+     "vl_nnpool: InputSize is for the backward call of average pooling with X None"),
+    (lambda: vl_nnpool(None, 2, np.ones_like(WY), method="avg", input_size=[6]), ValueError,
+     "vl_nnpool: InputSize must be 2 to 4 non-negative sizes [H W C N], got [6]"),
+    (lambda: vl_nnpool(None, 2, np.ones_like(WY), method="avg", input_size=[6, -6, 2, 2]), ValueError,
+     "vl_nnpool: InputSize must be 2 to 4 non-negative sizes [H W C N], got [6, -6, 2, 2]"),
+    (lambda: vl_nnpool(None, 2, np.ones_like(WY), method="avg", input_size=[6, 7, 2, 2]), ValueError,
+     "vl_nnpool: DZDY has shape (5, 5, 2, 2) but the output of the pooling is (5, 6, 2, 2)"),
 ])
 def test_winners_errors(call, error, message):
     with pytest.raises(error, match=exact(message)):
@@ -668,9 +692,9 @@ DY = np.zeros((5, 5, 2, 2), np.float32)
     (lambda: vl_nnpool(X, 2, DY, dzdy=DY), TypeError,
      'vl_nnpool: DZDY is given both positionally and as a keyword'),
     (lambda: vl_nnpool(X, 2, "Padding", 1), TypeError,
-     "vl_nnpool: unknown option 'Padding'. Valid options are: Pad, Stride, Method, Winners"),
+     "vl_nnpool: unknown option 'Padding'. Valid options are: Pad, Stride, Method, Winners, InputSize"),
     (lambda: vl_nnpool(X, 2, window=2), TypeError,
-     "vl_nnpool: unknown option 'window'. Valid options are: Pad, Stride, Method, Winners"),
+     "vl_nnpool: unknown option 'window'. Valid options are: Pad, Stride, Method, Winners, InputSize"),
     (lambda: vl_nnpool(X, 2, "Pad"), TypeError, "vl_nnpool: option 'Pad' needs a value"),
     (lambda: vl_nnpool(X, 2, "Pad", 1, "pad", 1), TypeError, "vl_nnpool: option 'Pad' is given twice"),
     (lambda: vl_nnpool(X, 2, method="median"), ValueError,

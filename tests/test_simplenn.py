@@ -241,9 +241,11 @@ def test_conserve_memory_frees_relu_inputs_in_backward_calls(monkeypatch, leak, 
     full = vl_simplenn(net, x, 1.0)
     monkeypatch.setattr(relu, "backward", spy)
     res = vl_simplenn(net, x, 1.0, conserve_memory=True)
-    assert seen[-1] == ("relu1", freed, False)
     if second_relu:
-        assert seen[0] == ("relu2", False, False)  # relu1's output, relu2's input, is kept
+        # relu2's input, relu1's output, is freed too: relu1 kept the signs of its input instead
+        assert seen == [("relu2", True, False), ("relu1", freed, True)]
+    else:
+        assert seen[-1] == ("relu1", freed, False)
     np.testing.assert_array_equal(res[0]["dzdx"], full[0]["dzdx"])
     for r, f in zip(res, full):
         for a, b in zip(r["dzdw"], f["dzdw"]):
@@ -430,6 +432,43 @@ def test_max_pooling_keeps_its_winners_for_backward(monkeypatch):
     assert seen == [True]
     kept = vl_simplenn(net, x, 1.0, rng=np.random.default_rng(3))
     assert conserved[0]["dzdx"].tobytes() == kept[0]["dzdx"].tobytes()
+
+
+def test_relu_before_pooling_keeps_only_its_signs(monkeypatch):
+    # conv -> relu -> avg pool -> conv -> relu -> max pool: the poolings keep what their backward
+    # needs (the input's shape, the winners), so conserving memory frees their inputs, the ReLUs'
+    # outputs, after forward; the ReLUs keep their inputs' signs instead. Same bits as keeping all.
+    rng = np.random.default_rng(21)
+    net = {"layers": [
+        {"type": "conv", "name": "c1", "weights": [randn(rng, 3, 3, 2, 4), randn(rng, 1, 4)], "pad": 1},
+        {"type": "relu", "name": "r1"},
+        {"type": "pool", "name": "p1", "pool": [2, 2], "stride": 2, "method": "avg"},
+        {"type": "conv", "name": "c2", "weights": [randn(rng, 3, 3, 4, 4), randn(rng, 1, 4)], "pad": 1},
+        {"type": "relu", "name": "r2", "leak": 0.1},
+        {"type": "pool", "name": "p2", "pool": [3, 3], "stride": 2, "pad": [0, 1, 0, 1], "method": "max"},
+        {"type": "conv", "name": "c3", "weights": [randn(rng, 2, 2, 4, 3), randn(rng, 1, 3)]},
+        {"type": "softmaxloss", "name": "loss", "class": np.array([1.0, 3.0])},
+    ]}
+    x = randn(rng, 8, 8, 2, 2)
+    full = vl_simplenn(net, x, 1.0)
+    assert all(full[i]["x"] is not None for i in range(len(full)))
+    assert full[2]["aux"] is None and full[5]["aux"] is None  # nothing freed, no signs kept
+    seen = []
+    pool = LAYER_TYPES["pool"]
+    backward = pool.backward
+
+    def spy(layer, res_i, res_ip1, ctx):
+        seen.append((layer["name"], res_i["x"] is None, type(res_ip1["aux"]).__name__,
+                     type(res_i["aux"]).__name__))
+        return backward(layer, res_i, res_ip1, ctx)
+
+    monkeypatch.setattr(pool, "backward", spy)
+    res = vl_simplenn(net, x, 1.0, conserve_memory=True)
+    assert seen == [("p2", True, "PoolWinners", "ndarray"), ("p1", True, "tuple", "ndarray")]
+    assert res[0]["dzdx"].tobytes() == full[0]["dzdx"].tobytes()
+    for r, f in zip(res, full):
+        for a, b in zip(r["dzdw"], f["dzdw"]):
+            assert a.tobytes() == b.tobytes()
 
 
 def test_conserve_memory_backward_peak_is_about_two_activations():

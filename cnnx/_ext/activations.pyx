@@ -46,6 +46,32 @@ cdef extern from *:
     }
     CNNX_DEFINE_RELU(float, f)
     CNNX_DEFINE_RELU(double, d)
+
+    /* The same passes with the signs of x packed in bits: bit k of signs[b] is x[8b + k] > 0 (the
+       span starts at a byte). Forward writes y as above (leaky: the leaky form) and the signs;
+       backward takes the factor from the signs, with the bits of reading x. */
+    #define CNNX_DEFINE_RELU_SIGNS(T, S)                                                           \
+    CNNX_CLONES_AVX2 static void cnnx_relu_signs_##S(const T* x, T* y, unsigned char* signs,      \
+                                                     Py_ssize_t n, int leaky, T pos, T neg) {      \
+        for (Py_ssize_t b = 0; b < (n + 7) / 8; b++) {                                             \
+            Py_ssize_t i0 = 8 * b, k1 = n - i0 < 8 ? n - i0 : 8;                                   \
+            unsigned bits = 0;                                                                     \
+            for (Py_ssize_t k = 0; k < k1; k++) {                                                  \
+                T v = x[i0 + k];                                                                   \
+                bits |= (unsigned)(v > 0) << k;                                                    \
+                y[i0 + k] = leaky ? v * (v > 0 ? pos : neg) : (v <= 0 ? (T)0 : v);                 \
+            }                                                                                      \
+            signs[b] = (unsigned char)bits;                                                        \
+        }                                                                                          \
+    }                                                                                              \
+    CNNX_CLONES_AVX2 static void cnnx_relu_back_signs_##S(const unsigned char* signs,             \
+                                                          const T* dzdy, T* dzdx, Py_ssize_t n,    \
+                                                          T pos, T neg) {                          \
+        for (Py_ssize_t i = 0; i < n; i++)                                                         \
+            dzdx[i] = dzdy[i] * ((signs[i >> 3] >> (i & 7)) & 1 ? pos : neg);                      \
+    }
+    CNNX_DEFINE_RELU_SIGNS(float, f)
+    CNNX_DEFINE_RELU_SIGNS(double, d)
     """
     void relu_f "cnnx_relu_f"(const float* x, float* y, Py_ssize_t n) noexcept nogil
     void relu_d "cnnx_relu_d"(const double* x, double* y, Py_ssize_t n) noexcept nogil
@@ -57,6 +83,16 @@ cdef extern from *:
                                         Py_ssize_t n, float pos, float neg) noexcept nogil
     void relu_back_d "cnnx_relu_back_d"(const double* x, const double* dzdy, double* dzdx,
                                         Py_ssize_t n, double pos, double neg) noexcept nogil
+    void relu_signs_f "cnnx_relu_signs_f"(const float* x, float* y, unsigned char* signs, Py_ssize_t n,
+                                          int leaky, float pos, float neg) noexcept nogil
+    void relu_signs_d "cnnx_relu_signs_d"(const double* x, double* y, unsigned char* signs, Py_ssize_t n,
+                                          int leaky, double pos, double neg) noexcept nogil
+    void relu_back_signs_f "cnnx_relu_back_signs_f"(const unsigned char* signs, const float* dzdy,
+                                                    float* dzdx, Py_ssize_t n, float pos,
+                                                    float neg) noexcept nogil
+    void relu_back_signs_d "cnnx_relu_back_signs_d"(const unsigned char* signs, const double* dzdy,
+                                                    double* dzdx, Py_ssize_t n, double pos,
+                                                    double neg) noexcept nogil
 
 
 cdef inline void relu_span(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
@@ -238,6 +274,70 @@ def elementwise_backward(int kind, cnp.ndarray x, cnp.ndarray dzdy, cnp.ndarray 
             elementwise_run(kind, <const float*>xp, <const float*>dyp, <float*>dxp, n, p, q, n_threads)
         else:
             elementwise_run(kind, <const double*>xp, <const double*>dyp, <double*>dxp, n, p, q, n_threads)
+
+
+cdef void relu_signs_run(const floating* x, const floating* dzdy, floating* out, unsigned char* signs,
+                         Py_ssize_t n, double leak, int n_threads) noexcept nogil:
+    """ReLU with packed signs over one span per thread, each a whole number of bytes of signs
+    (dzdy NULL: forward, out = y and signs written; else out = dzdx from the signs)."""
+    cdef Py_ssize_t span = (((n + n_threads - 1) // n_threads + 7) // 8) * 8
+    cdef Py_ssize_t t, start, stop
+    cdef floating pos = <floating>(leak + (1.0 - leak)), neg = <floating>leak
+    for t in prange(n_threads, num_threads=n_threads, schedule='static'):
+        start = t * span
+        stop = min(start + span, n)
+        if start >= stop:
+            continue
+        if dzdy != NULL:
+            if floating is float:
+                relu_back_signs_f(signs + start // 8, dzdy + start, out + start, stop - start, pos, neg)
+            else:
+                relu_back_signs_d(signs + start // 8, dzdy + start, out + start, stop - start, pos, neg)
+        elif floating is float:
+            relu_signs_f(x + start, out + start, signs + start // 8, stop - start, leak != 0, pos, neg)
+        else:
+            relu_signs_d(x + start, out + start, signs + start // 8, stop - start, leak != 0, pos, neg)
+
+
+def relu_signs_forward(cnp.ndarray x, cnp.ndarray y, unsigned char[::1] signs, double leak, int n_threads):
+    """y = the ReLU (leaky: ``leak``) of x, and signs (ceil(x.size / 8) bytes) = x > 0 in bits:
+    bit k of byte b for element 8b + k in Fortran order."""
+    cdef str name = "cnnx._ext.activations.relu_signs_forward"
+    cdef int dtype = float_kind(name, x)
+    cdef void* xp = data_of(x, x, False)
+    cdef void* yp = data_of(y, x, True)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    if signs.shape[0] != (n + 7) // 8:
+        raise ValueError(f"{name}: signs must have {(n + 7) // 8} bytes, got {signs.shape[0]}")
+    if n == 0:
+        return
+    with nogil:
+        if dtype == 0:
+            relu_signs_run(<const float*>xp, <const float*>NULL, <float*>yp, &signs[0], n, leak, n_threads)
+        else:
+            relu_signs_run(<const double*>xp, <const double*>NULL, <double*>yp, &signs[0], n, leak, n_threads)
+
+
+def relu_signs_backward(const unsigned char[::1] signs, cnp.ndarray dzdy, cnp.ndarray dzdx, double leak,
+                        int n_threads):
+    """dzdx = dzdy * the ReLU's slope (leaky: ``leak``) at inputs of the packed ``signs``: the bits of
+    ``elementwise_backward`` at those inputs."""
+    cdef str name = "cnnx._ext.activations.relu_signs_backward"
+    cdef int dtype = float_kind(name, dzdy)
+    cdef void* dyp = data_of(dzdy, dzdy, False)
+    cdef void* dxp = data_of(dzdx, dzdy, True)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(dzdy)
+    if signs.shape[0] != (n + 7) // 8:
+        raise ValueError(f"{name}: signs must have {(n + 7) // 8} bytes, got {signs.shape[0]}")
+    if n == 0:
+        return
+    with nogil:
+        if dtype == 0:
+            relu_signs_run(<const float*>NULL, <const float*>dyp, <float*>dxp, <unsigned char*>&signs[0], n,
+                           leak, n_threads)
+        else:
+            relu_signs_run(<const double*>NULL, <const double*>dyp, <double*>dxp, <unsigned char*>&signs[0], n,
+                           leak, n_threads)
 
 
 cdef inline void prelu_span(const floating* x, floating* y, Py_ssize_t n, floating a) noexcept nogil:

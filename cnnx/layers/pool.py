@@ -8,6 +8,8 @@ Examples
 """
 from functools import partial
 
+import numpy as np
+
 from .._options import Option, without_gpu_options
 from .._shapes import window_output_size
 from ..pool import PoolWinners, vl_nnpool
@@ -122,25 +124,27 @@ def _pool_call(layer, x, *dzdy, **winners):
                      stride=layer["stride"], method=layer["method"], **winners)
 
 
-def _keeps_winners(layer):
-    return str(layer["method"]).lower() == "max"
-
-
 def _pool_forward(layer, res_i, res_ip1, ctx):
-    # Max pooling about to be back-propagated keeps its winners in aux: backward then routes the
-    # derivatives to them instead of finding them again in the input, which it no longer reads.
-    if ctx["backward"] and _keeps_winners(layer):
-        res_ip1["x"], res_ip1["aux"] = _pool_call(layer, res_i["x"], winners=True)
+    # About to be back-propagated, a pooling keeps in aux all its backward needs of its input, so
+    # that conserving memory frees the input early: max pooling its winners (backward then routes
+    # the derivatives to them instead of finding them again), average pooling the input's shape.
+    x = res_i["x"]
+    if not ctx["backward"]:
+        res_ip1["x"], res_ip1["aux"] = _pool_call(layer, x), None
+    elif str(layer["method"]).lower() == "max":
+        res_ip1["x"], res_ip1["aux"] = _pool_call(layer, x, winners=True)
     else:
-        res_ip1["x"] = _pool_call(layer, res_i["x"])
+        res_ip1["x"], res_ip1["aux"] = _pool_call(layer, x), np.shape(x)
 
 
 def _pool_backward(layer, res_i, res_ip1, ctx):
-    winners = res_ip1["aux"]
-    if isinstance(winners, PoolWinners):
-        res_i["dzdx"] = _pool_call(layer, None, res_ip1["dzdx"], winners=winners)
-    else:
-        res_i["dzdx"] = _pool_call(layer, res_i["x"], res_ip1["dzdx"])
+    kept, dzdy = res_ip1["aux"], res_ip1["dzdx"]
+    if isinstance(kept, PoolWinners):
+        res_i["dzdx"] = _pool_call(layer, None, dzdy, winners=kept)
+    elif kept is not None:
+        res_i["dzdx"] = _pool_call(layer, None, dzdy, input_size=kept)
+    else:  # a res whose forward was not back-propagated (SkipForward)
+        res_i["dzdx"] = _pool_call(layer, res_i["x"], dzdy)
 
 
 def _pool_check(layer, where):
@@ -161,6 +165,6 @@ register_layer_type(
     "pool", _pool_forward, _pool_backward,
     defaults={"pad": 0, "stride": 1, "method": "max", "opts": []}, options=_POOL_OPTIONS,
     check=_pool_check, geometry=lambda layer: {"support": pair(layer["pool"])},
-    abbreviation=_pool_abbreviation, block=Pooling, to_dagnn=_pool_to_dagnn, backward_from_output=_keeps_winners,
+    abbreviation=_pool_abbreviation, block=Pooling, to_dagnn=_pool_to_dagnn, backward_from_output=lambda layer: True,
     backward_reads_output=False, fresh_results=True,
 )

@@ -48,7 +48,7 @@ class LayerType:
 
     def __init__(self, name, forward, backward, defaults, options, tidy, check, geometry, data_size,
                  abbreviation, weight_ndims, weight_train_methods, loss, holds_functions, block, to_dagnn,
-                 backward_from_output, backward_reads_output, fresh_results):
+                 backward_from_output, backward_reads_output, frees_output, fresh_results):
         self.name = name
         self.forward = forward
         self.backward = backward
@@ -67,6 +67,7 @@ class LayerType:
         self.to_dagnn = to_dagnn
         self.backward_from_output = backward_from_output
         self.backward_reads_output = backward_reads_output
+        self.frees_output = frees_output
         self.fresh_results = fresh_results
 
     def __repr__(self):
@@ -111,8 +112,8 @@ def register_block(block):
 def register_layer_type(name, forward, backward, *, defaults=None, options=None, tidy=None, check=None,
                         geometry=None, data_size=None, abbreviation=None, weight_ndims=(),
                         weight_train_methods=(), loss=False, holds_functions=False, block=None, to_dagnn=None,
-                        backward_from_output=None, backward_reads_output=True, fresh_results=False,
-                        replace=False):
+                        backward_from_output=None, backward_reads_output=True, frees_output=False,
+                        fresh_results=False, replace=False):
     """Teach SimpleNN a layer type: how to run it, check it, show it and convert it to DagNN.
 
     Parameters
@@ -126,7 +127,8 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
         :func:`vl_simplenn`), ``'der_input'`` (False when backward may skip ``res_i['dzdx']``),
         ``'overwrite_input'`` (True when forward may write its output over ``res_i['x']``, which
         is freed after it), ``'backward'`` (True when this call back-propagates through the
-        layer, so forward may keep in ``aux`` what spares backward work) and
+        layer, so forward may keep in ``aux`` what spares backward work), ``'output_freed'``
+        (see ``frees_output``) and
         ``'overwrite_der_output'`` (True when backward may write ``res_i['dzdx']`` over
         ``res_ip1['dzdx']``, likewise).
     backward : callable
@@ -191,7 +193,12 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
         read that value as its output. Default: never.
     backward_reads_output : bool, default True
         Whether backward may read ``res_ip1['x']``, the layer's own output (so that it is never
-        freed for the next layer's ``backward_from_output``).
+        freed for the next layer's ``backward_from_output``), unless ``frees_output``.
+    frees_output : bool, default False
+        Whether forward, told by ``ctx['output_freed']`` that its output will be freed before its
+        backward runs, keeps in ``res_ip1['aux']`` what backward needs of it (as a ReLU keeps its
+        signs): then the output is freed for the next layer's ``backward_from_output`` even if
+        ``backward_reads_output``.
     fresh_results : bool, default False
         Whether ``forward`` stores in ``res_ip1['x']``, and ``backward`` in ``res_i['dzdx']``,
         either an array that nothing else holds or the very array it read (``res_i['x']``,
@@ -238,6 +245,6 @@ def register_layer_type(name, forward, backward, *, defaults=None, options=None,
     entry = LayerType(name, forward, backward, defaults, options, tidy, check, geometry, data_size,
                       abbreviation or name, weight_ndims, weight_train_methods, loss, holds_functions, block,
                       to_dagnn, backward_from_output or (lambda layer: False), bool(backward_reads_output),
-                      bool(fresh_results))
+                      bool(frees_output), bool(fresh_results))
     LAYER_TYPES[name] = entry
     return entry

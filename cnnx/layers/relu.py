@@ -67,13 +67,23 @@ class ReLU(WithOpts, ElementWise):
 
 def _relu_forward(layer, res_i, res_ip1, ctx):
     x = res_i["x"]
-    res_ip1["x"] = vl_nnrelu(x, leak=layer["leak"], out=reusable(ctx, "overwrite_input", x, x))
+    out = reusable(ctx, "overwrite_input", x, x)
+    if ctx["output_freed"]:
+        # The output is freed before backward: keep the input's signs, a 32nd of float32 memory.
+        res_ip1["x"], res_ip1["aux"] = vl_nnrelu(x, leak=layer["leak"], out=out, signs=True)
+    else:
+        res_ip1["x"], res_ip1["aux"] = vl_nnrelu(x, leak=layer["leak"], out=out), None
 
 
 def _relu_backward(layer, res_i, res_ip1, ctx):
+    dzdy = res_ip1["dzdx"]
+    signs = res_ip1["aux"]
+    if signs is not None:
+        res_i["dzdx"] = vl_nnrelu(None, dzdy, leak=layer["leak"], signs=signs,
+                                  out=reusable(ctx, "overwrite_der_output", dzdy, dzdy))
+        return
     # The output has the input's sign pattern (leak >= 0), so it stands in for a freed input.
     x = res_i["x"] if res_i["x"] is not None else res_ip1["x"]
-    dzdy = res_ip1["dzdx"]
     res_i["dzdx"] = vl_nnrelu(x, dzdy, leak=layer["leak"], out=reusable(ctx, "overwrite_der_output", dzdy, x))
 
 
@@ -88,5 +98,5 @@ def _relu_to_dagnn(layer):
 register_layer_type(
     "relu", _relu_forward, _relu_backward, defaults={"leak": 0.0},
     options={"leak": Option("float")}, block=ReLU, to_dagnn=_relu_to_dagnn,
-    backward_from_output=_relu_backward_from_output, fresh_results=True,
+    backward_from_output=_relu_backward_from_output, frees_output=True, fresh_results=True,
 )
