@@ -117,7 +117,7 @@ def vl_nnrelu(x, *args, **kwargs):
         x = as_float_array(x, "X", fname)
         y = result_array(fname, opts["out"], x, x)
         signs = np.empty((x.size + 7) // 8, np.uint8)
-        _kernels.relu_signs_forward(np.asfortranarray(x), y, signs, leak, threads_for(x.size))
+        _kernels.relu_signs(np.asfortranarray(x), y, signs, False, leak, threads_for(x.size))
         return y, signs
     if dzdy is None and not isinstance(signs, (bool, np.bool_, type(None))):
         raise ValueError(f"{fname}: Signs in a forward call must be True or False, got {type(signs).__name__}")
@@ -137,8 +137,8 @@ def _relu_backward_from_signs(fname, x, dzdy, signs, leak, out):
         raise ValueError(f"{fname}: Signs in a backward call must be the uint8 array of {expected} bytes of the "
                          f"forward call, got {got}")
     out = result_array(fname, out, dzdy, dzdy)
-    _kernels.relu_signs_backward(np.ascontiguousarray(signs), np.asfortranarray(dzdy), out, leak,
-                                 threads_for(dzdy.size))
+    _kernels.relu_signs(np.asfortranarray(dzdy), out, np.ascontiguousarray(signs), True, leak,
+                        threads_for(dzdy.size))
     return out
 
 

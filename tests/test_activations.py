@@ -427,6 +427,8 @@ def test_relu_signs_in_place_and_across_thread_counts(dtype, restore_threads):
     assert y is target and target.tobytes() == results[0][0] and signs.tobytes() == results[0][1]
     back = dzdy.copy(order="F")
     assert vl_nnrelu(None, back, signs=signs, out=back) is back and back.tobytes() == results[0][2]
+    signs.flags.writeable = False  # read-only signs (a memory map) need no copy
+    assert vl_nnrelu(None, dzdy, signs=signs).tobytes() == results[0][2]
 
 
 @pytest.mark.parametrize("call, message", [

@@ -25,6 +25,8 @@ def calls(dtype):
             activations.Activation.GELU, a(flat), a(flat), 0.0, 0.0, 1)),
         ("activations.elementwise_backward", lambda: activations.elementwise_backward(
             activations.Activation.RELU, a(flat), a(flat), a(flat), 0.0, 0.0, 1)),
+        ("activations.relu_signs", lambda: activations.relu_signs(a(flat), a(flat), np.zeros((flat + 7) // 8, np.uint8),
+                                                                  False, 0.0, 1)),
         ("activations.prelu_forward", lambda: activations.prelu_forward(a(H * W, C, N), a(C), a(H * W, C, N), 1)),
         ("activations.prelu_backward", lambda: activations.prelu_backward(
             a(H * W, C, N), a(C), a(H * W, C, N), a(H * W, C, N), np.zeros(C), 1)),

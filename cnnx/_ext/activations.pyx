@@ -331,45 +331,31 @@ cdef void relu_signs_run(const floating* x, const floating* dzdy, floating* out,
             relu_signs_d(x + start, out + start, signs + start // 8, stop - start, leak != 0, pos, neg)
 
 
-def relu_signs_forward(cnp.ndarray x, cnp.ndarray y, unsigned char[::1] signs, double leak, int n_threads):
-    """y = the ReLU (leaky: ``leak``) of x, and signs (ceil(x.size / 8) bytes) = x > 0 in bits:
-    bit k of byte b for element 8b + k in Fortran order."""
-    cdef str name = "cnnx._ext.activations.relu_signs_forward"
-    cdef int dtype = float_kind(name, x)
-    cdef void* xp = data_of(x, x, False)
-    cdef void* yp = data_of(y, x, True)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+def relu_signs(cnp.ndarray source, cnp.ndarray out, const unsigned char[::1] signs, bint backward, double leak,
+               int n_threads):
+    """The ReLU (leaky: ``leak``) with the signs of its input packed in ``signs`` (ceil(size / 8)
+    bytes; bit k of byte b for element 8b + k in Fortran order). Forward: source is x, out = y, and
+    the signs are written (a new array of the caller's). Backward: source is dzdy, out = dzdx from
+    the signs, the bits of ``elementwise_backward`` at those inputs."""
+    cdef str name = "cnnx._ext.activations.relu_signs"
+    cdef int dtype = float_kind(name, source)
+    cdef void* sp = data_of(source, source, False)
+    cdef void* op = data_of(out, source, True)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(source)
     if signs.shape[0] != (n + 7) // 8:
         raise ValueError(f"{name}: signs must have {(n + 7) // 8} bytes, got {signs.shape[0]}")
     if n == 0:
         return
+    cdef unsigned char* bits = <unsigned char*>&signs[0]
     with nogil:
-        if dtype == 0:
-            relu_signs_run(<const float*>xp, <const float*>NULL, <float*>yp, &signs[0], n, leak, n_threads)
+        if dtype == 0 and backward:
+            relu_signs_run(<const float*>NULL, <const float*>sp, <float*>op, bits, n, leak, n_threads)
+        elif dtype == 0:
+            relu_signs_run(<const float*>sp, <const float*>NULL, <float*>op, bits, n, leak, n_threads)
+        elif backward:
+            relu_signs_run(<const double*>NULL, <const double*>sp, <double*>op, bits, n, leak, n_threads)
         else:
-            relu_signs_run(<const double*>xp, <const double*>NULL, <double*>yp, &signs[0], n, leak, n_threads)
-
-
-def relu_signs_backward(const unsigned char[::1] signs, cnp.ndarray dzdy, cnp.ndarray dzdx, double leak,
-                        int n_threads):
-    """dzdx = dzdy * the ReLU's slope (leaky: ``leak``) at inputs of the packed ``signs``: the bits of
-    ``elementwise_backward`` at those inputs."""
-    cdef str name = "cnnx._ext.activations.relu_signs_backward"
-    cdef int dtype = float_kind(name, dzdy)
-    cdef void* dyp = data_of(dzdy, dzdy, False)
-    cdef void* dxp = data_of(dzdx, dzdy, True)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(dzdy)
-    if signs.shape[0] != (n + 7) // 8:
-        raise ValueError(f"{name}: signs must have {(n + 7) // 8} bytes, got {signs.shape[0]}")
-    if n == 0:
-        return
-    with nogil:
-        if dtype == 0:
-            relu_signs_run(<const float*>NULL, <const float*>dyp, <float*>dxp, <unsigned char*>&signs[0], n,
-                           leak, n_threads)
-        else:
-            relu_signs_run(<const double*>NULL, <const double*>dyp, <double*>dxp, <unsigned char*>&signs[0], n,
-                           leak, n_threads)
+            relu_signs_run(<const double*>sp, <const double*>NULL, <double*>op, bits, n, leak, n_threads)
 
 
 cdef inline void prelu_span(const floating* x, floating* y, Py_ssize_t n, floating a) noexcept nogil:
