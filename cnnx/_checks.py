@@ -4,6 +4,8 @@ Everything here runs before a kernel is entered, so a kernel can trust its argum
 """
 import numpy as np
 
+from ._options import whole_numbers
+
 # Kernels index with 64-bit integers but hand matrix sizes to BLAS as 32-bit ints.
 MAX_BLAS_DIM = 2**31 - 1
 MAX_ELEMENTS = 2**62
@@ -96,6 +98,15 @@ def shape4(arr, name, fname):
     if not 2 <= arr.ndim <= 4:
         raise ValueError(f"{fname}: {name} must have 2 to 4 dimensions (H x W x C x N), got {arr.ndim} ({arr.shape})")
     return tuple(arr.shape) + (1,) * (4 - arr.ndim)
+
+
+def input_size(fname, label, value):
+    """A backward call's stand-in for X's shape: 2 to 4 non-negative whole numbers (MATLAB's
+    H x W [x C [x N]]) as a tuple of ints."""
+    sizes = whole_numbers(fname, label, value)
+    if not 2 <= len(sizes) <= 4 or min(sizes) < 0:
+        raise ValueError(f"{fname}: {label} must be 2 to 4 non-negative sizes [H W C N], got {list(sizes)}")
+    return tuple(int(v) for v in sizes)
 
 
 def out_shape(shape4d, ndim):

@@ -2,7 +2,8 @@
 import numpy as np
 
 from ._checks import as_float_array, shape4
-from ._options import Option, validate_value, whole_numbers
+from ._checks import input_size as checked_input_size  # the argument is named input_size
+from ._options import Option, validate_value
 
 _FNAME = "vl_nncrop"
 
@@ -58,10 +59,7 @@ def vl_nncrop(x, crop, dzdy=None, input_size=None):
     if x is None or (isinstance(x, (list, tuple)) and len(x) == 0):
         if dzdy is None or input_size is None:
             raise ValueError(f"{_FNAME}: X is empty; the backward call needs DZDY and INPUTSIZE")
-        sizes = whole_numbers(_FNAME, "INPUTSIZE", input_size)
-        if not 2 <= len(sizes) <= 4 or min(sizes) < 0:
-            raise ValueError(f"{_FNAME}: INPUTSIZE must be 2 to 4 non-negative sizes, got {input_size!r}")
-        x_shape = tuple(sizes)
+        x_shape = checked_input_size(_FNAME, "INPUTSIZE", input_size)
     else:
         x = as_float_array(x, "X", _FNAME)
         shape4(x, "X", _FNAME)

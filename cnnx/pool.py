@@ -3,9 +3,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_float_array, check_elements, common_dtype, fortran4, out_shape, shape4
+from ._checks import as_float_array, check_elements, common_dtype, fortran4, input_size, out_shape, shape4
 from ._ext import pool as _kernel
-from ._options import Option, parse_options, take_derivative, validate_value, whole_numbers
+from ._options import Option, parse_options, take_derivative, validate_value
 from ._shapes import window_output_size
 from ._threads import POOL_ELEMENTS_PER_THREAD, threads_for_work
 
@@ -175,7 +175,7 @@ def vl_nnpool(x, pool, *args, **kwargs):
         raise ValueError(f"{_FNAME}: Winners in a forward call must be True or False, got {type(winners).__name__}")
 
     if opts["inputsize"] is not None:
-        shape = _input_size(opts["inputsize"])
+        shape = input_size(_FNAME, "InputSize", opts["inputsize"])
         dtype = as_float_array(dzdy, "DZDY", _FNAME).dtype
     else:
         x = as_float_array(x, "X", _FNAME)
@@ -213,14 +213,6 @@ def vl_nnpool(x, pool, *args, **kwargs):
         _kernel.backward(_flat(dy4 if x4 is None else x4), _flat(dy4), _flat(dx), planes, *geometry, average,
                          n_threads)
     return dx.reshape(shape, order="F")
-
-
-def _input_size(value):
-    """InputSize as a shape: 2 to 4 non-negative whole numbers (MATLAB's H x W [x C [x N]])."""
-    sizes = whole_numbers(_FNAME, "InputSize", value)
-    if not 2 <= len(sizes) <= 4 or min(sizes) < 0:
-        raise ValueError(f"{_FNAME}: InputSize must be 2 to 4 non-negative sizes [H W C N], got {list(sizes)}")
-    return tuple(int(v) for v in sizes)
 
 
 def _geometry(shape, height, width, pool, opts):
