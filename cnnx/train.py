@@ -70,6 +70,7 @@ Logistic regression on two Gaussian classes, as MatConvNet's solver test:
 >>> bool(stats["train"][1]["objective"] < stats["train"][0]["objective"] < np.log(2))
 True
 """
+import contextlib
 import copy
 import errno
 import json
@@ -85,7 +86,7 @@ import numpy as np
 from . import solvers
 from ._files import atomic_open, remove_stale_temporaries
 from ._labels import batch_labels, parse_labels
-from ._memory import keep_freed_memory
+from ._memory import StepMemory, keep_freed_memory
 from ._options import Option, _key, integer, limit, parse_options, real_number, truth_value
 from ._threads import get_num_threads
 from .layers.registry import LAYER_TYPES
@@ -114,6 +115,7 @@ _DEFAULTS = {
     "save_solver_state": True,
     "random_seed": 0,
     "conserve_memory": True,
+    "plan_memory": True,
     "back_prop_depth": math.inf,
     "error_function": None,
     "error_labels": None,
@@ -206,7 +208,7 @@ def _parse(args, kwargs, imdb, get_batch):
         raise TypeError(f"{_FNAME}: exp_dir must be a path or None, got {exp_dir!r}")
     opts["exp_dir"] = None if exp_dir is None else os.fspath(exp_dir)
     for name in ("continue_", "prefetch", "nesterov", "save_solver_state", "conserve_memory",
-                 "plot_statistics", "progress", "check_finite"):
+                 "plan_memory", "plot_statistics", "progress", "check_finite"):
         opts[name] = truth_value(_FNAME, name, opts[name])
     opts["batch_size"] = integer(_FNAME, "batch_size", opts["batch_size"], low=1)
     opts["num_sub_batches"] = integer(_FNAME, "num_sub_batches", opts["num_sub_batches"], low=1)
@@ -937,8 +939,9 @@ _STOPPED = ("stopped before saving this epoch, so the last checkpoint is intact 
             "or pass check_finite=False to train on regardless)")
 
 
-def _run_phase(model, phase, subset, epoch, rate, opts, imdb, get_batch, states, ranks=None):
-    """One epoch of one set; with ``ranks`` (cnnx._distributed.Ranks) this rank's share of it."""
+def _run_phase(model, phase, subset, epoch, rate, opts, imdb, get_batch, states, ranks=None, memory=None):
+    """One epoch of one set; with ``ranks`` (cnnx._distributed.Ranks) this rank's share of it; with
+    ``memory`` (cnnx._memory.StepMemory) each batch is marked as a step."""
     train = phase == "train"
     batch_size, subs = opts["batch_size"], opts["num_sub_batches"]
     num_batches = -(-len(subset) // batch_size)
@@ -949,6 +952,8 @@ def _run_phase(model, phase, subset, epoch, rate, opts, imdb, get_batch, states,
     start = time.perf_counter()
     try:
         for number, t in enumerate(range(0, len(subset), batch_size), start=1):
+            if memory is not None:
+                memory.start_step()
             this_batch = min(batch_size, len(subset) - t)
             mine = subset[t : t + this_batch]
             if ranks is not None:
@@ -984,6 +989,8 @@ def _run_phase(model, phase, subset, epoch, rate, opts, imdb, get_batch, states,
                         raise FloatingPointError(f"{_FNAME}: {model.describe_key(key)} became NaN or infinite "
                                                  f"in the update after {where}; {_STOPPED}")
                     model.set_value(key, value)
+            if memory is not None:
+                memory.end_step()
             elapsed = time.perf_counter() - start
             stats = {**statistics, "num": num, "time": elapsed}
             progress.update(number, stats, (t + this_batch) / max(elapsed, 1e-12))
@@ -1138,7 +1145,8 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
     ``net-train.png`` are written. With ``continue_`` the run starts after the last complete
     checkpoint in ``exp_dir``. On Linux with glibc, cnn_train first has malloc keep freed memory
     for reuse (:func:`cnnx._memory.keep_freed_memory`): each step reuses the pages of the last,
-    and the process keeps its peak memory until it exits.
+    and the process keeps its peak memory until it exits. The large arrays of the steps go to one
+    planned arena instead (``plan_memory``), given back when training ends.
 
     The SGD update of a parameter ``w`` with batch derivative ``g`` (MatConvNet beta25: the loss
     is a sum over the batch, so ``g`` is divided by the batch size here)::
@@ -1235,6 +1243,10 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
     conserve_memory : True
         Free intermediate results as soon as possible (``vl_simplenn``'s ``conserve_memory``, the
         DagNN's ``conserve_memory``).
+    plan_memory : True
+        (cnnx only.) Lay out the large arrays of the training steps in one arena planned from the
+        second step (:class:`cnnx._memory.StepMemory`): later steps reuse its pages, and the
+        memory held stays near the most one step holds at once. False leaves NumPy's allocator.
     back_prop_depth : inf
         SimpleNN: back-propagate through the last layers only.
     error_function : 'multiclass'
@@ -1355,30 +1367,33 @@ def cnn_train(net, imdb, get_batch, *args, **kwargs):
                      "are deleted when this run saves its first")
 
     rates = list(opts["learning_rate"])
-    for epoch in range(start + 1, opts["num_epochs"] + 1):
-        shuffle = _seed_epoch(opts["random_seed"] + epoch)
-        rate = rates[min(epoch, len(rates)) - 1]
-        train = opts["train"][shuffle.permutation(opts["train"].size)]
-        val = opts["val"][shuffle.permutation(opts["val"].size)]
-        if opts["epoch_size"] != math.inf:
-            train = train[: opts["epoch_size"]]
-        stats["train"].append(_run_phase(model, "train", train, epoch, rate, opts, imdb, get_batch, states, ranks))
-        stats["val"].append(_run_phase(model, "val", val, epoch, rate, opts, imdb, get_batch, states, ranks))
+    memory = StepMemory() if opts["plan_memory"] and training else None
+    with memory if memory is not None else contextlib.nullcontext():
+        for epoch in range(start + 1, opts["num_epochs"] + 1):
+            shuffle = _seed_epoch(opts["random_seed"] + epoch)
+            rate = rates[min(epoch, len(rates)) - 1]
+            train = opts["train"][shuffle.permutation(opts["train"].size)]
+            val = opts["val"][shuffle.permutation(opts["val"].size)]
+            if opts["epoch_size"] != math.inf:
+                train = train[: opts["epoch_size"]]
+            stats["train"].append(_run_phase(model, "train", train, epoch, rate, opts, imdb, get_batch, states, ranks,
+                                                  memory))
+            stats["val"].append(_run_phase(model, "val", val, epoch, rate, opts, imdb, get_batch, states, ranks))
 
-        if exp_dir is not None:
-            if training:
-                # newest first, so that a crash in between leaves a shorter but whole earlier run
-                for old in sorted((e for e in replaced if e > epoch), reverse=True):
-                    os.remove(_checkpoint_path(exp_dir, old))
-                replaced = []
-                _save_checkpoint(_checkpoint_path(exp_dir, epoch), epoch, model, states, stats, opts)
-            _write_statistics(exp_dir, stats, plot)
+            if exp_dir is not None:
+                if training:
+                    # newest first, so that a crash in between leaves a shorter but whole earlier run
+                    for old in sorted((e for e in replaced if e > epoch), reverse=True):
+                        os.remove(_checkpoint_path(exp_dir, old))
+                    replaced = []
+                    _save_checkpoint(_checkpoint_path(exp_dir, epoch), epoch, model, states, stats, opts)
+                _write_statistics(exp_dir, stats, plot)
 
-        if opts["post_epoch_fn"] is not None:
-            state = {"epoch": epoch, "learning_rate": rate, "stats": stats}
-            new_rate = opts["post_epoch_fn"](model.net, opts, state)
-            if new_rate is not None and not (isinstance(new_rate, numbers.Real) and math.isnan(new_rate)):
-                rates = _learning_rates(new_rate)
-                if all(r == 0 for r in rates):
-                    break
+            if opts["post_epoch_fn"] is not None:
+                state = {"epoch": epoch, "learning_rate": rate, "stats": stats}
+                new_rate = opts["post_epoch_fn"](model.net, opts, state)
+                if new_rate is not None and not (isinstance(new_rate, numbers.Real) and math.isnan(new_rate)):
+                    rates = _learning_rates(new_rate)
+                    if all(r == 0 for r in rates):
+                        break
     return model.net, stats
