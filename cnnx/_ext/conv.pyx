@@ -34,6 +34,8 @@ from libc.string cimport memcpy, memset
 
 from .blas cimport gemm
 
+import numpy as np
+
 cnp.import_array()
 
 cdef extern from "gemm.h" nogil:
@@ -100,6 +102,14 @@ def fma_loop(str isa, long iterations, int n_threads):
             total += cnnx_fma_loop(code, iterations, &sink[t % 64])
     return total
 
+
+
+cdef float* numpy_floats(Py_ssize_t n, list keep) except NULL:
+    """A buffer of n floats (at least one) from NumPy, alive while ``keep`` (which holds it) is: a
+    call's large shared buffers come from NumPy so that cnn_train's planned arena holds them."""
+    buffer = np.empty(max(1, n), np.float32)
+    keep.append(buffer)
+    return <float*> cnp.PyArray_DATA(buffer)
 
 cdef struct Geom:
     Py_ssize_t H, W, C, N, FH, FW, FC, K, YH, YW, SY, SX, PT, PL, DY, DX
@@ -593,19 +603,24 @@ def _conv_forward_implicit(const float[::1] x, const float[::1] fwv, const float
     cdef Py_ssize_t n, gi, n_spans, per_group
     cdef ColumnSpan* spans = <ColumnSpan*> malloc((2 * g.FW - 1) * sizeof(ColumnSpan))
     cdef Py_ssize_t* packed_at = <Py_ssize_t*> malloc((2 * g.FW - 1) * sizeof(Py_ssize_t))
-    cdef float* packed = NULL
+    cdef float* packed
     cdef float* xtp
     cdef float* yt
     cdef int failed[1]
+    cdef list keep = []
     failed[0] = 0
-    if spans != NULL and packed_at != NULL:
-        n_spans = column_spans(g.YW, -g.PL, g.SX, g.W, g.DX, g.FW, skip_padding, spans)
-        per_group = pack_column_spans(isa, g.Kg, NULL, g.K, g.FH * g.FC, spans, n_spans, kc, NULL, packed_at)
-        packed = <float*> malloc(g.G * per_group * sizeof(float))
-    if packed == NULL:
+    if spans == NULL or packed_at == NULL:
         free(spans)
         free(packed_at)
         raise MemoryError("vl_nnconv: cannot allocate the packed filters")
+    n_spans = column_spans(g.YW, -g.PL, g.SX, g.W, g.DX, g.FW, skip_padding, spans)
+    per_group = pack_column_spans(isa, g.Kg, NULL, g.K, g.FH * g.FC, spans, n_spans, kc, NULL, packed_at)
+    try:
+        packed = numpy_floats(g.G * per_group, keep)
+    except MemoryError:
+        free(spans)
+        free(packed_at)
+        raise
     with nogil:
         for gi in range(g.G):
             pack_column_spans(isa, g.Kg, &fwv[0] + gi * g.Kg, g.K, g.FH * g.FC, spans, n_spans, kc,
@@ -624,7 +639,6 @@ def _conv_forward_implicit(const float[::1] x, const float[::1] fwv, const float
                                    isa, kc, nc)
             free(xtp)
             free(yt)
-    free(packed)
     free(spans)
     free(packed_at)
     if failed[0]:
@@ -736,10 +750,11 @@ def _conv_forward_columns(const float[::1] x, const float[::1] f, const float[::
     cdef Py_ssize_t n, gi, s, c, v, u, k, n_spans = 0, n_segs = 0, per_group = 0, at, seg_at
     cdef ColumnSpan* spans = <ColumnSpan*> malloc((2 * g.FW - 1) * sizeof(ColumnSpan))
     cdef Py_ssize_t* segs = NULL
-    cdef float* packed = NULL
+    cdef float* packed
     cdef float* xp
     cdef float* scratch
     cdef int failed[1]
+    cdef list keep = []
     failed[0] = 0
     if spans != NULL:
         n_spans = column_spans(g.YW, -g.PL, g.SX, g.W, g.DX, g.FW, skip_padding, spans)
@@ -747,12 +762,16 @@ def _conv_forward_columns(const float[::1] x, const float[::1] f, const float[::
             n_segs += g.FC * (spans[s].v1 - spans[s].v0)
         per_group = n_segs * g.FH * g.Kg
         segs = <Py_ssize_t*> malloc(max(1, n_segs) * sizeof(Py_ssize_t))
-        packed = <float*> malloc(max(1, g.G * per_group) * sizeof(float))
-    if packed == NULL or segs == NULL:
+    if spans == NULL or segs == NULL:
         free(spans)
         free(segs)
-        free(packed)
         raise MemoryError("vl_nnconv: cannot allocate the packed filters")
+    try:
+        packed = numpy_floats(g.G * per_group, keep)
+    except MemoryError:
+        free(spans)
+        free(segs)
+        raise
     with nogil:
         # Per span: one segment per (channel, filter column), and the weights of each panel of
         # filters tap after tap in the same order (k fastest within a panel).
@@ -781,7 +800,6 @@ def _conv_forward_columns(const float[::1] x, const float[::1] f, const float[::
                                   xp, scratch, isa)
             free(xp)
             free(scratch)
-    free(packed)
     free(segs)
     free(spans)
     if failed[0]:
@@ -1102,6 +1120,7 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
     cdef ColumnSpan* spans = <ColumnSpan*> malloc((2 * g.FW - 1) * sizeof(ColumnSpan))
     cdef Py_ssize_t* packed_at = <Py_ssize_t*> malloc((2 * g.FW - 1) * sizeof(Py_ssize_t))
     cdef float* packed = NULL
+    cdef list keep = []
     cdef float* xtp
     cdef float* dtp
     cdef float* dyt
@@ -1118,13 +1137,17 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
     elif need_dx:
         n_spans = column_spans(g.W, -gd.PL, 1, g.YW, g.DX, g.FW, skip_dx, spans)
         per_group = pack_column_spans(isa, g.FC, NULL, g.FC, g.FH * g.Kg, spans, n_spans, kc, NULL, packed_at)
-        packed = <float*> malloc(g.G * per_group * sizeof(float))
-        if packed == NULL:
-            failed[0] = 1
     if failed[0]:
         free(spans)
         free(packed_at)
         raise MemoryError("vl_nnconv: cannot allocate the packed filters")
+    if need_dx:
+        try:
+            packed = numpy_floats(g.G * per_group, keep)
+        except MemoryError:
+            free(spans)
+            free(packed_at)
+            raise
     with nogil:
         if need_dx:
             for gi in range(g.G):
@@ -1165,7 +1188,6 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
             free(dtp)
             free(dyt)
             free(dxt)
-    free(packed)
     free(spans)
     free(packed_at)
     if failed[0]:
