@@ -157,6 +157,28 @@ def test_step_memory_zeros_and_resizes_arrays_in_the_arena():
         assert memory.hits > 0
 
 
+def test_step_memory_zeros_arrays_that_miss_the_plan():
+    # Large zeros outside the plan come from malloc, whose blocks hold what was freed there.
+    with StepMemory(threshold=16 * KIB) as memory:
+        for step in range(6):
+            memory.start_step()
+            a = np.full(5_000, 1.0)
+            if step >= 2:  # not in the recorded step: misses, from malloc
+                for _ in range(3):
+                    junk = np.full(30_000, 7.0)
+                    del junk
+                    z = np.zeros(30_000)
+                    assert not z.any()
+                    del z
+            del a
+            memory.end_step()
+            between = np.zeros(40_000)  # between steps: the arena's free space, or malloc
+            assert not between.any()
+            between[:] = 5
+            del between
+        assert memory.misses >= 4 * 6
+
+
 def test_step_memory_before_the_plan_and_without_steps():
     with StepMemory(threshold=16 * KIB) as memory:
         a = np.arange(50_000.0)  # no step yet: a mapping of its own

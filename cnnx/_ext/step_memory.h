@@ -275,8 +275,8 @@ static void* cnnx_sm_calloc(void* ctx, size_t nelem, size_t elsize)
     if (size < m->threshold || m->retired)
         return calloc(nelem, elsize);
     p = (char*) cnnx_large(m, size);
-    /* own mappings come zero-filled; arena blocks hold an earlier step's values */
-    if (p != NULL && m->arena != NULL && p >= m->arena && p < m->arena + m->arena_size)
+    /* a new mapping of its own comes zero-filled; arena and malloc blocks may hold old values */
+    if (p != NULL && !(m->n_own > 0 && m->own[m->n_own - 1].ptr == p))
         memset(p, 0, size);
     return p;
 }
