@@ -689,8 +689,11 @@ class DagNN:
             return [False] * len(self.vars)
         freeable = [not v.precious and v.fanout > 0 for v in self.vars]
         if computing_derivative:
-            # Backward needs the inputs of every layer, or the outputs of a short-circuit one.
+            # Backward needs the inputs of every layer, or the outputs of a short-circuit one, or
+            # neither (backward_reads_values False).
             for l, layer in enumerate(self.layers):
+                if not layer.block.backward_reads_values:
+                    continue
                 for v in layer.output_indexes if short_circuit[l] else layer.input_indexes:
                     freeable[v] = False
         return freeable
@@ -784,7 +787,8 @@ class DagNN:
                                           for k, v in enumerate(layer.input_indexes))
             sources = layer.output_indexes if short_circuit[l] else layer.input_indexes
             values = [self.vars[v].value for v in sources]
-            if any(value is None for value in values):  # cannot happen: forward keeps these
+            # cannot happen: forward keeps these for a block whose backward reads them
+            if block.backward_reads_values and any(value is None for value in values):
                 raise RuntimeError(f"DagNN.eval: layer '{layer.name}': a value needed by backward was freed")
             params = self._param_values(layer)
             if self.conserve_memory:

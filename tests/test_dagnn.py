@@ -551,6 +551,28 @@ def test_max_pooling_keeps_its_winners_outside_test_mode():
     assert pool1.winners is None
 
 
+def test_pooling_backward_reads_no_values_outside_test_mode():
+    # Max pooling keeps its winners, average pooling its input's shape: backward reads neither the
+    # input nor the output, and gives the derivatives of the block function's own backward call.
+    rng = np.random.default_rng(15)
+    net = lenet_like(rng, np.float32)
+    x, c = inputs_for(rng, np.float32, 16, 2, 10)
+    pool1, pool2 = net.get_layer("pool1").block, net.get_layer("pool2").block
+    assert Pooling(method="avg").backward_reads_values  # outside a network
+    assert not pool1.backward_reads_values and not pool2.backward_reads_values
+    net.conserve_memory = False
+    net.eval({"input": x, "label": c}, {"objective": 1})
+    assert pool2.input_size == net.get_var("x5").value.shape and pool1.input_size is None
+    dx5 = vl_nnpool(net.get_var("x5").value, POOL2["pool_size"], net.get_var("x6").der,
+                    pad=POOL2.get("pad", 0), stride=POOL2.get("stride", 1), method="avg")
+    np.testing.assert_array_equal(net.get_var("x5").der, dx5)
+    assert pool2.backward(None, [], [net.get_var("x6").der])[0][0].tobytes() == dx5.tobytes()
+    net.mode = "test"
+    assert pool1.backward_reads_values and pool2.backward_reads_values
+    net.eval({"input": x, "label": c})
+    assert pool2.input_size is None and pool1.winners is None
+
+
 def test_conserve_memory_with_derivatives_keeps_what_backward_needs():
     rng = np.random.default_rng(13)
     net, probe = probed_lenet(rng)
@@ -564,8 +586,10 @@ def test_conserve_memory_with_derivatives_keeps_what_backward_needs():
     net.get_var("x4").precious = True
     net.eval({"input": x, "label": c}, {"objective": 1})
     # x2 only feeds relu1, which back-propagates from its output, and x4 only relu2: the first is
-    # freed during forward, the precious second is not.
-    assert "x2" not in probe.seen and "x4" in probe.seen and "x1" in probe.seen
+    # freed during forward, the precious second is not. x1 only feeds pool1, which keeps its
+    # winners, and backward reads neither its input nor its output: x1 is freed too. x5 feeds
+    # pool2 (which keeps x5's shape) but is relu2's output, which relu2's backward reads.
+    assert probe.seen == ["input", "label", "prediction0", "x3", "x4", "x5", "x6"]
     kept = sorted(v.name for v in net.vars if v.value is not None)
     assert kept == ["error", "input", "label", "objective", "x4"]
     assert net.get_var("x4").der is not None and net.get_var("x3").der is None

@@ -219,6 +219,9 @@ class Layer:
     that is not cnnx's. ``backward_from_output = True`` declares that ``backward`` can take the
     outputs in place of the inputs (an elementwise block like ReLU); then, when the network
     conserves memory, it is given the outputs and the inputs can be freed early.
+    ``backward_reads_values = False`` declares that ``backward`` reads neither (forward kept what
+    it needs, as a pooling about to be back-propagated keeps its winners): then, conserving memory,
+    the network frees them as their other readers allow and ``backward`` may get None for them.
 
     What the graphs and the trainer read, instead of the block's class: ``label_inputs`` (the
     positions of the inputs that are labels: a network may omit them to predict only, and they get
@@ -261,6 +264,7 @@ class Layer:
 
     saved_properties = ()
     backward_from_output = False
+    backward_reads_values = True
     label_inputs = ()
     param_ndims = ()
     param_train_methods = ()

@@ -52,6 +52,13 @@ class Pooling(WithOpts, Filter):
         Max pooling in a network that is not in test mode: where the last forward call found each
         window's maximum, to which backward routes the derivatives instead of finding them again
         in the input.
+    input_size : tuple or None
+        Average pooling in a network that is not in test mode: the last forward call's input
+        shape, all its backward needs.
+    backward_reads_values : bool
+        False in a network that is not in test mode: backward then reads neither the input nor
+        the output (the winners or the input's shape stand in for the input), so that a network
+        conserving memory frees the input after forward.
 
     Examples
     --------
@@ -72,6 +79,7 @@ class Pooling(WithOpts, Filter):
         self.opts = opts
         self.dilate = dilate
         self.winners = None
+        self.input_size = None
 
     dilate = Property(_no_dilation, "[1, 1]: kept for MatConvNet's files (dagnn.Filter has it).")
     method = Property(partial(choice, choices=("max", "avg")), "'max' or 'avg'.")
@@ -80,28 +88,36 @@ class Pooling(WithOpts, Filter):
     def _options(self):
         return dict(pad=self.pad, stride=self.stride, method=self.method)
 
-    def _keeps_winners(self):
-        # Max pooling in a network that is not in test mode (so about to be back-propagated)
-        # keeps its winners from forward, and backward routes the derivatives to them.
-        return self.method == "max" and self.net is not None and not self._is_test_mode()
+    @property
+    def backward_reads_values(self):
+        # In a network about to be back-propagated (not in test mode), forward keeps what backward
+        # needs of the input: max pooling its winners (backward then routes the derivatives to
+        # them instead of finding them again), average pooling the input's shape.
+        return self.net is None or self._is_test_mode()
 
     def forward(self, inputs, params):
-        self.winners = None
-        if self._keeps_winners():
+        self.winners = self.input_size = None
+        if self.backward_reads_values:
+            return [vl_nnpool(inputs[0], self.pool_size, *self.block_opts(), **self._options())]
+        if self.method == "max":
             y, self.winners = vl_nnpool(inputs[0], self.pool_size, *self.block_opts(), winners=True,
                                         **self._options())
             return [y]
+        self.input_size = np.shape(inputs[0])
         return [vl_nnpool(inputs[0], self.pool_size, *self.block_opts(), **self._options())]
 
     def backward(self, inputs, params, der_outputs):
         if self.winners is not None:
             return [vl_nnpool(None, self.pool_size, der_outputs[0], *self.block_opts(), winners=self.winners,
                               **self._options())], []
+        if self.input_size is not None:
+            return [vl_nnpool(None, self.pool_size, der_outputs[0], *self.block_opts(), input_size=self.input_size,
+                              **self._options())], []
         return [vl_nnpool(inputs[0], self.pool_size, der_outputs[0], *self.block_opts(),
                           **self._options())], []
 
     def reset(self):
-        self.winners = None
+        self.winners = self.input_size = None
 
     def get_output_sizes(self, input_sizes, param_sizes):
         if not input_sizes or input_sizes[0] is None:
