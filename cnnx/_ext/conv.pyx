@@ -104,12 +104,14 @@ def fma_loop(str isa, long iterations, int n_threads):
 
 
 
-cdef float* numpy_floats(Py_ssize_t n, list keep) except NULL:
-    """A buffer of n floats (at least one) from NumPy, alive while ``keep`` (which holds it) is: a
-    call's large shared buffers come from NumPy so that cnn_train's planned arena holds them."""
-    buffer = np.empty(max(1, n), np.float32)
+cdef void* numpy_buffer(Py_ssize_t nbytes, list keep) except NULL:
+    """A buffer of ``nbytes`` (at least 8) from NumPy, 16-byte aligned and alive while ``keep``
+    (which holds it) is: a call's shared buffers come from NumPy, so that cnn_train's planned arena
+    holds the large ones and nothing needs freeing on an error."""
+    buffer = np.empty(max(8, nbytes), np.uint8)
     keep.append(buffer)
-    return <float*> cnp.PyArray_DATA(buffer)
+    return cnp.PyArray_DATA(buffer)
+
 
 cdef struct Geom:
     Py_ssize_t H, W, C, N, FH, FW, FC, K, YH, YW, SY, SX, PT, PL, DY, DX
@@ -601,26 +603,17 @@ def _conv_forward_implicit(const float[::1] x, const float[::1] fwv, const float
     cdef Geom g = make_geom(sizes)
     cdef Py_ssize_t Hp = (g.YH - 1) * g.SY + g.FH, Wp = (g.YW - 1) * g.SX + (g.FW - 1) * g.DX + 1
     cdef Py_ssize_t n, gi, n_spans, per_group
-    cdef ColumnSpan* spans = <ColumnSpan*> malloc((2 * g.FW - 1) * sizeof(ColumnSpan))
-    cdef Py_ssize_t* packed_at = <Py_ssize_t*> malloc((2 * g.FW - 1) * sizeof(Py_ssize_t))
+    cdef list keep = []
+    cdef ColumnSpan* spans = <ColumnSpan*> numpy_buffer((2 * g.FW - 1) * sizeof(ColumnSpan), keep)
+    cdef Py_ssize_t* packed_at = <Py_ssize_t*> numpy_buffer((2 * g.FW - 1) * sizeof(Py_ssize_t), keep)
     cdef float* packed
     cdef float* xtp
     cdef float* yt
     cdef int failed[1]
-    cdef list keep = []
     failed[0] = 0
-    if spans == NULL or packed_at == NULL:
-        free(spans)
-        free(packed_at)
-        raise MemoryError("vl_nnconv: cannot allocate the packed filters")
     n_spans = column_spans(g.YW, -g.PL, g.SX, g.W, g.DX, g.FW, skip_padding, spans)
     per_group = pack_column_spans(isa, g.Kg, NULL, g.K, g.FH * g.FC, spans, n_spans, kc, NULL, packed_at)
-    try:
-        packed = numpy_floats(g.G * per_group, keep)
-    except MemoryError:
-        free(spans)
-        free(packed_at)
-        raise
+    packed = <float*> numpy_buffer(g.G * per_group * sizeof(float), keep)
     with nogil:
         for gi in range(g.G):
             pack_column_spans(isa, g.Kg, &fwv[0] + gi * g.Kg, g.K, g.FH * g.FC, spans, n_spans, kc,
@@ -639,8 +632,6 @@ def _conv_forward_implicit(const float[::1] x, const float[::1] fwv, const float
                                    isa, kc, nc)
             free(xtp)
             free(yt)
-    free(spans)
-    free(packed_at)
     if failed[0]:
         raise MemoryError("vl_nnconv: cannot allocate the implicit GEMM's buffers")
 
@@ -748,30 +739,20 @@ def _conv_forward_columns(const float[::1] x, const float[::1] f, const float[::
     cdef Py_ssize_t Hp = (g.YH + MR - 1) // MR * MR + (g.FH - 1) * g.DY
     cdef Py_ssize_t Wp = (g.YW - 1) * g.SX + (g.FW - 1) * g.DX + 1
     cdef Py_ssize_t n, gi, s, c, v, u, k, n_spans = 0, n_segs = 0, per_group = 0, at, seg_at
-    cdef ColumnSpan* spans = <ColumnSpan*> malloc((2 * g.FW - 1) * sizeof(ColumnSpan))
-    cdef Py_ssize_t* segs = NULL
+    cdef list keep = []
+    cdef ColumnSpan* spans = <ColumnSpan*> numpy_buffer((2 * g.FW - 1) * sizeof(ColumnSpan), keep)
+    cdef Py_ssize_t* segs
     cdef float* packed
     cdef float* xp
     cdef float* scratch
     cdef int failed[1]
-    cdef list keep = []
     failed[0] = 0
-    if spans != NULL:
-        n_spans = column_spans(g.YW, -g.PL, g.SX, g.W, g.DX, g.FW, skip_padding, spans)
-        for s in range(n_spans):
-            n_segs += g.FC * (spans[s].v1 - spans[s].v0)
-        per_group = n_segs * g.FH * g.Kg
-        segs = <Py_ssize_t*> malloc(max(1, n_segs) * sizeof(Py_ssize_t))
-    if spans == NULL or segs == NULL:
-        free(spans)
-        free(segs)
-        raise MemoryError("vl_nnconv: cannot allocate the packed filters")
-    try:
-        packed = numpy_floats(g.G * per_group, keep)
-    except MemoryError:
-        free(spans)
-        free(segs)
-        raise
+    n_spans = column_spans(g.YW, -g.PL, g.SX, g.W, g.DX, g.FW, skip_padding, spans)
+    for s in range(n_spans):
+        n_segs += g.FC * (spans[s].v1 - spans[s].v0)
+    per_group = n_segs * g.FH * g.Kg
+    segs = <Py_ssize_t*> numpy_buffer(n_segs * sizeof(Py_ssize_t), keep)
+    packed = <float*> numpy_buffer(g.G * per_group * sizeof(float), keep)
     with nogil:
         # Per span: one segment per (channel, filter column), and the weights of each panel of
         # filters tap after tap in the same order (k fastest within a panel).
@@ -800,8 +781,6 @@ def _conv_forward_columns(const float[::1] x, const float[::1] f, const float[::
                                   xp, scratch, isa)
             free(xp)
             free(scratch)
-    free(segs)
-    free(spans)
     if failed[0]:
         raise MemoryError("vl_nnconv: cannot allocate the column tiles' buffers")
 
@@ -1117,10 +1096,10 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
     cdef Py_ssize_t Hd = g.H - 1 + g.FH, Wd = g.W - 1 + (g.FW - 1) * g.DX + 1
     cdef Py_ssize_t QD = g.Kg * g.FH * g.FW, c, n, gi, k, n_spans = 0, per_group = 0
     cdef bint first
-    cdef ColumnSpan* spans = <ColumnSpan*> malloc((2 * g.FW - 1) * sizeof(ColumnSpan))
-    cdef Py_ssize_t* packed_at = <Py_ssize_t*> malloc((2 * g.FW - 1) * sizeof(Py_ssize_t))
-    cdef float* packed = NULL
     cdef list keep = []
+    cdef ColumnSpan* spans = <ColumnSpan*> numpy_buffer((2 * g.FW - 1) * sizeof(ColumnSpan), keep)
+    cdef Py_ssize_t* packed_at = <Py_ssize_t*> numpy_buffer((2 * g.FW - 1) * sizeof(Py_ssize_t), keep)
+    cdef float* packed = NULL
     cdef float* xtp
     cdef float* dtp
     cdef float* dyt
@@ -1132,22 +1111,10 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
     # The data gradient's input: dY's Kg channels of YH x YW, padded to reach all of dX's H x W.
     gd.H, gd.W, gd.FC, gd.PT, gd.PL = g.YH, g.YW, g.Kg, g.FH - 1 - g.PT, (g.FW - 1) * g.DX - g.PL
     failed[0] = 0
-    if spans == NULL or packed_at == NULL:
-        failed[0] = 1
-    elif need_dx:
+    if need_dx:
         n_spans = column_spans(g.W, -gd.PL, 1, g.YW, g.DX, g.FW, skip_dx, spans)
         per_group = pack_column_spans(isa, g.FC, NULL, g.FC, g.FH * g.Kg, spans, n_spans, kc, NULL, packed_at)
-    if failed[0]:
-        free(spans)
-        free(packed_at)
-        raise MemoryError("vl_nnconv: cannot allocate the packed filters")
-    if need_dx:
-        try:
-            packed = numpy_floats(g.G * per_group, keep)
-        except MemoryError:
-            free(spans)
-            free(packed_at)
-            raise
+        packed = <float*> numpy_buffer(g.G * per_group * sizeof(float), keep)
     with nogil:
         if need_dx:
             for gi in range(g.G):
@@ -1188,8 +1155,6 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
             free(dtp)
             free(dyt)
             free(dxt)
-    free(spans)
-    free(packed_at)
     if failed[0]:
         raise MemoryError("vl_nnconv: cannot allocate the implicit GEMM's buffers")
 
