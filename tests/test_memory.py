@@ -107,6 +107,7 @@ def test_step_memory_serves_repeated_steps_from_its_plan():
             step_arrays(memory, sizes)
         assert memory.arena_size == 8 * (40_000 + 70_000 + 40_000)  # the large ones, alive together
         assert memory.hits == 3 * 3 and memory.misses == 0  # steps 3 to 5, three large arrays each
+        assert memory._handler.alive == (0, 0)  # every large block given back as its array went
     assert handler_name() == "default_allocator"
 
 
