@@ -99,7 +99,9 @@ def plan_offsets(sizes, starts, ends, align=64, budget=2_000_000):
     for _, change in events:  # releases sort before allocations at the same time
         alive += change
         bound = max(bound, alive)
-    bound = bound - max(rounded.values()) + max(sizes[i] for i in planned)  # the last need not be rounded
+    # About the smallest arena any plan can have: the most bytes alive at once, the blocks rounded
+    # up as their offsets are (all but the one on top, taken as the largest). The search stops there.
+    bound = bound - max(rounded.values()) + max(sizes[i] for i in planned)
 
     def trial(order):
         offsets = [-1] * len(sizes)
@@ -142,11 +144,12 @@ class StepMemory:
     the second is recorded: every NumPy array of at least ``threshold`` bytes, its size and when
     it was allocated and freed. :func:`plan_offsets` then places the blocks freed within that step
     in one arena, and from the third step on the k-th large array of a step goes to the k-th
-    planned offset when its size matches and no array alive in the arena is in the way. Any other
-    large array (one that outlives its step, a step that differs) gets memory of its own, given
-    back to the system when freed; between steps, large arrays take the lowest free place in the
-    arena. So a step needs no new pages, and the memory held is about the most a step holds at
-    once, without the holes a general-purpose heap leaves. Smaller arrays use malloc.
+    planned offset when its size matches and no array alive in the arena is in the way. The other
+    large arrays of a step (those that outlive it, or of a step that differs) come from malloc;
+    between steps, large arrays take the lowest free place in the arena (else malloc); before the
+    plan, each gets a mapping of its own, given back to the system when freed, so that the
+    unplanned steps leave no holes in malloc's heap. So a step needs no new pages, and the memory
+    held is about the most a step holds at once. Smaller arrays use malloc.
 
     Parameters
     ----------

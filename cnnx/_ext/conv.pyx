@@ -103,7 +103,6 @@ def fma_loop(str isa, long iterations, int n_threads):
     return total
 
 
-
 cdef void* numpy_buffer(Py_ssize_t nbytes, list keep) except NULL:
     """A buffer of ``nbytes`` (at least 8) from NumPy, 16-byte aligned and alive while ``keep``
     (which holds it) is: a call's shared buffers come from NumPy, so that cnn_train's planned arena

@@ -97,13 +97,12 @@ class Pooling(WithOpts, Filter):
 
     def forward(self, inputs, params):
         self.winners = self.input_size = None
-        if self.backward_reads_values:
-            return [vl_nnpool(inputs[0], self.pool_size, *self.block_opts(), **self._options())]
-        if self.method == "max":
+        if not self.backward_reads_values and self.method == "max":
             y, self.winners = vl_nnpool(inputs[0], self.pool_size, *self.block_opts(), winners=True,
                                         **self._options())
             return [y]
-        self.input_size = np.shape(inputs[0])
+        if not self.backward_reads_values:
+            self.input_size = np.shape(inputs[0])
         return [vl_nnpool(inputs[0], self.pool_size, *self.block_opts(), **self._options())]
 
     def backward(self, inputs, params, der_outputs):
