@@ -408,9 +408,10 @@ def test_own_kernels_on_random_shapes():
 
 
 def test_implicit_gemms_on_wide_padding_and_dilation():
-    # The implicit GEMMs cut the output columns into spans by the filter columns they reach: pads
-    # as wide as the filter (columns that reach only padding), dilations, strides, groups and
-    # 1-pixel-wide images, forward and backward, on every own kernel, against the reference.
+    # The implicit GEMMs cut the output into rectangles by the filter rows and columns they reach:
+    # pads as wide and as high as the filter (rows and columns that reach only padding), dilations,
+    # strides, groups and 1-pixel-wide images, forward and backward, on every own kernel, against
+    # the reference.
     rng = np.random.default_rng(23)
     ran = set()
     for _ in range(30):
@@ -418,7 +419,7 @@ def test_implicit_gemms_on_wide_padding_and_dilation():
         fc, kg = int(rng.integers(1, 12)), int(rng.integers(1, 20))
         fh, fw = int(rng.integers(1, 6)), int(rng.integers(1, 6))
         dil = [1, int(rng.integers(1, 4))]
-        pad = [int(rng.integers(0, 3)), int(rng.integers(0, 3)), int(rng.integers(0, fw + 2)),
+        pad = [int(rng.integers(0, fh + 2)), int(rng.integers(0, fh + 2)), int(rng.integers(0, fw + 2)),
                int(rng.integers(0, fw + 2))]
         stride = [1, 1] if rng.random() < 0.6 else [int(t) for t in rng.integers(1, 3, 2)]
         h = int(rng.integers(fh, 10))
@@ -796,7 +797,7 @@ def test_nan_and_inf_propagate():
 
 @pytest.mark.skipif(not OWN_KERNELS, reason="no own kernel on this CPU")
 def test_implicit_gemm_skips_padding_only_for_finite_factors():
-    # The implicit GEMMs skip the products of filter columns with left/right padding zeros; with an
+    # The implicit GEMMs skip the products of filter rows and columns with padding zeros; with an
     # infinite filter weight or derivative those products are NaN in MatConvNet's output and filter
     # derivative (im2row + GEMM), so they are computed then: the NaNs and infinities fall where the
     # reference puts them. (MatConvNet's data derivative, row2im, has no products with padding:
@@ -811,12 +812,12 @@ def test_implicit_gemm_skips_padding_only_for_finite_factors():
         for backward in (False, True):
             plan = plan_conv(finite.geometry, np.float32, backward, kernel=kernel)
             assert plan.algorithm == ("implicit_backward" if backward else "implicit_gemm")
-    f[0, 0, 3, 1] = np.inf     # filter column 0 reaches only padding from output column 0
+    f[0, 0, 3, 1] = np.inf     # filter row and column 0 reach only padding from output row and column 0
     dzdy[2, 0, 1, 0] = np.inf  # a derivative in output column 0
     with np.errstate(invalid="ignore"):  # inf * 0 in the reference, as in MatConvNet
         want_y = reference_conv(x, f, b, pad=1)
         want = reference_conv(x, f, b, dzdy, pad=1)
-    assert np.isnan(want_y[:, 0, 1, :]).all() and np.isnan(want[1]).any()
+    assert np.isnan(want_y[:, 0, 1, :]).all() and np.isnan(want_y[0, :, 1, :]).all() and np.isnan(want[1]).any()
     for kernel in OWN_KERNELS:
         fwd = validate_conv(x, f, b, pad=1)
         bwd = validate_conv(x, f, b, dzdy, pad=1)

@@ -47,11 +47,11 @@ cdef extern from "gemm.h" nogil:
     int cnnx_isa_supported(int isa)
     void cnnx_tile_of(int isa, int* mr, int* nr)
     Py_ssize_t cnnx_packed_rows(int isa, Py_ssize_t m)
-    void cnnx_pack_a(int isa, Py_ssize_t m, Py_ssize_t k, const float* a, Py_ssize_t lda, Py_ssize_t kc,
-                     float* out)
+    void cnnx_pack_a(int isa, Py_ssize_t m, Py_ssize_t k, const float* a, Py_ssize_t lda, Py_ssize_t run,
+                     Py_ssize_t rstride, float* out)
     void cnnx_gemm(int isa, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* packed, const float* a,
                    Py_ssize_t lda, const cnnx_bview* v, int accumulate, float* c, Py_ssize_t ldc,
-                   Py_ssize_t kc, Py_ssize_t nc)
+                   Py_ssize_t ldcg, Py_ssize_t kc, Py_ssize_t nc)
     void cnnx_sgemm_nn(int isa, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                        Py_ssize_t lda, const float* b, Py_ssize_t ldb, int accumulate, float* c,
                        Py_ssize_t ldc, Py_ssize_t kc, Py_ssize_t nc)
@@ -510,21 +510,22 @@ cdef inline void pad_channels_first(const float* x, const Geom* g, Py_ssize_t c0
             cnnx_transpose_f32(x + c0 * HW + H * col + i0 - g.PT, HW, i1 - i0, FC, d + FC * i0, FC, NULL, 1)
 
 
-cdef struct ColumnSpan:
-    # Output columns [j0, j1) whose taps reach inside the image through filter columns [v0, v1)
-    # only: the other filter columns read padding zeros there, so the implicit GEMMs skip them.
+cdef struct Span:
+    # Outputs [j0, j1) along one axis (rows or columns) whose taps reach inside the image through
+    # filter positions [v0, v1) on that axis only: the others read padding zeros there, so the
+    # implicit GEMMs skip them.
     Py_ssize_t j0, j1, v0, v1
 
 
-cdef Py_ssize_t column_spans(Py_ssize_t n_cols, Py_ssize_t offset, Py_ssize_t step, Py_ssize_t size,
-                             Py_ssize_t dilation, Py_ssize_t FW, bint skip, ColumnSpan* spans) noexcept nogil:
-    """Cut output columns 0 .. n_cols-1, where column j reads input columns j*step + offset +
-    v*dilation (v < FW) of ``size``, into runs of columns that reach the same filter columns; write
-    them to ``spans`` (room for 2*FW - 1) and return how many. Without ``skip``, or when padding
-    would make more runs than that, one span of all columns and filter columns."""
+cdef Py_ssize_t reach_spans(Py_ssize_t n_out, Py_ssize_t offset, Py_ssize_t step, Py_ssize_t size,
+                            Py_ssize_t dilation, Py_ssize_t FW, bint skip, Span* spans) noexcept nogil:
+    """Cut outputs 0 .. n_out-1 along one axis, where output j reads inputs j*step + offset +
+    v*dilation (v < FW) of ``size``, into runs of outputs that reach the same filter positions;
+    write them to ``spans`` (room for 2*FW - 1) and return how many. Without ``skip``, or when
+    padding would make more runs than that, one span of all outputs and filter positions."""
     cdef Py_ssize_t j, v0, v1, n = 0
     if skip:
-        for j in range(n_cols):
+        for j in range(n_out):
             valid_range(j * step + offset, size, dilation, FW, &v0, &v1)
             if n > 0 and spans[n - 1].v0 == v0 and spans[n - 1].v1 == v1:
                 spans[n - 1].j1 = j + 1
@@ -535,44 +536,101 @@ cdef Py_ssize_t column_spans(Py_ssize_t n_cols, Py_ssize_t offset, Py_ssize_t st
             spans[n].j0, spans[n].j1, spans[n].v0, spans[n].v1 = j, j + 1, v0, v1
             n += 1
     if n == 0:
-        spans[0].j0, spans[0].j1, spans[0].v0, spans[0].v1 = 0, n_cols, 0, FW
+        spans[0].j0, spans[0].j1, spans[0].v0, spans[0].v1 = 0, n_out, 0, FW
         n = 1
     return n
 
 
-cdef Py_ssize_t pack_column_spans(int isa, Py_ssize_t m, const float* a, Py_ssize_t lda, Py_ssize_t run,
-                                  const ColumnSpan* spans, Py_ssize_t n_spans, Py_ssize_t kc, float* out,
-                                  Py_ssize_t* packed_at) noexcept nogil:
-    """For each span s, the columns [v0*run, v1*run) of A (m x FW*run, lda) packed for cnnx_gemm at
-    out + packed_at[s]; returns the floats this takes (with ``out`` NULL, only counts them)."""
-    cdef Py_ssize_t s, total = 0, mp = cnnx_packed_rows(isa, m)
-    for s in range(n_spans):
-        packed_at[s] = total
+# Output column spans narrower than this keep their rows whole: cut by rows, their rectangles would
+# be a pixel or two, too narrow for the tiles to keep the FMA units busy. (AMD Zen 4, AVX-512,
+# 1 thread, GFLOP/s counting all taps, forward / data grad: lenet conv2 109 / 110 without row spans,
+# 116 / 114 at 4, 114 / 114 at 8; conv3 118 / 120, 130 / 128, 120 / 119.)
+cdef enum:
+    SPLIT_ROWS_MIN_COLUMNS = 4
+
+
+cdef struct Patches:
+    # The output rectangles of an implicit GEMM and its packed A: taps c + FC*(u + FH*v) of FC
+    # channels, FH filter rows and FW filter columns. Each column span of at least
+    # SPLIT_ROWS_MIN_COLUMNS columns is cut by the row spans rows[:n_rows]; a narrower one keeps all
+    # rows, rows[whole]. For each of those row spans r, A's columns of filter rows
+    # [rows[r].v0, rows[r].v1) of every filter column are packed at packed_at[r] (pack_patches).
+    Span* rows
+    Span* cols
+    Py_ssize_t* packed_at
+    Py_ssize_t n_rows, whole, n_cols, FC, FH, FW
+
+
+cdef Patches make_patches(Py_ssize_t OH, Py_ssize_t row_offset, Py_ssize_t SY, Py_ssize_t H, Py_ssize_t OW,
+                          Py_ssize_t col_offset, Py_ssize_t SX, Py_ssize_t W, Py_ssize_t DX, Py_ssize_t FC,
+                          Py_ssize_t FH, Py_ssize_t FW, bint skip, list keep) except *:
+    """The rectangles of an OH x OW output whose row i reads input rows i*SY + row_offset + u
+    (u < FH) of H and whose column j reads input columns j*SX + col_offset + v*DX (v < FW) of W;
+    with ``skip`` False, one rectangle of all outputs and taps. Its buffers live while ``keep``."""
+    cdef Patches pt
+    pt.rows = <Span*> numpy_buffer(2 * FH * sizeof(Span), keep)
+    pt.cols = <Span*> numpy_buffer((2 * FW - 1) * sizeof(Span), keep)
+    pt.packed_at = <Py_ssize_t*> numpy_buffer(2 * FH * sizeof(Py_ssize_t), keep)
+    pt.n_rows = reach_spans(OH, row_offset, SY, H, 1, FH, skip, pt.rows)
+    pt.whole = 0
+    if pt.n_rows > 1:
+        pt.whole = pt.n_rows
+        pt.rows[pt.whole].j0, pt.rows[pt.whole].j1, pt.rows[pt.whole].v0, pt.rows[pt.whole].v1 = 0, OH, 0, FH
+    pt.n_cols = reach_spans(OW, col_offset, SX, W, DX, FW, skip, pt.cols)
+    pt.FC, pt.FH, pt.FW = FC, FH, FW
+    return pt
+
+
+cdef Py_ssize_t pack_patches(int isa, Py_ssize_t m, const float* a, Py_ssize_t lda, Patches* pt,
+                             float* out) noexcept nogil:
+    """A (m x FC*FH*FW, lda) packed for gemm_patches, row span by row span, at out + pt.packed_at;
+    returns the floats this takes (with ``out`` NULL, only counts them and sets packed_at)."""
+    cdef Py_ssize_t r, run, total = 0, mp = cnnx_packed_rows(isa, m)
+    for r in range(pt.whole + 1):
+        run = (pt.rows[r].v1 - pt.rows[r].v0) * pt.FC
+        pt.packed_at[r] = total
         if out != NULL:
-            cnnx_pack_a(isa, m, (spans[s].v1 - spans[s].v0) * run, a + spans[s].v0 * run * lda, lda, kc,
-                        out + total)
-        total += mp * (spans[s].v1 - spans[s].v0) * run
+            cnnx_pack_a(isa, m, run * pt.FW, a + lda * pt.FC * pt.rows[r].v0, lda, run, pt.FC * pt.FH, out + total)
+        total += mp * run * pt.FW
     return total
 
 
-cdef void gemm_column_spans(int isa, Py_ssize_t m, const float* packed, const Py_ssize_t* packed_at,
-                            const ColumnSpan* spans, Py_ssize_t n_spans, cnnx_bview view, float* c,
-                            Py_ssize_t kc, Py_ssize_t nc) noexcept nogil:
-    """C (m x pixels, ld m) = A @ B of an implicit GEMM whose B ``view`` has one group of columns
-    per output column (gs apart) and one run of taps per filter column (ts apart), span by span:
-    each span's output columns over its filter columns only (A packed by pack_column_spans)."""
-    cdef const float* b0 = view.b
-    cdef Py_ssize_t s, j0
-    for s in range(n_spans):
-        j0 = spans[s].j0
-        view.b = b0 + j0 * view.gs + spans[s].v0 * view.ts
-        cnnx_gemm(isa, m, (spans[s].j1 - j0) * view.group, (spans[s].v1 - spans[s].v0) * view.run,
-                  packed + packed_at[s], NULL, 0, &view, 0, c + j0 * view.group * m, m, kc, nc)
+cdef void gemm_patch(int isa, Py_ssize_t m, const float* packed, const Patches* pt, Py_ssize_t r, Py_ssize_t s,
+                     cnnx_bview view, float* c, Py_ssize_t kc, Py_ssize_t nc) noexcept nogil:
+    """The rectangle of row span r and column span s of gemm_patches. Its columns are grouped along
+    its longer side, so that its tiles are as wide as it allows."""
+    cdef Span rs = pt.rows[r], sp = pt.cols[s]
+    cdef Py_ssize_t OH = view.group, cs = view.cs, gs = view.gs, ldc, ldcg
+    cdef Py_ssize_t run = (rs.v1 - rs.v0) * pt.FC, n_i = rs.j1 - rs.j0, n_j = sp.j1 - sp.j0
+    cdef int MR, NR
+    cnnx_tile_of(isa, &MR, &NR)
+    view.run = run
+    view.b = view.b + rs.j0 * cs + sp.j0 * gs + rs.v0 * pt.FC + sp.v0 * view.ts
+    if n_i >= n_j:
+        view.group, view.cs, view.gs, ldc, ldcg = n_i, cs, gs, m, m * OH
+    else:
+        view.group, view.cs, view.gs, ldc, ldcg = n_j, gs, cs, m * OH, m
+    cnnx_gemm(isa, m, n_i * n_j, (sp.v1 - sp.v0) * run, packed + pt.packed_at[r] + MR * sp.v0 * run, NULL,
+              run * pt.FW, &view, 0, c + m * (rs.j0 + OH * sp.j0), ldc, ldcg, kc, nc)
 
 
-cdef void implicit_image(const float* x, const float* packed, const Py_ssize_t* packed_at,
-                         const ColumnSpan* spans, Py_ssize_t n_spans, const float* b, float* y, const Geom* g,
-                         Py_ssize_t gi, Py_ssize_t Hp, Py_ssize_t Wp, float* xtp, float* yt, int isa,
+cdef void gemm_patches(int isa, Py_ssize_t m, const float* packed, const Patches* pt, cnnx_bview view, float* c,
+                       Py_ssize_t kc, Py_ssize_t nc) noexcept nogil:
+    """C (m x OH*OW, ld m, pixel i + OH*j) = A @ B of an implicit GEMM whose B ``view`` has one group
+    of OH columns per output column (cs, gs apart) and one run of FH*FC taps c + FC*u per filter
+    column (ts apart), rectangle by rectangle: each over the filter rows and columns its outputs
+    reach inside the image (A packed by pack_patches)."""
+    cdef Py_ssize_t r, s
+    for s in range(pt.n_cols):
+        if pt.cols[s].j1 - pt.cols[s].j0 < SPLIT_ROWS_MIN_COLUMNS:
+            gemm_patch(isa, m, packed, pt, pt.whole, s, view, c, kc, nc)
+            continue
+        for r in range(pt.n_rows):
+            gemm_patch(isa, m, packed, pt, r, s, view, c, kc, nc)
+
+
+cdef void implicit_image(const float* x, const float* packed, const Patches* pt, const float* b, float* y,
+                         const Geom* g, Py_ssize_t gi, Py_ssize_t Hp, Py_ssize_t Wp, float* xtp, float* yt, int isa,
                          Py_ssize_t kc, Py_ssize_t nc) noexcept nogil:
     """One image and group of _conv_forward_implicit (its B view is local, so thread-private)."""
     cdef cnnx_bview view
@@ -584,7 +642,7 @@ cdef void implicit_image(const float* x, const float* packed, const Py_ssize_t* 
     view.cs = g.FC * g.SY
     view.group = g.YH
     view.gs = g.FC * Hp * g.SX
-    gemm_column_spans(isa, g.Kg, packed, packed_at, spans, n_spans, view, yt, kc, nc)
+    gemm_patches(isa, g.Kg, packed, pt, view, yt, kc, nc)
     transpose_into(yt, g.Kg, g.P, y + gi * g.Kg * g.P, g.P, b + gi * g.Kg if b != NULL else NULL)
 
 
@@ -596,27 +654,25 @@ def _conv_forward_implicit(const float[::1] x, const float[::1] fwv, const float
     pixel's patch in place from the image padded and channels first (FW runs of FH*FC values, one
     per filter column; cnnx_bview). ``fwv`` is F^T (K x Q, taps ordered c + FC*(u + FH*v)),
     packed once for all images; Y^T is transposed into Y with the biases added on the way.
-    ``skip_padding`` (the caller checked that F is finite, so that 0 * F is 0): output columns
-    skip the filter columns that only reach left or right padding (column_spans).
+    ``skip_padding`` (the caller checked that F is finite, so that 0 * F is 0): the outputs skip
+    the filter rows and columns that only reach padding (make_patches).
     """
     cdef Geom g = make_geom(sizes)
     cdef Py_ssize_t Hp = (g.YH - 1) * g.SY + g.FH, Wp = (g.YW - 1) * g.SX + (g.FW - 1) * g.DX + 1
-    cdef Py_ssize_t n, gi, n_spans, per_group
+    cdef Py_ssize_t n, gi, per_group
     cdef list keep = []
-    cdef ColumnSpan* spans = <ColumnSpan*> numpy_buffer((2 * g.FW - 1) * sizeof(ColumnSpan), keep)
-    cdef Py_ssize_t* packed_at = <Py_ssize_t*> numpy_buffer((2 * g.FW - 1) * sizeof(Py_ssize_t), keep)
+    cdef Patches pt = make_patches(g.YH, -g.PT, g.SY, g.H, g.YW, -g.PL, g.SX, g.W, g.DX, g.FC, g.FH, g.FW,
+                                   skip_padding, keep)
     cdef float* packed
     cdef float* xtp
     cdef float* yt
     cdef int failed[1]
     failed[0] = 0
-    n_spans = column_spans(g.YW, -g.PL, g.SX, g.W, g.DX, g.FW, skip_padding, spans)
-    per_group = pack_column_spans(isa, g.Kg, NULL, g.K, g.FH * g.FC, spans, n_spans, kc, NULL, packed_at)
+    per_group = pack_patches(isa, g.Kg, NULL, g.K, &pt, NULL)
     packed = <float*> numpy_buffer(g.G * per_group * sizeof(float), keep)
     with nogil:
         for gi in range(g.G):
-            pack_column_spans(isa, g.Kg, &fwv[0] + gi * g.Kg, g.K, g.FH * g.FC, spans, n_spans, kc,
-                              packed + gi * per_group, packed_at)
+            pack_patches(isa, g.Kg, &fwv[0] + gi * g.Kg, g.K, &pt, packed + gi * per_group)
         with parallel(num_threads=n_threads):
             xtp = <float*> malloc(g.FC * Hp * Wp * sizeof(float))
             yt = <float*> malloc(g.Kg * g.P * sizeof(float))
@@ -626,9 +682,8 @@ def _conv_forward_implicit(const float[::1] x, const float[::1] fwv, const float
                 if failed[0]:
                     continue
                 for gi in range(g.G):
-                    implicit_image(&x[0] + n * g.HWC, packed + gi * per_group, packed_at, spans, n_spans,
-                                   &b[0] if has_bias else NULL, &y[0] + n * g.P * g.K, &g, gi, Hp, Wp, xtp, yt,
-                                   isa, kc, nc)
+                    implicit_image(&x[0] + n * g.HWC, packed + gi * per_group, &pt, &b[0] if has_bias else NULL,
+                                   &y[0] + n * g.P * g.K, &g, gi, Hp, Wp, xtp, yt, isa, kc, nc)
             free(xtp)
             free(yt)
     if failed[0]:
@@ -667,7 +722,7 @@ cdef inline void pad_columns(const float* x, const Geom* g, Py_ssize_t c0, Py_ss
             memset(d + r1, 0, (Hp - r1) * sizeof(float))
 
 
-cdef void columns_image(const float* xn, const float* packed, const Py_ssize_t* segs, const ColumnSpan* spans,
+cdef void columns_image(const float* xn, const float* packed, const Py_ssize_t* segs, const Span* spans,
                         Py_ssize_t n_spans, const float* b, float* yn, const Geom* g, Py_ssize_t gi, Py_ssize_t Hp,
                         Py_ssize_t Wp, Py_ssize_t MR, Py_ssize_t NR, float* xp, float* scratch,
                         int isa) noexcept nogil:
@@ -731,7 +786,7 @@ def _conv_forward_columns(const float[::1] x, const float[::1] f, const float[::
     transpose), the filters packed once (per group, span of output columns and panel of at most NR
     filters: taps channel by channel, filter column by filter column, row by row), Y written in
     place. ``skip_padding`` (the caller checked that F is finite, so that 0 * F is 0): output
-    columns skip the filter columns that only reach left or right padding (column_spans)."""
+    columns skip the filter columns that only reach left or right padding (reach_spans)."""
     cdef Geom g = make_geom(sizes)
     cdef int MR, NR
     cnnx_tile_of(isa, &MR, &NR)
@@ -739,14 +794,14 @@ def _conv_forward_columns(const float[::1] x, const float[::1] f, const float[::
     cdef Py_ssize_t Wp = (g.YW - 1) * g.SX + (g.FW - 1) * g.DX + 1
     cdef Py_ssize_t n, gi, s, c, v, u, k, n_spans = 0, n_segs = 0, per_group = 0, at, seg_at
     cdef list keep = []
-    cdef ColumnSpan* spans = <ColumnSpan*> numpy_buffer((2 * g.FW - 1) * sizeof(ColumnSpan), keep)
+    cdef Span* spans = <Span*> numpy_buffer((2 * g.FW - 1) * sizeof(Span), keep)
     cdef Py_ssize_t* segs
     cdef float* packed
     cdef float* xp
     cdef float* scratch
     cdef int failed[1]
     failed[0] = 0
-    n_spans = column_spans(g.YW, -g.PL, g.SX, g.W, g.DX, g.FW, skip_padding, spans)
+    n_spans = reach_spans(g.YW, -g.PL, g.SX, g.W, g.DX, g.FW, skip_padding, spans)
     for s in range(n_spans):
         n_segs += g.FC * (spans[s].v1 - spans[s].v0)
     per_group = n_segs * g.FH * g.Kg
@@ -1030,8 +1085,8 @@ def conv_backward_shifted(x, *args):
     return _conv_backward_shifted(x, *args)
 
 
-cdef void implicit_back_image(const float* xn, const float* dyn, const float* packed_fkg,
-                              const Py_ssize_t* packed_at, const ColumnSpan* spans, Py_ssize_t n_spans, float* dxn,
+cdef void implicit_back_image(const float* xn, const float* dyn, const float* packed_fkg, const Patches* pt,
+                              float* dxn,
                               float* dfc, const Geom* g, const Geom* gd, Py_ssize_t gi, Py_ssize_t Hp,
                               Py_ssize_t Wp, Py_ssize_t Hd, Py_ssize_t Wd, float* xtp, float* dtp, float* dyt,
                               float* dxt, bint need_dx, bint need_df, bint skip_df, bint accumulate, int isa,
@@ -1053,16 +1108,17 @@ cdef void implicit_back_image(const float* xn, const float* dyn, const float* pa
         view.gs = g.FC * Hp * g.DX
         if not skip_df:
             view.b = xtp
-            cnnx_gemm(isa, g.Kg, g.Q, g.P, NULL, dyt, g.Kg, &view, accumulate, dfc + gi * g.Kg, g.K, kc, nc)
+            cnnx_gemm(isa, g.Kg, g.Q, g.P, NULL, dyt, g.Kg, &view, accumulate, dfc + gi * g.Kg, g.K, run * g.K,
+                      kc, nc)
         else:
             for v in range(g.FW):
                 valid_range(v * g.DX - g.PL, g.W, g.SX, g.YW, &ja, &jb)
                 view.b = xtp + ja * view.ts + v * view.gs
                 cnnx_gemm(isa, g.Kg, run, (jb - ja) * g.YH, NULL, dyt + ja * g.YH * g.Kg, g.Kg, &view, accumulate,
-                          dfc + gi * g.Kg + v * run * g.K, g.K, kc, nc)
+                          dfc + gi * g.Kg + v * run * g.K, g.K, run * g.K, kc, nc)
     if need_dx:
         # dX^T (FC x H*W) = flipped F (FC x Kg*FH*FW) @ the im2col of dY, padded and channels
-        # first (gd), span by span of dX's columns.
+        # first (gd), rectangle by rectangle of dX (make_patches).
         pad_channels_first(dyn, gd, gi * g.Kg, Hd, Wd, dtp)
         view.b = dtp
         view.rs = 1
@@ -1071,7 +1127,7 @@ cdef void implicit_back_image(const float* xn, const float* dyn, const float* pa
         view.cs = g.Kg
         view.group = g.H
         view.gs = g.Kg * Hd
-        gemm_column_spans(isa, g.FC, packed_fkg, packed_at, spans, n_spans, view, dxt, kc, nc)
+        gemm_patches(isa, g.FC, packed_fkg, pt, view, dxt, kc, nc)
         transpose_into(dxt, g.FC, HW, dxn + gi * g.FC * HW, HW)
 
 
@@ -1084,7 +1140,8 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
     image (filter gradient) and dY (data gradient, the correlation of dY with the flipped filters
     ``fkg``, FC x Kg x FH x FW x G, packed once for all images) in place (cnnx_bview).
     ``skip_dx`` and ``skip_df`` (the caller checked that dY is finite): the data and the filter
-    gradients skip the products with left and right padding zeros (column_spans).
+    gradients skip the products with padding zeros (make_patches; the filter gradient only left and
+    right padding, one filter column at a time).
 
     Chunk c accumulates its images in order into dft_parts[c*K*Q : (c+1)*K*Q], dF^T as a
     K x FC x FH x FW array, and db_parts[c*K : (c+1)*K]; the caller sums the chunks.
@@ -1093,11 +1150,10 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
     cdef Geom gd = g
     cdef Py_ssize_t Hp = (g.YH - 1) * g.SY + g.FH, Wp = (g.YW - 1) * g.SX + (g.FW - 1) * g.DX + 1
     cdef Py_ssize_t Hd = g.H - 1 + g.FH, Wd = g.W - 1 + (g.FW - 1) * g.DX + 1
-    cdef Py_ssize_t QD = g.Kg * g.FH * g.FW, c, n, gi, k, n_spans = 0, per_group = 0
+    cdef Py_ssize_t QD = g.Kg * g.FH * g.FW, c, n, gi, k, per_group = 0
     cdef bint first
     cdef list keep = []
-    cdef ColumnSpan* spans = <ColumnSpan*> numpy_buffer((2 * g.FW - 1) * sizeof(ColumnSpan), keep)
-    cdef Py_ssize_t* packed_at = <Py_ssize_t*> numpy_buffer((2 * g.FW - 1) * sizeof(Py_ssize_t), keep)
+    cdef Patches pt
     cdef float* packed = NULL
     cdef float* xtp
     cdef float* dtp
@@ -1111,14 +1167,13 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
     gd.H, gd.W, gd.FC, gd.PT, gd.PL = g.YH, g.YW, g.Kg, g.FH - 1 - g.PT, (g.FW - 1) * g.DX - g.PL
     failed[0] = 0
     if need_dx:
-        n_spans = column_spans(g.W, -gd.PL, 1, g.YW, g.DX, g.FW, skip_dx, spans)
-        per_group = pack_column_spans(isa, g.FC, NULL, g.FC, g.FH * g.Kg, spans, n_spans, kc, NULL, packed_at)
+        pt = make_patches(g.H, -gd.PT, 1, g.YH, g.W, -gd.PL, 1, g.YW, g.DX, g.Kg, g.FH, g.FW, skip_dx, keep)
+        per_group = pack_patches(isa, g.FC, NULL, g.FC, &pt, NULL)
         packed = <float*> numpy_buffer(g.G * per_group * sizeof(float), keep)
     with nogil:
         if need_dx:
             for gi in range(g.G):
-                pack_column_spans(isa, g.FC, &fkg[0] + gi * g.FC * QD, g.FC, g.FH * g.Kg, spans, n_spans, kc,
-                                  packed + gi * per_group, packed_at)
+                pack_patches(isa, g.FC, &fkg[0] + gi * g.FC * QD, g.FC, &pt, packed + gi * per_group)
         with parallel(num_threads=n_threads):
             xtp = NULL
             dtp = NULL
@@ -1146,7 +1201,7 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
                         add_bias_derivative(dbc, dyn, g.K, g.P, first)
                     for gi in range(g.G):
                         implicit_back_image(&x[0] + n * g.HWC, dyn, packed + gi * per_group if need_dx else NULL,
-                                            packed_at, spans, n_spans, &dx[0] + n * g.HWC, dfc, &g, &gd, gi, Hp,
+                                            &pt, &dx[0] + n * g.HWC, dfc, &g, &gd, gi, Hp,
                                             Wp, Hd, Wd, xtp, dtp, dyt, dxt, need_dx, need_df, skip_df, not first,
                                             isa, kc, nc)
                     first = False

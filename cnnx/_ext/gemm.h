@@ -306,7 +306,7 @@ static void cnnx_pack_panel(const float* a, ptrdiff_t lda, ptrdiff_t m, ptrdiff_
     }
 }
 
-/* The inner-dimension block cnnx_gemm and cnnx_pack_a use for k steps at most kc long: k cut into
+/* The inner-dimension block cnnx_gemm uses for k steps at most kc long: k cut into
    as few blocks as kc allows, of near-equal lengths (800 steps at kc 192 are 5 blocks of 160, not
    4 of 192 and one of 32, whose partial sums C would store and load again for little work). */
 static inline ptrdiff_t cnnx_block_k(ptrdiff_t k, ptrdiff_t kc)
@@ -318,45 +318,50 @@ static inline ptrdiff_t cnnx_block_k(ptrdiff_t k, ptrdiff_t kc)
     return blocks > 1 ? (k + blocks - 1) / blocks : kc;
 }
 
-/* A (m x k, lda) packed once for cnnx_gemm with the same isa and kc, into ``out``
-   (cnnx_packed_rows(isa, m) * k floats): the panel of rows i0.. and inner steps p0.. at
-   out + p0 * m_padded + i0 * (its steps). */
-static void cnnx_pack_a(int isa, ptrdiff_t m, ptrdiff_t k, const float* a, ptrdiff_t lda,
-                        ptrdiff_t kc, float* out)
+/* The columns (p % run) + (p / run) * rstride (p < k) of A (column-major, lda), packed once for
+   cnnx_gemm with the same isa into ``out`` (cnnx_packed_rows(isa, m) * k floats): the MR x k panel
+   of rows i0.. at out + i0 * k, its column p at MR * p within the panel (zero-padded to MR rows).
+   All of A is run = k. Any range of the packed columns is a packed A of its own: columns p0.. are
+   at out + MR * p0, with k panel columns. */
+static void cnnx_pack_a(int isa, ptrdiff_t m, ptrdiff_t k, const float* a, ptrdiff_t lda, ptrdiff_t run,
+                        ptrdiff_t rstride, float* out)
 {
     int MR, NR;
-    ptrdiff_t p0, i0, mp = cnnx_packed_rows(isa, m);
+    ptrdiff_t i0, p0;
     cnnx_tile_of(isa, &MR, &NR);
-    kc = cnnx_block_k(k, kc);
-    for (p0 = 0; p0 < k; p0 += kc) {
-        ptrdiff_t pk = k - p0 < kc ? k - p0 : kc;
-        for (i0 = 0; i0 < m; i0 += MR)
-            cnnx_pack_panel(a, lda, m, i0, p0, pk, MR, out + p0 * mp + i0 * pk);
-    }
+    if (run < 1)
+        run = k;
+    for (i0 = 0; i0 < m; i0 += MR)
+        for (p0 = 0; p0 < k; p0 += run)
+            cnnx_pack_panel(a + lda * (p0 / run) * rstride, lda, m, i0, 0, k - p0 < run ? k - p0 : run, MR,
+                            out + i0 * k + MR * p0);
 }
 
-/* C (m x n, column-major, ldc) = A (m x k) @ B (k x n, as ``v`` says), plus C's old values when
-   ``accumulate``. A is either ``packed`` (cnnx_pack_a with the same isa and kc) or, when that is
-   NULL, column-major at (a, lda), packed here panel by panel. ``kc`` bounds the inner-dimension
-   block (1 .. CNNX_KC_MAX; the blocks are cnnx_block_k's) and ``nc`` is the number of columns of
-   B whose kc x nc block stays in cache while every row tile of C passes over it. No panel of NR
-   columns crosses a group of B's columns. The caller checked that the CPU supports ``isa``. */
+/* C (m x n) = A (m x k) @ B (k x n, as ``v`` says), plus C's old values when ``accumulate``.
+   A is either ``packed`` by cnnx_pack_a with the same isa (``lda``: the columns of its panels) or,
+   when that is NULL, column-major at (a, lda), packed here panel by panel. C's rows are
+   contiguous and its columns are in B's groups: column j at c + (j % group) * ldc +
+   (j / group) * ldcg (a plain column-major C is ldcg = group * ldc). ``kc`` bounds the
+   inner-dimension block (1 .. CNNX_KC_MAX; the blocks are cnnx_block_k's) and ``nc`` is the
+   number of columns of B whose kc x nc block stays in cache while every row tile of C passes over
+   it. No panel of NR columns crosses a group of B's columns. The caller checked that the CPU
+   supports ``isa``. */
 static void cnnx_gemm(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float* packed,
                       const float* a, ptrdiff_t lda, const cnnx_bview* v, int accumulate, float* c,
-                      ptrdiff_t ldc, ptrdiff_t kc, ptrdiff_t nc)
+                      ptrdiff_t ldc, ptrdiff_t ldcg, ptrdiff_t kc, ptrdiff_t nc)
 {
     float apack[CNNX_MR_MAX * CNNX_KC_MAX] CNNX_ALIGN64;
     float ctile[CNNX_MR_MAX * CNNX_NR_MAX] CNNX_ALIGN64;
     int MR, NR;
     cnnx_tile_fn tile = cnnx_tile_of(isa, &MR, &NR);
-    ptrdiff_t mp = cnnx_packed_rows(isa, m), group = v->group > 0 ? v->group : n;
+    ptrdiff_t group = v->group > 0 ? v->group : n;
     ptrdiff_t jc, jend, p0, i0, j, t;
     kc = cnnx_block_k(k, kc);
     if (nc < NR)
         nc = NR;
     if (k == 0 && !accumulate) {
         for (j = 0; j < n; j++)
-            memset(c + ldc * j, 0, (size_t)m * sizeof(float));
+            memset(c + (j % group) * ldc + (j / group) * ldcg, 0, (size_t)m * sizeof(float));
     }
     for (jc = 0; jc < n; jc = jend) {
         /* Blocks of whole groups of columns, or of pieces of one group. */
@@ -375,7 +380,7 @@ static void cnnx_gemm(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const floa
                 ptrdiff_t mr = m - i0 < MR ? m - i0 : MR, j1;
                 const float* ap;
                 if (packed) {
-                    ap = packed + p0 * mp + i0 * pk;
+                    ap = packed + i0 * lda + MR * p0;
                 } else {
                     cnnx_pack_panel(a, lda, m, i0, p0, pk, MR, apack);
                     ap = apack;
@@ -391,7 +396,7 @@ static void cnnx_gemm(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const floa
                         ptrdiff_t j0 = j + t * (width / panels) + (t < width % panels ? t : width % panels);
                         int nr = (int)(width / panels + (t < width % panels));
                         const float* sj = seg + (j0 % group) * v->cs + (j0 / group) * v->gs;
-                        float* cp = c + i0 + ldc * j0;
+                        float* cp = c + i0 + (j0 % group) * ldc + (j0 / group) * ldcg;
                         int jj, ii;
                         if (mr == MR) {
                             tile(pk, ap, sj, q0, v, cp, ldc, nr, acc);
@@ -425,7 +430,7 @@ static void cnnx_sgemm_nn(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const 
     v.cs = ldb;
     v.group = n;
     v.gs = 0;
-    cnnx_gemm(isa, m, n, k, NULL, a, lda, &v, accumulate, c, ldc, kc, nc);
+    cnnx_gemm(isa, m, n, k, NULL, a, lda, &v, accumulate, c, ldc, n * ldc, kc, nc);
 }
 
 /* Multiply-adds on ``isa``'s widest vectors in 12 independent chains (so that the FMA units,
