@@ -84,10 +84,10 @@ _IMPLICIT_REPLACES = ("im2col_shifted", "im2col_gemm")
 # loaded machine: the filter gradient of lenet conv1-conv3 1.1-1.3x, the data gradient and the VGG
 # layer alike within the noise; no expanded matrices).
 _IMPLICIT_BACKWARD_REPLACES = ("shifted_stride1",)
-# The implicit filter gradient skips padding one filter column at a time, packing dY^T again for
-# each: with fewer taps than this per filter column (FH*FC) that costs more than the skipped
-# products (lenet conv1, FH*FC = 15: 4.9 -> 5.9 ms; conv3, 160: 5.2 -> 4.7 ms; 1 thread, Intel
-# Xeon with AVX-512).
+# The implicit filter gradient skips padding by GEMMs over one filter column and a run of filter
+# rows each, whose columns are those rows' FC taps: with fewer taps than this per filter column
+# (FH*FC) the tiles are too narrow to pay (lenet conv1, FH*FC = 15: 73-75 -> 56 GFLOP/s; conv3,
+# 160: 104-106 -> 118 with the rows skipped too; 1 thread, AMD Zen 4 with AVX-512).
 _SKIP_MIN_TAPS = 64
 # The data derivative's GEMM has FC rows: with fewer than this many channels per group most of a
 # tile's rows are padding, and alone (no filter derivative in the call) it ran slower than BLAS

@@ -12,7 +12,7 @@ import pytest
 
 import cnnx
 from cnnx import testing, vl_nnconv
-from cnnx.conv import ALGORITHMS, SUPPORTED_KERNELS, ConvPlan, plan_conv, run_conv, validate_conv
+from cnnx.conv import _SKIP_MIN_TAPS, ALGORITHMS, SUPPORTED_KERNELS, ConvPlan, plan_conv, run_conv, validate_conv
 
 # cnnx's own GEMM kernels this CPU runs (the portable one everywhere, AVX2 and AVX-512 where the
 # CPU has them): every test that runs every plan runs each of them too.
@@ -428,6 +428,22 @@ def test_implicit_gemms_on_wide_padding_and_dilation():
         ran |= check_own_kernels_against_reference(case, int(rng.integers(1 << 30)))
     if OWN_KERNELS:
         assert {"implicit_gemm", "implicit_columns", "implicit_backward"} <= ran
+
+
+@pytest.mark.skipif(not OWN_KERNELS, reason="no own kernel on this CPU")
+@pytest.mark.parametrize("case", [
+    ((8, 8, 32, 2), (5, 5, 32, 64), [2, 2, 2, 2], [1, 1], [1, 1]),   # lenet conv3
+    ((6, 7, 16, 2), (4, 3, 16, 13), [3, 1, 0, 2], [1, 1], [1, 2]),   # uneven pads, 13 filters
+    ((5, 4, 48, 1), (3, 3, 24, 10), [4, 4, 1, 3], [1, 1], [1, 1]),   # rows that reach only padding, groups
+    ((9, 3, 20, 3), (5, 2, 20, 40), [0, 4, 1, 0], [1, 1], [1, 1]),   # bottom padding only
+])
+def test_implicit_filter_gradient_skips_padding_rows(case):
+    # With FH*FC >= _SKIP_MIN_TAPS taps per filter column the filter gradient runs one GEMM per
+    # filter column and run of filter rows, over the output rows and columns they reach (A is the
+    # packed dY^T read in runs, cnnx_bview.askip): against the reference on every own kernel.
+    fh, _, fc, _ = case[1]
+    assert fh * fc >= _SKIP_MIN_TAPS
+    assert "implicit_backward" in check_own_kernels_against_reference(case, 5)
 
 
 @pytest.mark.skipif(not OWN_KERNELS, reason="no own kernel on this CPU")

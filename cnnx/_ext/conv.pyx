@@ -43,7 +43,7 @@ cdef extern from "gemm.h" nogil:
     int CNNX_KC_MAX
     ctypedef struct cnnx_bview:
         const float* b
-        Py_ssize_t rs, run, ts, cs, group, gs
+        Py_ssize_t rs, run, ts, cs, group, gs, askip
     int cnnx_isa_supported(int isa)
     void cnnx_tile_of(int isa, int* mr, int* nr)
     Py_ssize_t cnnx_packed_rows(int isa, Py_ssize_t m)
@@ -637,6 +637,7 @@ cdef void implicit_image(const float* x, const float* packed, const Patches* pt,
     pad_channels_first(x, g, gi * g.FC, Hp, Wp, xtp)
     view.b = xtp
     view.rs = 1
+    view.askip = 0
     view.run = g.FH * g.FC
     view.ts = g.FC * Hp * g.DX
     view.cs = g.FC * g.SY
@@ -1085,20 +1086,38 @@ def conv_backward_shifted(x, *args):
     return _conv_backward_shifted(x, *args)
 
 
+cdef void pack_transposed(int isa, const float* a, Py_ssize_t rows, Py_ssize_t cols, float* out) noexcept nogil:
+    """a^T (cols x rows) for a (rows x cols, column-major), packed into ``out`` as cnnx_pack_a packs
+    A: its panels of MR columns of ``a`` transposed (ld MR) in one pass, zero-padded to MR."""
+    cdef int MR, NR
+    cdef Py_ssize_t panel, i0, mr, p
+    cnnx_tile_of(isa, &MR, &NR)
+    for panel in range((cols + MR - 1) // MR):
+        i0 = panel * MR
+        mr = min(MR, cols - i0)
+        cnnx_transpose_f32(a + i0 * rows, rows, rows, mr, out + i0 * rows, MR, NULL, 1)
+        if mr < MR:
+            for p in range(rows):
+                memset(out + i0 * rows + MR * p + mr, 0, (MR - mr) * sizeof(float))
+
+
 cdef void implicit_back_image(const float* xn, const float* dyn, const float* packed_fkg, const Patches* pt,
                               float* dxn,
                               float* dfc, const Geom* g, const Geom* gd, Py_ssize_t gi, Py_ssize_t Hp,
-                              Py_ssize_t Wp, Py_ssize_t Hd, Py_ssize_t Wd, float* xtp, float* dtp, float* dyt,
+                              Py_ssize_t Wp, Py_ssize_t Hd, Py_ssize_t Wd, float* xtp, float* dtp, float* dyp,
                               float* dxt, bint need_dx, bint need_df, bint skip_df, bint accumulate, int isa,
                               Py_ssize_t kc, Py_ssize_t nc) noexcept nogil:
     """One image and group of _conv_backward_implicit (its B views are local, so thread-private)."""
     cdef cnnx_bview view
-    cdef Py_ssize_t HW = g.H * g.W, run = g.FH * g.FC, v, ja, jb
+    cdef Py_ssize_t HW = g.H * g.W, run = g.FH * g.FC, v, ja, jb, ua, ub, ia, ib, i0, i1
+    cdef int MR, NR
     if need_df:
         # dF^T (Kg x Q) [+]= dY^T (Kg x pixels) @ Xcol^T: pixels in runs of YH (one output column),
-        # taps in groups of FH*FC (one filter column), read in place from the padded image; with
-        # ``skip_df``, each filter column v over the output columns where it reaches the image.
-        transpose_into(dyn + gi * g.Kg * g.P, g.P, g.Kg, dyt, g.Kg)
+        # taps in groups of FH*FC (one filter column), read in place from the padded image; dY^T
+        # packed once. With ``skip_df``, each filter column v over the output columns where it
+        # reaches the image, and each run of filter rows [ua, ub) over the output rows [ia, ib)
+        # where those reach it.
+        pack_transposed(isa, dyn + gi * g.Kg * g.P, g.P, g.Kg, dyp)
         pad_channels_first(xn, g, gi * g.FC, Hp, Wp, xtp)
         view.rs = g.FC * g.SY
         view.run = g.YH
@@ -1106,22 +1125,39 @@ cdef void implicit_back_image(const float* xn, const float* dyn, const float* pa
         view.cs = 1
         view.group = run
         view.gs = g.FC * Hp * g.DX
+        view.askip = 0
         if not skip_df:
             view.b = xtp
-            cnnx_gemm(isa, g.Kg, g.Q, g.P, NULL, dyt, g.Kg, &view, accumulate, dfc + gi * g.Kg, g.K, run * g.K,
+            cnnx_gemm(isa, g.Kg, g.Q, g.P, dyp, NULL, g.P, &view, accumulate, dfc + gi * g.Kg, g.K, run * g.K,
                       kc, nc)
         else:
+            cnnx_tile_of(isa, &MR, &NR)
             for v in range(g.FW):
                 valid_range(v * g.DX - g.PL, g.W, g.SX, g.YW, &ja, &jb)
-                view.b = xtp + ja * view.ts + v * view.gs
-                cnnx_gemm(isa, g.Kg, run, (jb - ja) * g.YH, NULL, dyt + ja * g.YH * g.Kg, g.Kg, &view, accumulate,
-                          dfc + gi * g.Kg + v * run * g.K, g.K, run * g.K, kc, nc)
+                ua = 0
+                while ua < g.FH:
+                    valid_range(ua - g.PT, g.H, g.SY, g.YH, &ia, &ib)
+                    ub = ua + 1
+                    while ub < g.FH:
+                        valid_range(ub - g.PT, g.H, g.SY, g.YH, &i0, &i1)
+                        if i0 != ia or i1 != ib:
+                            break
+                        ub += 1
+                    view.b = xtp + ja * view.ts + v * view.gs + ia * view.rs + ua * g.FC
+                    view.run = max(1, ib - ia)
+                    view.askip = g.YH - view.run
+                    view.group = (ub - ua) * g.FC
+                    cnnx_gemm(isa, g.Kg, view.group, (ib - ia) * (jb - ja), dyp + MR * (ia + g.YH * ja), NULL, g.P,
+                              &view, accumulate, dfc + gi * g.Kg + (ua + g.FH * v) * g.FC * g.K, g.K,
+                              view.group * g.K, kc, nc)
+                    ua = ub
     if need_dx:
         # dX^T (FC x H*W) = flipped F (FC x Kg*FH*FW) @ the im2col of dY, padded and channels
         # first (gd), rectangle by rectangle of dX (make_patches).
         pad_channels_first(dyn, gd, gi * g.Kg, Hd, Wd, dtp)
         view.b = dtp
         view.rs = 1
+        view.askip = 0
         view.run = g.FH * g.Kg
         view.ts = g.Kg * Hd * g.DX
         view.cs = g.Kg
@@ -1157,7 +1193,7 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
     cdef float* packed = NULL
     cdef float* xtp
     cdef float* dtp
-    cdef float* dyt
+    cdef float* dyp
     cdef float* dxt
     cdef float* dfc
     cdef float* dbc
@@ -1177,12 +1213,12 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
         with parallel(num_threads=n_threads):
             xtp = NULL
             dtp = NULL
-            dyt = NULL
+            dyp = NULL
             dxt = NULL
             if need_df:
                 xtp = <float*> malloc(g.FC * Hp * Wp * sizeof(float))
-                dyt = <float*> malloc(g.Kg * g.P * sizeof(float))
-                if xtp == NULL or dyt == NULL:
+                dyp = <float*> malloc(cnnx_packed_rows(isa, g.Kg) * g.P * sizeof(float))
+                if xtp == NULL or dyp == NULL:
                     failed[0] = 1
             if need_dx:
                 dtp = <float*> malloc(g.Kg * Hd * Wd * sizeof(float))
@@ -1202,12 +1238,12 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
                     for gi in range(g.G):
                         implicit_back_image(&x[0] + n * g.HWC, dyn, packed + gi * per_group if need_dx else NULL,
                                             &pt, &dx[0] + n * g.HWC, dfc, &g, &gd, gi, Hp,
-                                            Wp, Hd, Wd, xtp, dtp, dyt, dxt, need_dx, need_df, skip_df, not first,
+                                            Wp, Hd, Wd, xtp, dtp, dyp, dxt, need_dx, need_df, skip_df, not first,
                                             isa, kc, nc)
                     first = False
             free(xtp)
             free(dtp)
-            free(dyt)
+            free(dyp)
             free(dxt)
     if failed[0]:
         raise MemoryError("vl_nnconv: cannot allocate the implicit GEMM's buffers")

@@ -50,10 +50,13 @@
    A column-major k x n matrix is rs = 1, run = k, cs = ldb, group = n. Convolutions read the
    image in place with it (implicit GEMM): the taps of one output pixel are runs of FH*FC values
    of the channels-first padded image, one run per filter column, and the output pixels of one
-   output column are ``group`` columns cs apart. */
+   output column are ``group`` columns cs apart.
+   A packed A (cnnx_pack_a) follows the same runs: step p reads its packed column
+   p + (p / run) * askip, so that a GEMM over part of every run (the filter gradient over the
+   output rows one filter row reaches) reads A packed once whole. 0 when A is not packed. */
 typedef struct {
     const float* b;
-    ptrdiff_t rs, run, ts, cs, group, gs;
+    ptrdiff_t rs, run, ts, cs, group, gs, askip;
 } cnnx_bview;
 
 /* A tile kernel: c (MR x nr, leading dimension ldc) = [c +] ap @ B, where ap is a packed MR x kc
@@ -71,6 +74,7 @@ typedef void (*cnnx_tile_fn)(ptrdiff_t kc, const float* ap, const float* seg, pt
     {                                                                                            \
         VEC c0[NR], c1[NR];                                                                      \
         const ptrdiff_t rs = v->rs, cs = v->cs, ts = v->ts, run = v->run;                        \
+        const ptrdiff_t askip = 2 * LANES * v->askip;                                            \
         const float* bp = seg + q0 * rs;                                                         \
         ptrdiff_t p, left = run - q0;                                                            \
         int j;                                                                                   \
@@ -79,18 +83,20 @@ typedef void (*cnnx_tile_fn)(ptrdiff_t kc, const float* ap, const float* seg, pt
             c1[j] = accumulate ? LOADU(c + ldc * j + LANES) : ZERO();                            \
         }                                                                                        \
         for (p = 0; p < kc; p++) {                                                               \
-            VEC a0 = LOADU(ap + 2 * LANES * p);                                                  \
-            VEC a1 = LOADU(ap + 2 * LANES * p + LANES);                                          \
+            VEC a0 = LOADU(ap);                                                                  \
+            VEC a1 = LOADU(ap + LANES);                                                          \
             for (j = 0; j < NR; j++) {                                                           \
                 VEC bj = SET1(bp[cs * j]);                                                       \
                 c0[j] = FMA(a0, bj, c0[j]);                                                      \
                 c1[j] = FMA(a1, bj, c1[j]);                                                      \
             }                                                                                    \
+            ap += 2 * LANES;                                                                     \
             bp += rs;                                                                            \
             if (--left == 0) {                                                                   \
                 seg += ts;                                                                       \
                 bp = seg;                                                                        \
                 left = run;                                                                      \
+                ap += askip;                                                                     \
             }                                                                                    \
         }                                                                                        \
         for (j = 0; j < NR; j++) {                                                               \
@@ -127,12 +133,14 @@ CNNX_INLINE cnnx_v4 cnnx_v4_madd(cnnx_v4 a, cnnx_v4 b, cnnx_v4 c) { return a * b
         for (p = 0; p < kc; p++) {                                                               \
             for (j = 0; j < NR; j++)                                                             \
                 for (i = 0; i < CNNX_GENERIC_MR; i++)                                            \
-                    acc[j][i] += ap[CNNX_GENERIC_MR * p + i] * bp[v->cs * j];                    \
+                    acc[j][i] += ap[i] * bp[v->cs * j];                                          \
+            ap += CNNX_GENERIC_MR;                                                               \
             bp += v->rs;                                                                         \
             if (--left == 0) {                                                                   \
                 seg += v->ts;                                                                    \
                 bp = seg;                                                                        \
                 left = v->run;                                                                   \
+                ap += CNNX_GENERIC_MR * v->askip;                                                \
             }                                                                                    \
         }                                                                                        \
         for (j = 0; j < NR; j++)                                                                 \
@@ -338,8 +346,9 @@ static void cnnx_pack_a(int isa, ptrdiff_t m, ptrdiff_t k, const float* a, ptrdi
 }
 
 /* C (m x n) = A (m x k) @ B (k x n, as ``v`` says), plus C's old values when ``accumulate``.
-   A is either ``packed`` by cnnx_pack_a with the same isa (``lda``: the columns of its panels) or,
-   when that is NULL, column-major at (a, lda), packed here panel by panel. C's rows are
+   A is either ``packed`` by cnnx_pack_a with the same isa (``lda``: the columns of its panels; its
+   columns read as v->askip says) or, when that is NULL, column-major at (a, lda), packed here
+   panel by panel (v->askip 0). C's rows are
    contiguous and its columns are in B's groups: column j at c + (j % group) * ldc +
    (j / group) * ldcg (a plain column-major C is ldcg = group * ldc). ``kc`` bounds the
    inner-dimension block (1 .. CNNX_KC_MAX; the blocks are cnnx_block_k's) and ``nc`` is the
@@ -380,7 +389,7 @@ static void cnnx_gemm(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const floa
                 ptrdiff_t mr = m - i0 < MR ? m - i0 : MR, j1;
                 const float* ap;
                 if (packed) {
-                    ap = packed + i0 * lda + MR * p0;
+                    ap = packed + i0 * lda + MR * (p0 + (p0 / v->run) * v->askip);
                 } else {
                     cnnx_pack_panel(a, lda, m, i0, p0, pk, MR, apack);
                     ap = apack;
@@ -430,6 +439,7 @@ static void cnnx_sgemm_nn(int isa, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const 
     v.cs = ldb;
     v.group = n;
     v.gs = 0;
+    v.askip = 0;
     cnnx_gemm(isa, m, n, k, NULL, a, lda, &v, accumulate, c, ldc, n * ldc, kc, nc);
 }
 
