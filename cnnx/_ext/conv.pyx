@@ -1102,21 +1102,21 @@ cdef void pack_transposed(int isa, const float* a, Py_ssize_t rows, Py_ssize_t c
 
 
 cdef void implicit_back_image(const float* xn, const float* dyn, const float* packed_fkg, const Patches* pt,
-                              float* dxn,
+                              const Span* filter_rows, Py_ssize_t n_filter_rows, float* dxn,
                               float* dfc, const Geom* g, const Geom* gd, Py_ssize_t gi, Py_ssize_t Hp,
                               Py_ssize_t Wp, Py_ssize_t Hd, Py_ssize_t Wd, float* xtp, float* dtp, float* dyp,
                               float* dxt, bint need_dx, bint need_df, bint skip_df, bint accumulate, int isa,
                               Py_ssize_t kc, Py_ssize_t nc) noexcept nogil:
     """One image and group of _conv_backward_implicit (its B views are local, so thread-private)."""
     cdef cnnx_bview view
-    cdef Py_ssize_t HW = g.H * g.W, run = g.FH * g.FC, v, ja, jb, ua, ub, ia, ib, i0, i1
+    cdef Py_ssize_t HW = g.H * g.W, run = g.FH * g.FC, v, ja, jb, r, ua, ub, ia, ib
     cdef int MR, NR
     if need_df:
         # dF^T (Kg x Q) [+]= dY^T (Kg x pixels) @ Xcol^T: pixels in runs of YH (one output column),
         # taps in groups of FH*FC (one filter column), read in place from the padded image; dY^T
         # packed once. With ``skip_df``, each filter column v over the output columns where it
-        # reaches the image, and each run of filter rows [ua, ub) over the output rows [ia, ib)
-        # where those reach it.
+        # reaches the image, and each run of filter rows [ua, ub) = filter_rows[r].j0, j1 over the
+        # output rows [ia, ib) = filter_rows[r].v0, v1 where those reach it.
         pack_transposed(isa, dyn + gi * g.Kg * g.P, g.P, g.Kg, dyp)
         pad_channels_first(xn, g, gi * g.FC, Hp, Wp, xtp)
         view.rs = g.FC * g.SY
@@ -1134,15 +1134,8 @@ cdef void implicit_back_image(const float* xn, const float* dyn, const float* pa
             cnnx_tile_of(isa, &MR, &NR)
             for v in range(g.FW):
                 valid_range(v * g.DX - g.PL, g.W, g.SX, g.YW, &ja, &jb)
-                ua = 0
-                while ua < g.FH:
-                    valid_range(ua - g.PT, g.H, g.SY, g.YH, &ia, &ib)
-                    ub = ua + 1
-                    while ub < g.FH:
-                        valid_range(ub - g.PT, g.H, g.SY, g.YH, &i0, &i1)
-                        if i0 != ia or i1 != ib:
-                            break
-                        ub += 1
+                for r in range(n_filter_rows):
+                    ua, ub, ia, ib = filter_rows[r].j0, filter_rows[r].j1, filter_rows[r].v0, filter_rows[r].v1
                     view.b = xtp + ja * view.ts + v * view.gs + ia * view.rs + ua * g.FC
                     view.run = max(1, ib - ia)
                     view.askip = g.YH - view.run
@@ -1150,7 +1143,6 @@ cdef void implicit_back_image(const float* xn, const float* dyn, const float* pa
                     cnnx_gemm(isa, g.Kg, view.group, (ib - ia) * (jb - ja), dyp + MR * (ia + g.YH * ja), NULL, g.P,
                               &view, accumulate, dfc + gi * g.Kg + (ua + g.FH * v) * g.FC * g.K, g.K,
                               view.group * g.K, kc, nc)
-                    ua = ub
     if need_dx:
         # dX^T (FC x H*W) = flipped F (FC x Kg*FH*FW) @ the im2col of dY, padded and channels
         # first (gd), rectangle by rectangle of dX (make_patches).
@@ -1190,6 +1182,10 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
     cdef bint first
     cdef list keep = []
     cdef Patches pt
+    # The filter gradient's runs of filter rows that reach the same output rows (reach_spans with
+    # the filter rows as its outputs).
+    cdef Span* filter_rows = <Span*> numpy_buffer(max(1, 2 * g.YH - 1) * sizeof(Span), keep)
+    cdef Py_ssize_t n_filter_rows = reach_spans(g.FH, -g.PT, 1, g.H, g.SY, g.YH, True, filter_rows)
     cdef float* packed = NULL
     cdef float* xtp
     cdef float* dtp
@@ -1237,7 +1233,7 @@ def _conv_backward_implicit(const float[::1] x, const float[::1] fkg, const floa
                         add_bias_derivative(dbc, dyn, g.K, g.P, first)
                     for gi in range(g.G):
                         implicit_back_image(&x[0] + n * g.HWC, dyn, packed + gi * per_group if need_dx else NULL,
-                                            &pt, &dx[0] + n * g.HWC, dfc, &g, &gd, gi, Hp,
+                                            &pt, filter_rows, n_filter_rows, &dx[0] + n * g.HWC, dfc, &g, &gd, gi, Hp,
                                             Wp, Hd, Wd, xtp, dtp, dyp, dxt, need_dx, need_df, skip_df, not first,
                                             isa, kc, nc)
                     first = False
