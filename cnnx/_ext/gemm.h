@@ -65,31 +65,48 @@ typedef struct {
 typedef void (*cnnx_tile_fn)(ptrdiff_t kc, const float* ap, const float* seg, ptrdiff_t q0,
                              const cnnx_bview* v, float* c, ptrdiff_t ldc, int nr, int accumulate);
 
-/* One tile kernel per width NR (arrays of exactly NR accumulators, so that the compiler keeps
-   them all in registers). */
+/* One tile kernel per width NR. Its 2 x NR accumulators are named variables, those of columns
+   NR and beyond unused (NR is a constant), so that the compiler keeps them all in registers: arrays
+   of vectors went through the stack on entry and exit (AVX-512, 32 x 12 tiles on 64 inner steps:
+   163 -> 181 GFLOP/s, on 32 steps 152 -> 175). */
+#define CNNX_TILE_COLUMNS(X, ...)                                                                \
+    X(0, __VA_ARGS__) X(1, __VA_ARGS__) X(2, __VA_ARGS__) X(3, __VA_ARGS__) X(4, __VA_ARGS__)    \
+    X(5, __VA_ARGS__) X(6, __VA_ARGS__) X(7, __VA_ARGS__) X(8, __VA_ARGS__) X(9, __VA_ARGS__)    \
+    X(10, __VA_ARGS__) X(11, __VA_ARGS__)
+#define CNNX_TILE_ZERO(J, VEC, ZERO) VEC c0_##J = ZERO(), c1_##J = ZERO();
+#define CNNX_TILE_LOAD(J, LOADU, LANES, NR)                                                      \
+    if (J < NR) {                                                                                \
+        c0_##J = LOADU(c + ldc * J);                                                             \
+        c1_##J = LOADU(c + ldc * J + LANES);                                                     \
+    }
+#define CNNX_TILE_FMA(J, VEC, SET1, FMA, NR)                                                     \
+    if (J < NR) {                                                                                \
+        VEC b_##J = SET1(bp[cs * J]);                                                            \
+        c0_##J = FMA(a0, b_##J, c0_##J);                                                         \
+        c1_##J = FMA(a1, b_##J, c1_##J);                                                         \
+    }
+#define CNNX_TILE_STORE(J, STOREU, LANES, NR)                                                    \
+    if (J < NR) {                                                                                \
+        STOREU(c + ldc * J, c0_##J);                                                             \
+        STOREU(c + ldc * J + LANES, c1_##J);                                                     \
+    }
 #define CNNX_TILE(ISA, TARGET, VEC, LANES, LOADU, STOREU, ZERO, SET1, FMA, NR)                   \
     TARGET static void cnnx_tile_##ISA##_##NR(ptrdiff_t kc, const float* ap, const float* seg,  \
                                               ptrdiff_t q0, const cnnx_bview* v, float* c,       \
                                               ptrdiff_t ldc, int accumulate)                     \
     {                                                                                            \
-        VEC c0[NR], c1[NR];                                                                      \
         const ptrdiff_t rs = v->rs, cs = v->cs, ts = v->ts, run = v->run;                        \
         const ptrdiff_t askip = 2 * LANES * v->askip;                                            \
         const float* bp = seg + q0 * rs;                                                         \
         ptrdiff_t p, left = run - q0;                                                            \
-        int j;                                                                                   \
-        for (j = 0; j < NR; j++) {                                                               \
-            c0[j] = accumulate ? LOADU(c + ldc * j) : ZERO();                                    \
-            c1[j] = accumulate ? LOADU(c + ldc * j + LANES) : ZERO();                            \
+        CNNX_TILE_COLUMNS(CNNX_TILE_ZERO, VEC, ZERO)                                             \
+        if (accumulate) {                                                                        \
+            CNNX_TILE_COLUMNS(CNNX_TILE_LOAD, LOADU, LANES, NR)                                  \
         }                                                                                        \
         for (p = 0; p < kc; p++) {                                                               \
             VEC a0 = LOADU(ap);                                                                  \
             VEC a1 = LOADU(ap + LANES);                                                          \
-            for (j = 0; j < NR; j++) {                                                           \
-                VEC bj = SET1(bp[cs * j]);                                                       \
-                c0[j] = FMA(a0, bj, c0[j]);                                                      \
-                c1[j] = FMA(a1, bj, c1[j]);                                                      \
-            }                                                                                    \
+            CNNX_TILE_COLUMNS(CNNX_TILE_FMA, VEC, SET1, FMA, NR)                                 \
             ap += 2 * LANES;                                                                     \
             bp += rs;                                                                            \
             if (--left == 0) {                                                                   \
@@ -99,10 +116,7 @@ typedef void (*cnnx_tile_fn)(ptrdiff_t kc, const float* ap, const float* seg, pt
                 ap += askip;                                                                     \
             }                                                                                    \
         }                                                                                        \
-        for (j = 0; j < NR; j++) {                                                               \
-            STOREU(c + ldc * j, c0[j]);                                                          \
-            STOREU(c + ldc * j + LANES, c1[j]);                                                  \
-        }                                                                                        \
+        CNNX_TILE_COLUMNS(CNNX_TILE_STORE, STOREU, LANES, NR)                                    \
     }
 /* ---- portable kernel: 8 x 6 tiles of 4-float vectors (GCC/Clang vector extensions: SSE2 on
    baseline x86-64, NEON on ARM), or of scalars with other compilers --------------------------- */
