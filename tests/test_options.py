@@ -138,3 +138,19 @@ def test_rules_return_normalised_values():
     assert real_number("f", "R", np.int64(2)) == 2.0 and truth_value("f", "B", np.bool_(True)) is True
     assert flag("Conv", "has_bias", np.array([[1.0]])) is True  # a MATLAB double, as model files store it
     assert truth_value("f", "B", 1.0, doubles=True) is True
+
+
+def test_specs_built_per_call_parse_alike_and_stay_bounded():
+    # parse_options caches each spec's lookup tables; a spec built anew per call must still be read
+    # as itself (never through a stale table of an earlier spec with the same id), and the cache
+    # must not grow with every such call.
+    from cnnx import _options
+
+    for i in range(3 * _options._SPEC_TABLES_MAX):
+        name = f"opt_{i % 7}"
+        spec = {name: Option("int", default=i)}
+        assert parse_options("f", (), {}, spec) == {name: i}
+        assert parse_options("f", (name.upper(), i + 1), {}, spec) == {name: i + 1}
+        with pytest.raises(TypeError, match=f"Valid options are: {name.title().replace('_', '')}"):
+            parse_options("f", ("other", 1), {}, spec)
+    assert len(_options._SPEC_TABLES) <= _options._SPEC_TABLES_MAX
