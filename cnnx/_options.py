@@ -78,16 +78,17 @@ def take_derivative(args, kwargs, fname):
     return dzdy, args, kwargs
 
 
-# Per option spec (keyed by id, holding the spec so that the id stays its own): the spec's names
-# by matching key and their display names. Blocks parse options on every call; building these
-# each time was a third of the parsing. Bounded, for callers that build a spec per call.
+# Per option spec (keyed by id, holding the spec so that the id stays its own, and rebuilt if the
+# spec's names change): the spec's names by matching key and their display names. Blocks parse
+# options on every call; building these each time was a third of the parsing. Bounded, for callers
+# that build a spec per call.
 _SPEC_TABLES = {}
 _SPEC_TABLES_MAX = 256
 
 
 def _spec_table(spec):
     entry = _SPEC_TABLES.get(id(spec))
-    if entry is None or entry[0] is not spec:
+    if entry is None or entry[0] is not spec or len(entry[2]) != len(spec):
         if len(_SPEC_TABLES) >= _SPEC_TABLES_MAX:
             _SPEC_TABLES.clear()
         entry = (spec, {_key(name): name for name in spec}, {name: _display(name, o) for name, o in spec.items()})

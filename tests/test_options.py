@@ -154,3 +154,10 @@ def test_specs_built_per_call_parse_alike_and_stay_bounded():
         with pytest.raises(TypeError, match=f"Valid options are: {name.title().replace('_', '')}"):
             parse_options("f", ("other", 1), {}, spec)
     assert len(_options._SPEC_TABLES) <= _options._SPEC_TABLES_MAX
+
+
+def test_a_spec_given_a_new_option_after_use_takes_it():
+    spec = {"pad": Option("int", default=0)}
+    assert parse_options("f", ("Pad", 2), {}, spec) == {"pad": 2}
+    spec["stride"] = Option("int", default=1)
+    assert parse_options("f", ("Stride", 3), {}, spec) == {"pad": 0, "stride": 3}
